@@ -9,7 +9,6 @@ package twokey
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Error codes of PROTOCOL.md section 7, plus internal for everything else.
@@ -89,28 +88,30 @@ func ErrorMessage(err error) string {
 }
 
 // HTTPStatus maps an error code to its HTTP status (PROTOCOL.md section 7).
+// The numbers are written out so that this package, which every domain
+// package imports, does not pull in net/http.
 func HTTPStatus(code string) int {
 	switch code {
 	case EBadEnvelope, EBadPayload, EBadSignature, EHostMismatch:
-		return http.StatusBadRequest
+		return 400
 	case EUnauthorized:
-		return http.StatusUnauthorized
+		return 401
 	case ENotMember, ENotSigner, ENotAdmin, EForbidden, EGateDisabled, EGateEnabled:
-		return http.StatusForbidden
+		return 403
 	case EUnknownConversation, EUnknownRequest, ENotFound:
-		return http.StatusNotFound
+		return 404
 	case EDuplicateRequest, EAlreadyVoted, EDigestMismatch, ERequestClosed:
-		return http.StatusConflict
+		return 409
 	case ERequestExpired:
-		return http.StatusGone
+		return 410
 	case ETooLarge:
-		return http.StatusRequestEntityTooLarge
+		return 413
 	case ERateLimited:
-		return http.StatusTooManyRequests
+		return 429
 	case EUnavailable:
-		return http.StatusServiceUnavailable
+		return 503
 	}
-	return http.StatusInternalServerError
+	return 500
 }
 
 // ExitCode maps an error code to the CLI's exit status: 1 for a refusal the

@@ -1,6 +1,8 @@
 module github.com/twokey/twokey
 
-go 1.26
+go 1.26.0
+
+require go.etcd.io/bbolt v1.5.0
 
 require (
 	charm.land/bubbles/v2 v2.2.1 // indirect
@@ -27,10 +29,10 @@ require (
 	github.com/spf13/cobra v1.10.2 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/xo/terminfo v1.0.0 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/term v0.47.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

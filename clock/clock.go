@@ -30,7 +30,9 @@ func (Real) AfterFunc(d time.Duration, f func()) func() bool {
 
 // Fake is a clock that moves only when told to. Functions scheduled on it run
 // synchronously inside Advance or Set, in due order, so a test observes their
-// effects as soon as the call returns.
+// effects as soon as the call returns. AfterFunc never runs f itself, even
+// for d <= 0: the next Advance or Set does, so a caller may schedule while
+// holding locks that f takes.
 type Fake struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -62,9 +64,6 @@ func (c *Fake) AfterFunc(d time.Duration, f func()) func() bool {
 	t := &fakeTimer{id: c.nextID, at: c.now.Add(d), f: f}
 	c.timers = append(c.timers, t)
 	c.mu.Unlock()
-	if d <= 0 {
-		c.Advance(0)
-	}
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
@@ -173,7 +172,7 @@ func (t *Template) Validate() error {
 			}
 		}
 	}
-	if hasBody && (t.Method == http.MethodGet || t.Method == http.MethodHead) {
+	if hasBody && (t.Method == "GET" || t.Method == "HEAD") {
 		return t.badf("method %s cannot carry body params: use POST, PUT, PATCH or DELETE, or put the params in the query", t.Method)
 	}
 	if err := t.validateEndpoint(); err != nil {

@@ -1,0 +1,39 @@
+# twokey — make test runs what CI runs; make demo shows the whole flow.
+GO       ?= go
+BIN      := bin/twokey
+PKGS     := ./...
+FUZZTIME ?= 60s
+
+.PHONY: all build test test-long demo fmt vet fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/twokey
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+# The whole suite: format check, vet, and every test under the race
+# detector (fuzz seed corpora included).
+test: fmt vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The long form of the crash and load tests.
+test-long: fmt vet
+	TWOKEY_LONG=1 $(GO) test -race -count=1 -timeout 60m $(PKGS)
+
+# The whole story on the embedded defaults, in a temp dir.
+demo: build
+	./scripts/demo.sh
+
+# Run every fuzz target for FUZZTIME each.
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf bin

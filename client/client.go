@@ -1,0 +1,344 @@
+// Package client is the one way the CLI and the TUI reach a twokey server:
+// it signs envelopes with the caller's identity, opens sessions, reads and
+// follows logs over the WebSocket (verifying every record), and turns the
+// protocol's error bodies back into classified errors.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/conversation"
+)
+
+// Client talks to one server as one identity.
+type Client struct {
+	Base string
+	HTTP *http.Client
+	ID   *conversation.Identity
+	// Now is the client's clock (tests may replace it).
+	Now func() time.Time
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+	gw      *api.Gateway
+}
+
+// New returns a client for the server at base acting as id.
+func New(base string, id *conversation.Identity) *Client {
+	return &Client{Base: strings.TrimSuffix(base, "/"), HTTP: &http.Client{Timeout: 60 * time.Second}, ID: id,
+		Now: func() time.Time { return time.Now().UTC() }}
+}
+
+// Error is returned for an answer the server refused.
+type Error = twokey.Error
+
+func (c *Client) url(path string) string { return c.Base + path }
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, body []byte, auth bool, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth {
+		tok, err := c.Token(ctx)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return &twokey.Error{Code: twokey.EUnavailable, Message: fmt.Sprintf("cannot reach the twokey server at %s: %v (is 'twokey serve' running? choose another with --server or TWOKEY_SERVER)", c.Base, unwrapURLErr(err)), Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return &twokey.Error{Code: twokey.EUnavailable, Message: "reading the server's answer: " + err.Error(), Err: err}
+	}
+	if resp.StatusCode >= 300 {
+		var eb struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			return &twokey.Error{Code: eb.Error.Code, Message: eb.Error.Message}
+		}
+		return &twokey.Error{Code: twokey.EInternal, Message: fmt.Sprintf("server answered %s to %s %s", resp.Status, method, path)}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func unwrapURLErr(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// Gateway returns (and caches) the server's keys.
+func (c *Client) Gateway(ctx context.Context) (*api.Gateway, error) {
+	c.mu.Lock()
+	gw := c.gw
+	c.mu.Unlock()
+	if gw != nil {
+		return gw, nil
+	}
+	var g api.Gateway
+	if err := c.do(ctx, "GET", "/v1/gateway", nil, false, &g); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.gw = &g
+	c.mu.Unlock()
+	return &g, nil
+}
+
+func (c *Client) needID() error {
+	if c.ID == nil {
+		return &twokey.Error{Code: twokey.EUnauthorized, Message: "no identity; make one with 'twokey id new --name NAME' or choose one with --identity FILE"}
+	}
+	return nil
+}
+
+// Token returns a bearer token, opening a session when there is none or it
+// is about to expire.
+func (c *Client) Token(ctx context.Context) (string, error) {
+	if err := c.needID(); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.token != "" && c.Now().Add(time.Minute).Before(c.expires) {
+		t := c.token
+		c.mu.Unlock()
+		return t, nil
+	}
+	c.mu.Unlock()
+	nonce := make([]byte, 24)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	env, err := conversation.SignJSON(c.ID, conversation.KindSessionOpen, map[string]string{
+		"created_at": conversation.FormatTime(c.Now()), "nonce": base64.StdEncoding.EncodeToString(nonce)})
+	if err != nil {
+		return "", err
+	}
+	body, _ := json.Marshal(env)
+	var out struct {
+		Token     string `json:"token"`
+		ExpiresAt string `json:"expires_at"`
+	}
+	if err := c.do(ctx, "POST", "/v1/sessions", body, false, &out); err != nil {
+		return "", err
+	}
+	exp, _ := time.Parse(time.RFC3339, out.ExpiresAt)
+	c.mu.Lock()
+	c.token, c.expires = out.Token, exp
+	c.mu.Unlock()
+	return out.Token, nil
+}
+
+// Header returns the common payload fields for conv, including the
+// gateway's key id (which binds gate.* and member.* signatures to it).
+func (c *Client) Header(ctx context.Context, conv string) (conversation.Header, error) {
+	gw, err := c.Gateway(ctx)
+	if err != nil {
+		return conversation.Header{}, err
+	}
+	return conversation.Header{Conversation: conv, CreatedAt: conversation.FormatTime(c.Now()), Gateway: gw.SigningKey}, nil
+}
+
+// NewID returns a fresh lower-case UUID.
+func NewID() string { return uuid.NewString() }
+
+// PostEnvelope posts a signed envelope to conv and returns the record.
+func (c *Client) PostEnvelope(ctx context.Context, conv string, env conversation.Envelope) (conversation.Record, error) {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	var rec conversation.Record
+	err = c.do(ctx, "POST", "/v1/conversations/"+url.PathEscape(conv)+"/messages", body, false, &rec)
+	return rec, err
+}
+
+// Post signs payload as kind and posts it to conv.
+func (c *Client) Post(ctx context.Context, conv, kind string, payload any) (conversation.Record, error) {
+	if err := c.needID(); err != nil {
+		return conversation.Record{}, err
+	}
+	env, err := conversation.SignJSON(c.ID, kind, payload)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.PostEnvelope(ctx, conv, env)
+}
+
+// CreateConversation founds a conversation with the given other members.
+func (c *Client) CreateConversation(ctx context.Context, name string, members []conversation.Member) (conversation.Record, error) {
+	if err := c.needID(); err != nil {
+		return conversation.Record{}, err
+	}
+	self := false
+	for _, m := range members {
+		self = self || m.Key == c.ID.KeyID()
+	}
+	if !self {
+		// Name ourselves, so that others see a name and not a key.
+		members = append([]conversation.Member{{Key: c.ID.KeyID(), Name: c.ID.Name}}, members...)
+	}
+	p := conversation.CreatePayload{Header: conversation.Header{Conversation: NewID(), CreatedAt: conversation.FormatTime(c.Now())},
+		Name: name, Members: members}
+	env, err := conversation.SignJSON(c.ID, conversation.KindConversationCreate, p)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	body, _ := json.Marshal(env)
+	var rec conversation.Record
+	err = c.do(ctx, "POST", "/v1/conversations", body, false, &rec)
+	return rec, err
+}
+
+// Say posts a chat message.
+func (c *Client) Say(ctx context.Context, conv, text string) (conversation.Record, error) {
+	return c.Post(ctx, conv, conversation.KindChatMessage, conversation.ChatPayload{
+		Header: conversation.Header{Conversation: conv, CreatedAt: conversation.FormatTime(c.Now())}, Text: text})
+}
+
+// Conversations lists the caller's conversations.
+func (c *Client) Conversations(ctx context.Context) ([]api.Summary, error) {
+	var out struct {
+		Conversations []api.Summary `json:"conversations"`
+	}
+	err := c.do(ctx, "GET", "/v1/conversations", nil, true, &out)
+	return out.Conversations, err
+}
+
+// Records reads up to limit records of conv after seq.
+func (c *Client) Records(ctx context.Context, conv string, after uint64, limit int) ([]conversation.Record, error) {
+	var out struct {
+		Records []conversation.Record `json:"records"`
+	}
+	err := c.do(ctx, "GET", fmt.Sprintf("/v1/conversations/%s/messages?after=%d&limit=%d", url.PathEscape(conv), after, limit), nil, true, &out)
+	return out.Records, err
+}
+
+// Gate returns conv's gate.
+func (c *Client) Gate(ctx context.Context, conv string) (*api.GateInfo, error) {
+	var g api.GateInfo
+	err := c.do(ctx, "GET", "/v1/conversations/"+url.PathEscape(conv)+"/gate", nil, true, &g)
+	return &g, err
+}
+
+// Request returns one request's state.
+func (c *Client) Request(ctx context.Context, conv, id string) (*api.RequestState, error) {
+	var r api.RequestState
+	err := c.do(ctx, "GET", "/v1/conversations/"+url.PathEscape(conv)+"/requests/"+url.PathEscape(id), nil, true, &r)
+	return &r, err
+}
+
+// Requests lists conv's requests, newest first, optionally in one state.
+func (c *Client) Requests(ctx context.Context, conv, state string) ([]*api.RequestState, error) {
+	var out struct {
+		Requests []*api.RequestState `json:"requests"`
+	}
+	q := "?limit=1000"
+	if state != "" {
+		q += "&state=" + url.QueryEscape(state)
+	}
+	err := c.do(ctx, "GET", "/v1/conversations/"+url.PathEscape(conv)+"/requests"+q, nil, true, &out)
+	return out.Requests, err
+}
+
+// Catalog returns the server's services and templates.
+func (c *Client) Catalog(ctx context.Context) (*api.Catalog, error) {
+	var out api.Catalog
+	err := c.do(ctx, "GET", "/v1/catalog", nil, false, &out)
+	return &out, err
+}
+
+// Conversation resolves a conversation named by id, unique id prefix, or
+// name among the caller's conversations.
+func (c *Client) Conversation(ctx context.Context, ref string) (api.Summary, error) {
+	all, err := c.Conversations(ctx)
+	if err != nil {
+		return api.Summary{}, err
+	}
+	var byName, byPrefix []api.Summary
+	for _, s := range all {
+		if s.ID == ref {
+			return s, nil
+		}
+		if s.Name == ref {
+			byName = append(byName, s)
+		}
+		if strings.HasPrefix(s.ID, ref) {
+			byPrefix = append(byPrefix, s)
+		}
+	}
+	switch {
+	case len(byName) == 1:
+		return byName[0], nil
+	case len(byName) > 1:
+		return api.Summary{}, twokey.Errorf(twokey.EBadPayload, "%d of your conversations are named %q; name one by its id (twokey conv ls)", len(byName), ref)
+	case len(byPrefix) == 1 && len(ref) >= 4:
+		return byPrefix[0], nil
+	case len(byPrefix) > 1:
+		return api.Summary{}, twokey.Errorf(twokey.EBadPayload, "%q is a prefix of %d conversation ids; give more of it", ref, len(byPrefix))
+	}
+	return api.Summary{}, twokey.Errorf(twokey.EUnknownConversation, "you have no conversation named %q (twokey conv ls lists yours)", ref)
+}
+
+// ResolveRequest expands a unique prefix of a request id in conv.
+func (c *Client) ResolveRequest(ctx context.Context, conv, ref string) (string, error) {
+	if len(ref) == 36 {
+		return ref, nil
+	}
+	all, err := c.Requests(ctx, conv, "")
+	if err != nil {
+		return "", err
+	}
+	var hits []string
+	for _, r := range all {
+		if strings.HasPrefix(r.RequestID, ref) {
+			hits = append(hits, r.RequestID)
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return "", twokey.Errorf(twokey.EUnknownRequest, "no request id starting with %q in this conversation (twokey requests CONV lists them)", ref)
+	}
+	return "", twokey.Errorf(twokey.EBadPayload, "%q is a prefix of %d request ids; give more of it", ref, len(hits))
+}

@@ -1,0 +1,247 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+)
+
+// EnableGate turns the gateway on in conv with default M and rules.
+func (c *Client) EnableGate(ctx context.Context, conv string, m int, rules []gate.Rule) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.Post(ctx, conv, conversation.KindGateEnable, gate.EnablePayload{Header: h, RequiredApprovals: m, Rules: rules})
+}
+
+// AddMember adds a member (admin only, before the gateway is enabled).
+func (c *Client) AddMember(ctx context.Context, conv string, m conversation.Member) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.Post(ctx, conv, conversation.KindMemberAdd, conversation.MemberPayload{Header: h, Key: m.Key, Name: m.Name})
+}
+
+// RemoveMember removes a member (admin only, before the gateway is enabled).
+func (c *Client) RemoveMember(ctx context.Context, conv, key string) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.Post(ctx, conv, conversation.KindMemberRemove, conversation.MemberPayload{Header: h, Key: key})
+}
+
+// Propose posts a member.propose; it counts as the proposer's approval.
+func (c *Client) Propose(ctx context.Context, conv string, p gate.ProposePayload) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	p.Header = h
+	if p.ProposalID == "" {
+		p.ProposalID = NewID()
+	}
+	return c.Post(ctx, conv, conversation.KindMemberPropose, p)
+}
+
+// ApproveProposal approves an open proposal, binding to the digest of the
+// proposal's payload as signed by its proposer (read from the log and
+// verified here, not taken from the server's word).
+func (c *Client) ApproveProposal(ctx context.Context, conv, proposalID string) (conversation.Record, error) {
+	g, err := c.Gate(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	var prop *gate.Proposal
+	for _, p := range g.Proposals {
+		if p.ID == proposalID || (len(proposalID) >= 4 && len(p.ID) > len(proposalID) && p.ID[:len(proposalID)] == proposalID) {
+			prop = p
+		}
+	}
+	if prop == nil {
+		return conversation.Record{}, twokey.Errorf(twokey.EUnknownRequest, "no open proposal %q in this conversation ('twokey gate show' lists them)", proposalID)
+	}
+	m, err := c.VerifiedRecord(ctx, conv, prop.Seq, conversation.KindMemberPropose)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.Post(ctx, conv, conversation.KindMemberApprove, gate.MemberApprovePayload{Header: h, ProposalID: prop.ID, ProposalDigest: m.PayloadDigest()})
+}
+
+// VerifiedRecord fetches record seq of conv, checks its signature and
+// kind, and returns the verified message.
+func (c *Client) VerifiedRecord(ctx context.Context, conv string, seq uint64, kind string) (*conversation.Message, error) {
+	if seq == 0 {
+		return nil, fmt.Errorf("no record number given")
+	}
+	recs, err := c.Records(ctx, conv, seq-1, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != 1 || recs[0].Seq != seq {
+		return nil, fmt.Errorf("record %d of the conversation is missing", seq)
+	}
+	m, err := conversation.Verify(recs[0].Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("record %d does not verify: %w", seq, err)
+	}
+	if m.Kind != kind {
+		return nil, fmt.Errorf("record %d is a %s, not a %s", seq, m.Kind, kind)
+	}
+	return m, nil
+}
+
+// AddSecret seals value to the gateway's box key on this machine and posts
+// it. The value never leaves the process unsealed.
+func (c *Client) AddSecret(ctx context.Context, conv, service, header, template string, ttl time.Duration, value []byte) (conversation.Record, error) {
+	g, err := c.Gateway(ctx)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(g.BoxKey)
+	if err != nil || len(raw) != 32 {
+		return conversation.Record{}, fmt.Errorf("the server's box key is malformed")
+	}
+	var pub [32]byte
+	copy(pub[:], raw)
+	sealed, err := box.SealAnonymous(nil, value, &pub, rand.Reader)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.Post(ctx, conv, conversation.KindGateSecret, gate.SecretPayload{Header: h, SecretID: NewID(), Service: service,
+		HeaderName: header, HeaderTemplate: template, TTLSeconds: int64(ttl / time.Second),
+		Sealed: base64.StdEncoding.EncodeToString(sealed)})
+}
+
+// RevokeSecret revokes by secret id or by service.
+func (c *Client) RevokeSecret(ctx context.Context, conv, secretID, service string) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.Post(ctx, conv, conversation.KindGateSecretRevoke, gate.RevokePayload{Header: h, SecretID: secretID, Service: service})
+}
+
+// Submit posts a gate.request; it counts as the submitter's approval.
+func (c *Client) Submit(ctx context.Context, conv string, p gate.RequestPayload) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	p.Header = h
+	if p.RequestID == "" {
+		p.RequestID = NewID()
+	}
+	return c.Post(ctx, conv, conversation.KindGateRequest, p)
+}
+
+// Vote approves (or rejects) request id. The digest is computed here from
+// the submitter's signed request as it stands in the log, so the vote can
+// only ever bind to the request this client has seen.
+func (c *Client) Vote(ctx context.Context, conv, id string, approve bool, reason string) (conversation.Record, *gate.RequestPayload, error) {
+	st, err := c.Request(ctx, conv, id)
+	if err != nil {
+		return conversation.Record{}, nil, err
+	}
+	if st.State != gate.StatePending {
+		return conversation.Record{}, nil, twokey.Errorf(twokey.ERequestClosed, "request %s is %s; it takes no more votes", id, st.State)
+	}
+	p, digest, err := c.RequestPayload(ctx, conv, st)
+	if err != nil {
+		return conversation.Record{}, nil, err
+	}
+	rec, err := c.VoteDigest(ctx, conv, st.RequestID, digest, approve, reason)
+	return rec, p, err
+}
+
+// RequestPayload reads and verifies a request's signed payload from the
+// log and returns it with its digest.
+func (c *Client) RequestPayload(ctx context.Context, conv string, st *api.RequestState) (*gate.RequestPayload, string, error) {
+	m, err := c.VerifiedRecord(ctx, conv, st.Seq, conversation.KindGateRequest)
+	if err != nil {
+		return nil, "", err
+	}
+	var p gate.RequestPayload
+	if err := json.Unmarshal(m.Payload, &p); err != nil || p.RequestID != st.RequestID {
+		return nil, "", fmt.Errorf("record %d is not request %s", st.Seq, st.RequestID)
+	}
+	return &p, m.PayloadDigest(), nil
+}
+
+// VoteDigest posts an approval or rejection bound to digest.
+func (c *Client) VoteDigest(ctx context.Context, conv, id, digest string, approve bool, reason string) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	kind := conversation.KindGateApprove
+	if !approve {
+		kind = conversation.KindGateReject
+	}
+	return c.Post(ctx, conv, kind, gate.VotePayload{Header: h, RequestID: id, RequestDigest: digest, Reason: reason})
+}
+
+// Cancel withdraws the caller's own pending request.
+func (c *Client) Cancel(ctx context.Context, conv, id string) (conversation.Record, error) {
+	h, err := c.Header(ctx, conv)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	return c.Post(ctx, conv, conversation.KindGateCancel, gate.CancelPayload{Header: h, RequestID: id})
+}
+
+// Settled reports whether a state is final for a waiter.
+func Settled(state string) bool {
+	return state != gate.StatePending && state != gate.StateExecuting
+}
+
+// WaitRequest follows conv's log until request id settles, then returns
+// its state.
+func (c *Client) WaitRequest(ctx context.Context, conv, id string) (*api.RequestState, error) {
+	st, err := c.Request(ctx, conv, id)
+	if err != nil || Settled(st.State) {
+		return st, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err = c.Follow(ctx, conv, st.Seq, FollowOptions{}, func(r conversation.Record) error {
+		var p struct {
+			RequestID string `json:"request_id"`
+		}
+		if json.Unmarshal(r.Body, &p) != nil || p.RequestID != id {
+			return nil
+		}
+		st, err = c.Request(ctx, conv, id)
+		if err != nil {
+			return err
+		}
+		if Settled(st.State) {
+			return errStop
+		}
+		return nil
+	})
+	if err == errStop {
+		return st, nil
+	}
+	return st, err
+}

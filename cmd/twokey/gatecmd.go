@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/gate"
+)
+
+func newGateCmd(f *factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gate",
+		Short: "Enable the gateway and manage its threshold rules",
+		Long: `Once the gateway is enabled in a conversation, every member is a signer, and
+a request runs only after M distinct signers approve it. M comes from the
+most specific threshold rule that applies (service+endpoint+method beats
+service+endpoint, beats service+method, ... beats * * *), else from the
+conversation's default. After enabling, members, M and rules change only by
+a proposal every signer approves.`,
+	}
+	var approvals int
+	var ruleFlags []string
+	enable := &cobra.Command{
+		Use:     "enable CONV --approvals M [--rule SPEC ...]",
+		Short:   "Turn the gateway on (admin only); every member becomes a signer",
+		Example: "  twokey gate enable ops --approvals 2\n  twokey gate enable ops --approvals 2 --rule service=httpbin,method=POST,approvals=3",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if approvals < 1 {
+				return usagef("--approvals M is required (how many distinct signers must approve)")
+			}
+			rules, err := parseRules(ruleFlags)
+			if err != nil {
+				return err
+			}
+			c, conv, err := f.conversation(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := c.EnableGate(cmd.Context(), conv.ID, approvals, rules); err != nil {
+				return err
+			}
+			g, err := c.Gate(cmd.Context(), conv.ID)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.io.Out, "gateway enabled in %s: %d of %d signers must approve\n", conv.Name, g.RequiredApprovals, len(g.Signers))
+			printSigners(f, g)
+			return nil
+		},
+	}
+	enable.Flags().IntVar(&approvals, "approvals", 0, "default number of distinct signer approvals (M)")
+	enable.Flags().StringArrayVar(&ruleFlags, "rule", nil, "a threshold rule: service=S,endpoint=/p,method=POST,approvals=N (omitted fields are *)")
+
+	show := &cobra.Command{
+		Use:   "show CONV",
+		Short: "Show the gate: signers, M, rules, secrets and open proposals",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, conv, err := f.conversation(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			g, err := c.Gate(cmd.Context(), conv.ID)
+			if err != nil {
+				return err
+			}
+			if !g.Enabled {
+				fmt.Fprintf(f.io.Out, "gateway is off in %s; its admin enables it with 'twokey gate enable %s --approvals M'\n", conv.Name, conv.Name)
+				return nil
+			}
+			fmt.Fprintf(f.io.Out, "gateway on in %s: default %d of %d signers\n", conv.Name, g.RequiredApprovals, len(g.Signers))
+			printSigners(f, g)
+			printRules(f, g.Rules)
+			fmt.Fprintf(f.io.Out, "secrets: %d (twokey secret ls %s)\n", len(g.Secrets), conv.Name)
+			for _, p := range g.Proposals {
+				fmt.Fprintf(f.io.Out, "open proposal %s by %s: %d of %d approvals\n", p.ID, nameOf(g, p.Proposer), len(p.Approvals), len(p.Needed))
+			}
+			return nil
+		},
+	}
+	rule := &cobra.Command{Use: "rule", Short: "Add, remove and list threshold rules"}
+	var r gate.Rule
+	add := &cobra.Command{
+		Use:   "add CONV [--service S] [--endpoint /path] [--method M] --approvals N",
+		Short: "Propose a new rule (every signer must approve the change)",
+		Example: "  twokey gate rule add ops --service httpbin --endpoint /post --method POST --approvals 3\n" +
+			"  twokey gate rule add ops --service hackernews --approvals 1",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if r.RequiredApprovals < 1 {
+				return usagef("--approvals N is required")
+			}
+			return f.changeRules(cmd.Context(), args[0], func(rules []gate.Rule) ([]gate.Rule, error) {
+				return append(rules, gate.Normalize([]gate.Rule{r})...), nil
+			})
+		},
+	}
+	add.Flags().StringVar(&r.Service, "service", "*", "service name, or *")
+	add.Flags().StringVar(&r.Endpoint, "endpoint", "*", "endpoint below the service's base URL: a template pattern like /item/{id}.json, a concrete path, or *")
+	add.Flags().StringVar(&r.Method, "method", "*", "HTTP method, or *")
+	add.Flags().IntVar(&r.RequiredApprovals, "approvals", 0, "approvals required for matching requests")
+	var rm gate.Rule
+	remove := &cobra.Command{
+		Use:   "rm CONV [--service S] [--endpoint /path] [--method M]",
+		Short: "Propose removing the rule on exactly these fields",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			want := gate.Normalize([]gate.Rule{rm})[0]
+			return f.changeRules(cmd.Context(), args[0], func(rules []gate.Rule) ([]gate.Rule, error) {
+				i := slices.IndexFunc(rules, func(x gate.Rule) bool {
+					return x.Service == want.Service && x.Endpoint == want.Endpoint && x.Method == want.Method
+				})
+				if i < 0 {
+					return nil, usagef("no rule on %s %s %s ('twokey gate rule ls' lists them)", want.Service, want.Method, want.Endpoint)
+				}
+				return slices.Delete(rules, i, i+1), nil
+			})
+		},
+	}
+	remove.Flags().StringVar(&rm.Service, "service", "*", "service name, or *")
+	remove.Flags().StringVar(&rm.Endpoint, "endpoint", "*", "endpoint, or *")
+	remove.Flags().StringVar(&rm.Method, "method", "*", "HTTP method, or *")
+	ls := &cobra.Command{
+		Use:   "ls CONV",
+		Short: "List the rules, most specific first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, conv, err := f.conversation(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			g, err := c.Gate(cmd.Context(), conv.ID)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.io.Out, "default: %d approvals\n", g.RequiredApprovals)
+			printRules(f, g.Rules)
+			return nil
+		},
+	}
+	rule.AddCommand(add, remove, ls)
+	cmd.AddCommand(enable, show, rule)
+	return cmd
+}
+
+// conversation resolves CONV and returns a client for it.
+func (f *factory) conversation(ctx context.Context, ref string) (*client.Client, api.Summary, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, api.Summary{}, err
+	}
+	conv, err := c.Conversation(ctx, ref)
+	return c, conv, err
+}
+
+// changeRules proposes a new rule set made by edit from the current one.
+func (f *factory) changeRules(ctx context.Context, ref string, edit func([]gate.Rule) ([]gate.Rule, error)) error {
+	c, conv, err := f.conversation(ctx, ref)
+	if err != nil {
+		return err
+	}
+	g, err := c.Gate(ctx, conv.ID)
+	if err != nil {
+		return err
+	}
+	if !g.Enabled {
+		return usagef("the gateway is off in %s: give rules when enabling it (twokey gate enable %s --approvals M --rule ...)", conv.Name, conv.Name)
+	}
+	rules, err := edit(slices.Clone(g.Rules))
+	if err != nil {
+		return err
+	}
+	rec, err := c.Propose(ctx, conv.ID, gate.ProposePayload{Rules: &rules})
+	if err != nil {
+		return err
+	}
+	return reportProposal(ctx, f, c, conv, rec.Body)
+}
+
+func reportProposal(ctx context.Context, f *factory, c *client.Client, conv api.Summary, body []byte) error {
+	var p gate.ProposePayload
+	_ = jsonUnmarshal(body, &p)
+	g, err := c.Gate(ctx, conv.ID)
+	if err != nil {
+		return err
+	}
+	for _, open := range g.Proposals {
+		if open.ID == p.ProposalID {
+			var waiting []string
+			for _, k := range open.Needed {
+				if !slices.Contains(open.Approvals, k) {
+					waiting = append(waiting, nameOf(g, k))
+				}
+			}
+			fmt.Fprintf(f.io.Out, "proposed %s; waiting for %s to run: twokey member approve %s %s\n", p.ProposalID, strings.Join(waiting, ", "), conv.Name, p.ProposalID[:8])
+			return nil
+		}
+	}
+	fmt.Fprintf(f.io.Out, "proposal %s applied: %d of %d signers must approve, %d rules\n", p.ProposalID, g.RequiredApprovals, len(g.Signers), len(g.Rules))
+	return nil
+}
+
+func nameOf(g *api.GateInfo, key string) string {
+	for _, m := range g.Members {
+		if m.Key == key && m.Name != "" {
+			return m.Name
+		}
+	}
+	if len(key) > 8 {
+		return key[:8]
+	}
+	return key
+}
+
+func printSigners(f *factory, g *api.GateInfo) {
+	for _, s := range g.Signers {
+		fmt.Fprintf(f.io.Out, "  signer %-10s %s\n", nameOf(g, s), s)
+	}
+}
+
+func printRules(f *factory, rules []gate.Rule) {
+	if len(rules) == 0 {
+		fmt.Fprintln(f.io.Out, "no rules: every request needs the default")
+		return
+	}
+	sorted := slices.Clone(rules)
+	slices.SortStableFunc(sorted, func(a, b gate.Rule) int { return b.Score() - a.Score() })
+	tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tENDPOINT\tMETHOD\tAPPROVALS\tSPECIFICITY")
+	for _, r := range sorted {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", r.Service, r.Endpoint, r.Method, r.RequiredApprovals, r.Score())
+	}
+	tw.Flush()
+}
+
+// parseRules reads --rule service=S,endpoint=/p,method=M,approvals=N.
+func parseRules(specs []string) ([]gate.Rule, error) {
+	var out []gate.Rule
+	for _, spec := range specs {
+		var r gate.Rule
+		for _, part := range strings.Split(spec, ",") {
+			k, v, ok := strings.Cut(part, "=")
+			if !ok {
+				return nil, usagef("--rule %q: write key=value pairs separated by commas", spec)
+			}
+			switch strings.TrimSpace(k) {
+			case "service":
+				r.Service = v
+			case "endpoint":
+				r.Endpoint = v
+			case "method":
+				r.Method = v
+			case "approvals":
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return nil, usagef("--rule %q: approvals must be a number", spec)
+				}
+				r.RequiredApprovals = n
+			default:
+				return nil, usagef("--rule %q: unknown field %q (use service, endpoint, method, approvals)", spec, k)
+			}
+		}
+		if r.RequiredApprovals < 1 {
+			return nil, usagef("--rule %q needs approvals=N", spec)
+		}
+		out = append(out, r)
+	}
+	return gate.Normalize(out), nil
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+)
+
+// logView renders records as readable cards. It follows the log as it
+// goes, so a request card knows its votes so far.
+type logView struct {
+	names    map[string]string // key id -> name
+	gateway  string
+	now      func() time.Time
+	required map[string]int // request id -> M, when known
+	votes    map[string][]string
+	states   map[string]string
+	short    bool // no bodies
+}
+
+func newLogView(gateway string, members []conversation.Member, now func() time.Time) *logView {
+	v := &logView{names: map[string]string{}, gateway: gateway, now: now,
+		required: map[string]int{}, votes: map[string][]string{}, states: map[string]string{}}
+	for _, m := range members {
+		v.names[m.Key] = m.Name
+	}
+	return v
+}
+
+func (v *logView) name(key string) string {
+	if key == v.gateway {
+		return "gateway"
+	}
+	if n := v.names[key]; n != "" {
+		return n
+	}
+	return conversation.ShortKey(key)
+}
+
+func (v *logView) nameList(keys []string) string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = v.name(k)
+	}
+	return strings.Join(out, ", ")
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// learn updates names from membership records.
+func (v *logView) learn(r conversation.Record) {
+	switch r.Kind {
+	case conversation.KindConversationCreate:
+		var p conversation.CreatePayload
+		if json.Unmarshal(r.Body, &p) == nil {
+			for _, m := range p.Members {
+				if m.Name != "" {
+					v.names[m.Key] = m.Name
+				}
+			}
+		}
+	case conversation.KindMemberAdd:
+		var p conversation.MemberPayload
+		if json.Unmarshal(r.Body, &p) == nil && p.Name != "" {
+			v.names[p.Key] = p.Name
+		}
+	case conversation.KindMemberChanged:
+		var p gate.ChangedPayload
+		if json.Unmarshal(r.Body, &p) == nil {
+			for _, m := range p.Members {
+				if m.Name != "" {
+					v.names[m.Key] = m.Name
+				}
+			}
+		}
+	}
+}
+
+func indent(w io.Writer, text string) {
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		fmt.Fprintf(w, "     %s\n", line)
+	}
+}
+
+// prettyBody indents JSON bodies and folds long ones.
+func prettyBody(body string, maxLines int) string {
+	var buf bytes.Buffer
+	if json.Indent(&buf, []byte(body), "", "  ") == nil {
+		body = buf.String()
+	}
+	lines := strings.Split(strings.TrimRight(body, "\n"), "\n")
+	if maxLines > 0 && len(lines) > maxLines {
+		more := len(lines) - maxLines
+		lines = append(lines[:maxLines], fmt.Sprintf("… %d more lines (twokey request show --body)", more))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func timeLeft(exp, now time.Time) string {
+	d := exp.Sub(now)
+	if d <= 0 {
+		return "expired"
+	}
+	d = d.Round(time.Second)
+	return "expires in " + d.String()
+}
+
+// render writes one record.
+func (v *logView) render(w io.Writer, r conversation.Record) {
+	v.learn(r)
+	when := r.ReceivedAt
+	if t, err := time.Parse(time.RFC3339Nano, r.ReceivedAt); err == nil {
+		when = t.UTC().Format("2006-01-02 15:04:05")
+	}
+	head := fmt.Sprintf("#%-4d %s  %-8s", r.Seq, when, v.name(r.Author))
+	switch r.Kind {
+	case conversation.KindConversationCreate:
+		var p conversation.CreatePayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s created %q with %s\n", head, p.Name, v.nameList(memberKeys(p.Members)))
+	case conversation.KindChatMessage:
+		var p conversation.ChatPayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s %s\n", head, p.Text)
+	case conversation.KindMemberAdd, conversation.KindMemberRemove:
+		var p conversation.MemberPayload
+		_ = json.Unmarshal(r.Body, &p)
+		verb := "added"
+		if r.Kind == conversation.KindMemberRemove {
+			verb = "removed"
+		}
+		fmt.Fprintf(w, "%s %s member %s (%s)\n", head, verb, v.name(p.Key), conversation.ShortKey(p.Key))
+	case conversation.KindGateEnable:
+		var p gate.EnablePayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s asks to enable the gateway, %d approvals required\n", head, p.RequiredApprovals)
+	case conversation.KindGateEnabled:
+		var p gate.EnabledPayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s GATE ENABLED  %d of %d signers must approve: %s\n", head, p.RequiredApprovals, len(p.Signers), v.nameList(p.Signers))
+		for _, rule := range p.Rules {
+			fmt.Fprintf(w, "     rule %s %s %s needs %d\n", rule.Service, rule.Method, rule.Endpoint, rule.RequiredApprovals)
+		}
+	case conversation.KindGateSecretStored:
+		var p gate.SecretStoredPayload
+		_ = json.Unmarshal(r.Body, &p)
+		exp := "no expiry"
+		if p.ExpiresAt != "" {
+			exp = "expires " + p.ExpiresAt
+		}
+		fmt.Fprintf(w, "%s SECRET STORED  for %s by %s, header %s: %s (%s; value never shown)\n", head, p.Service, v.name(p.ProvisionedBy), p.HeaderName, p.HeaderTemplate, exp)
+	case conversation.KindGateSecretRevoke:
+		var p gate.RevokePayload
+		_ = json.Unmarshal(r.Body, &p)
+		what := p.Service
+		if p.SecretID != "" {
+			what = "secret " + shortID(p.SecretID)
+		}
+		fmt.Fprintf(w, "%s asks to revoke %s\n", head, what)
+	case conversation.KindGateSecretRevoked:
+		var p gate.RevokedPayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s SECRET REVOKED  %d secret(s) by %s\n", head, len(p.SecretIDs), v.name(p.By))
+	case conversation.KindGateRequest:
+		var p gate.RequestPayload
+		_ = json.Unmarshal(r.Body, &p)
+		v.votes[p.RequestID] = []string{r.Author}
+		v.states[p.RequestID] = gate.StatePending
+		tmpl := p.Template
+		if tmpl == "" {
+			tmpl = "(no template)"
+		}
+		who := ""
+		if p.Program != "" {
+			who = " for program " + p.Program
+			v.votes[p.RequestID] = nil
+		}
+		fmt.Fprintf(w, "%s REQUEST %s  %s%s\n", head, shortID(p.RequestID), tmpl, who)
+		fmt.Fprintf(w, "     %s %s  (service %s)\n", p.Method, p.URL, p.Service)
+		if len(p.Params) > 0 {
+			keys := make([]string, 0, len(p.Params))
+			for k := range p.Params {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			parts := make([]string, len(keys))
+			for i, k := range keys {
+				parts[i] = k + "=" + p.Params[k]
+			}
+			fmt.Fprintf(w, "     params %s\n", strings.Join(parts, " "))
+		}
+		if len(p.Body) > 0 && !v.short {
+			indent(w, prettyBody(string(p.Body), 12))
+		}
+		m := "?"
+		if n, ok := v.required[p.RequestID]; ok {
+			m = fmt.Sprint(n)
+		}
+		left := ""
+		if exp, err := time.Parse(time.RFC3339Nano, p.ExpiresAt); err == nil {
+			left = " · " + timeLeft(exp, v.now())
+		}
+		fmt.Fprintf(w, "     approvals %d/%s (%s)%s\n", len(v.votes[p.RequestID]), m, v.nameList(v.votes[p.RequestID]), left)
+	case conversation.KindGateApprove, conversation.KindGateReject:
+		var p gate.VotePayload
+		_ = json.Unmarshal(r.Body, &p)
+		if r.Kind == conversation.KindGateApprove {
+			v.votes[p.RequestID] = append(v.votes[p.RequestID], r.Author)
+			m := "?"
+			if n, ok := v.required[p.RequestID]; ok {
+				m = fmt.Sprint(n)
+			}
+			fmt.Fprintf(w, "%s APPROVE %s  (%d/%s)\n", head, shortID(p.RequestID), len(v.votes[p.RequestID]), m)
+		} else {
+			reason := ""
+			if p.Reason != "" {
+				reason = ": " + p.Reason
+			}
+			fmt.Fprintf(w, "%s REJECT  %s%s\n", head, shortID(p.RequestID), reason)
+		}
+	case conversation.KindGateCancel:
+		var p gate.CancelPayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s CANCEL  %s\n", head, shortID(p.RequestID))
+	case conversation.KindGateExecuted:
+		var p gate.ExecutedPayload
+		_ = json.Unmarshal(r.Body, &p)
+		v.states[p.RequestID] = gate.StateExecuted
+		fmt.Fprintf(w, "%s EXECUTED %s  status %d in %d ms, approved by %s\n", head, shortID(p.RequestID), p.Status, p.DurationMS, v.nameList(p.Approvers))
+	case conversation.KindGateResponse:
+		var p gate.ResponsePayload
+		_ = json.Unmarshal(r.Body, &p)
+		extra := ""
+		if p.Redactions > 0 {
+			extra += fmt.Sprintf(", %d redacted", p.Redactions)
+		}
+		if p.Truncated {
+			extra += ", truncated at 64 KiB"
+		}
+		fmt.Fprintf(w, "%s RESPONSE %s  %d %s (%d bytes shown%s)\n", head, shortID(p.RequestID), p.Status, p.ContentType, len(p.Body), extra)
+		if !v.short && p.Body != "" {
+			indent(w, prettyBody(p.Body, 40))
+		}
+	case conversation.KindGateFailed, conversation.KindGateExpired, conversation.KindGateRejected, conversation.KindGateCancelled:
+		var p gate.ClosedPayload
+		_ = json.Unmarshal(r.Body, &p)
+		word := strings.ToUpper(strings.TrimPrefix(r.Kind, "gate."))
+		v.states[p.RequestID] = strings.TrimPrefix(r.Kind, "gate.")
+		fmt.Fprintf(w, "%s %s %s  reason %s\n", head, word, shortID(p.RequestID), p.Reason)
+	case conversation.KindMemberPropose:
+		var p gate.ProposePayload
+		_ = json.Unmarshal(r.Body, &p)
+		var parts []string
+		for _, m := range p.Add {
+			parts = append(parts, "add "+m.Name+" ("+conversation.ShortKey(m.Key)+")")
+		}
+		for _, k := range p.Remove {
+			parts = append(parts, "remove "+v.name(k))
+		}
+		if p.RequiredApprovals != 0 {
+			parts = append(parts, fmt.Sprintf("set M to %d", p.RequiredApprovals))
+		}
+		if p.Rules != nil {
+			parts = append(parts, fmt.Sprintf("set %d rules", len(*p.Rules)))
+		}
+		fmt.Fprintf(w, "%s PROPOSE %s  %s\n", head, shortID(p.ProposalID), strings.Join(parts, ", "))
+	case conversation.KindMemberApprove:
+		var p gate.MemberApprovePayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s APPROVE proposal %s\n", head, shortID(p.ProposalID))
+	case conversation.KindMemberChanged:
+		var p gate.ChangedPayload
+		_ = json.Unmarshal(r.Body, &p)
+		fmt.Fprintf(w, "%s MEMBERS CHANGED  signers %s; %d of %d must approve\n", head, v.nameList(p.Signers), p.RequiredApprovals, len(p.Signers))
+	default:
+		fmt.Fprintf(w, "%s %s\n", head, r.Kind)
+	}
+}
+
+func memberKeys(ms []conversation.Member) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Key
+	}
+	return out
+}

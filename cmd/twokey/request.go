@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/templates"
+)
+
+type requestOptions struct {
+	expires time.Duration
+	preview bool
+	wait    bool
+}
+
+func newRequestCmd(f *factory) *cobra.Command {
+	o := &requestOptions{}
+	cmd := &cobra.Command{
+		Use:   "request CONV TEMPLATE [k=v ...]",
+		Short: "Propose a call from a template (counts as your approval)",
+		Long: `Fill in a template and propose the call to the conversation. Your request
+counts as your own approval; it runs once M distinct signers have approved it
+(M from the most specific rule that applies), before it expires.
+
+--preview prints the resolved call, the rule that applies and its M, and
+submits nothing.`,
+		Example: "  twokey request ops dogs.breed breed=hound --preview\n" +
+			"  twokey request ops httpbin.headers --expires 30m --wait",
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error { return runRequest(cmd.Context(), f, o, args) },
+	}
+	cmd.Flags().DurationVar(&o.expires, "expires", time.Hour, "how long the request waits for approvals (at most 168h)")
+	cmd.Flags().BoolVar(&o.preview, "preview", false, "show the resolved call and its M; submit nothing")
+	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until the request settles and print the outcome")
+	var wait, body bool
+	show := &cobra.Command{
+		Use:     "show CONV ID",
+		Short:   "Show a request's state and outcome (a unique id prefix is enough)",
+		Example: "  twokey request show ops 3f2a --wait",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, conv, err := f.conversation(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			id, err := c.ResolveRequest(cmd.Context(), conv.ID, args[1])
+			if err != nil {
+				return err
+			}
+			var st *api.RequestState
+			if wait {
+				st, err = c.WaitRequest(cmd.Context(), conv.ID, id)
+			} else {
+				st, err = c.Request(cmd.Context(), conv.ID, id)
+			}
+			if err != nil {
+				return err
+			}
+			return printRequest(cmd.Context(), f.io.Out, c, conv, st, body || wait)
+		},
+	}
+	show.Flags().BoolVar(&wait, "wait", false, "wait until the request settles")
+	show.Flags().BoolVar(&body, "body", false, "print the whole response body")
+	cmd.AddCommand(show)
+	return cmd
+}
+
+func runRequest(ctx context.Context, f *factory, o *requestOptions, args []string) error {
+	if o.expires <= 0 || o.expires > 7*24*time.Hour {
+		return usagef("--expires %s: give a duration up to 168h", o.expires)
+	}
+	kv, err := templates.ParseArgs(args[2:])
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	c, conv, err := f.conversation(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	cat, err := c.Catalog(ctx)
+	if err != nil {
+		return err
+	}
+	t, svc := findTemplate(cat, args[1])
+	if t == nil {
+		return usagef("no template %q; 'twokey templates' lists them", args[1])
+	}
+	res, err := t.Resolve(svc.BaseURL, kv)
+	if err != nil {
+		return err
+	}
+	g, err := c.Gate(ctx, conv.ID)
+	if err != nil {
+		return err
+	}
+	m, rule := gate.Threshold(g.RequiredApprovals, g.Rules, gate.Target{Service: t.Service, Path: res.Path, Pattern: t.Endpoint, Method: res.Method})
+	if o.preview {
+		fmt.Fprintf(f.io.Out, "%s %s\n", res.Method, res.URL)
+		for _, k := range sortedKeys(res.Headers) {
+			fmt.Fprintf(f.io.Out, "  %s: %s\n", k, res.Headers[k])
+		}
+		if len(res.Body) > 0 {
+			fmt.Fprintf(f.io.Out, "  body %s\n", res.Body)
+		}
+		auth := orDefault(svc.Auth, "none")
+		fmt.Fprintf(f.io.Out, "service %s (key %s), template %s, risk %s\n", svc.Name, auth, t.Name, t.Risk)
+		if !g.Enabled {
+			fmt.Fprintf(f.io.Out, "the gateway is off in %s: enable it before submitting\n", conv.Name)
+		} else if rule != nil {
+			fmt.Fprintf(f.io.Out, "rule %s %s %s applies: %d of %d signers must approve (suggested %d)\n", rule.Service, rule.Method, rule.Endpoint, m, len(g.Signers), t.SuggestedApprovals)
+		} else {
+			fmt.Fprintf(f.io.Out, "no rule applies: the default %d of %d signers must approve (suggested %d)\n", m, len(g.Signers), t.SuggestedApprovals)
+		}
+		fmt.Fprintln(f.io.Out, "preview only: nothing submitted")
+		return nil
+	}
+	p := gate.RequestPayload{Template: t.Name, Service: t.Service, Method: res.Method, URL: res.URL,
+		Headers: res.Headers, Body: res.Body, ExpiresAt: conversation.FormatTime(c.Now().Add(o.expires)), Params: kv}
+	if len(p.Params) == 0 {
+		p.Params = nil
+	}
+	rec, err := c.Submit(ctx, conv.ID, p)
+	if err != nil {
+		return err
+	}
+	var sent gate.RequestPayload
+	_ = jsonUnmarshal(rec.Body, &sent)
+	st, err := c.Request(ctx, conv.ID, sent.RequestID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.io.Out, "submitted request %s: %s %s\n", sent.RequestID, res.Method, res.URL)
+	fmt.Fprintf(f.io.Out, "approvals %d/%d; others approve with: twokey approve %s %s\n", len(st.Approvals), st.RequiredApprovals, conv.Name, sent.RequestID[:8])
+	if o.wait {
+		st, err = c.WaitRequest(ctx, conv.ID, sent.RequestID)
+		if err != nil {
+			return err
+		}
+		return printRequest(ctx, f.io.Out, c, conv, st, true)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// printRequest writes a request's state, and its response when executed.
+func printRequest(ctx context.Context, w io.Writer, c *client.Client, conv api.Summary, st *api.RequestState, body bool) error {
+	names := map[string]string{}
+	for _, m := range conv.Members {
+		names[m.Key] = m.Name
+	}
+	nl := func(keys []string) string {
+		out := make([]string, len(keys))
+		for i, k := range keys {
+			out[i] = orDefault(names[k], conversation.ShortKey(k))
+		}
+		return strings.Join(out, ", ")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "request\t%s\n", st.RequestID)
+	fmt.Fprintf(tw, "call\t%s %s\n", st.Request.Method, st.Request.URL)
+	if st.Request.Template != "" {
+		fmt.Fprintf(tw, "template\t%s\n", st.Request.Template)
+	}
+	if st.Program != "" {
+		fmt.Fprintf(tw, "program\t%s\n", st.Program)
+	}
+	fmt.Fprintf(tw, "state\t%s\n", st.State)
+	fmt.Fprintf(tw, "approvals\t%d/%d (%s)\n", len(st.Approvals), st.RequiredApprovals, nl(st.Approvals))
+	if len(st.Rejections) > 0 {
+		fmt.Fprintf(tw, "rejections\t%s\n", nl(st.Rejections))
+	}
+	fmt.Fprintf(tw, "expires\t%s\n", st.ExpiresAt)
+	fmt.Fprintf(tw, "digest\t%s\n", st.RequestDigest)
+	if st.Result != nil {
+		if st.Result.Reason != "" {
+			fmt.Fprintf(tw, "reason\t%s\n", st.Result.Reason)
+		}
+		if st.Result.Status != 0 {
+			fmt.Fprintf(tw, "status\t%d in %d ms\n", st.Result.Status, st.Result.DurationMS)
+		}
+	}
+	tw.Flush()
+	if body && st.State == gate.StateExecuted && st.Result != nil && st.Result.Seq > 0 {
+		recs, err := c.Records(ctx, conv.ID, st.Result.Seq, 1)
+		if err == nil && len(recs) == 1 && recs[0].Kind == conversation.KindGateResponse {
+			var p gate.ResponsePayload
+			if jsonUnmarshal(recs[0].Body, &p) == nil {
+				fmt.Fprintf(w, "response %d %s (%d redactions)\n", p.Status, p.ContentType, p.Redactions)
+				fmt.Fprintln(w, prettyBody(p.Body, 0))
+			}
+		}
+	}
+	return nil
+}
+
+func newRequestsCmd(f *factory) *cobra.Command {
+	var state string
+	cmd := &cobra.Command{
+		Use:     "requests CONV [--state pending]",
+		Short:   "List a conversation's requests, newest first",
+		Example: "  twokey requests ops --state pending",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, conv, err := f.conversation(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			list, err := c.Requests(cmd.Context(), conv.ID, state)
+			if err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(f.io.Out, "no requests")
+				return nil
+			}
+			tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tAPPROVALS\tTEMPLATE\tCALL\tEXPIRES")
+			for _, r := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s %s\t%s\n", r.RequestID[:8], r.State, len(r.Approvals), r.RequiredApprovals,
+					orDefault(r.Request.Template, "-"), r.Request.Method, r.Request.URL, r.ExpiresAt)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only requests in this state (pending, executed, failed, expired, rejected, cancelled)")
+	return cmd
+}

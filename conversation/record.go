@@ -1,0 +1,137 @@
+package conversation
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Record is one numbered entry of a conversation's log (PROTOCOL 3).
+type Record struct {
+	Seq        uint64          `json:"seq"`
+	ReceivedAt string          `json:"received_at"`
+	Kind       string          `json:"kind"`
+	Author     string          `json:"author"`
+	Envelope   Envelope        `json:"envelope"`
+	Body       json.RawMessage `json:"body"`
+	Chain      string          `json:"chain"`
+}
+
+// Chain is a value of the log's hash chain.
+type Chain [32]byte
+
+// String writes the chain value as a digest.
+func (c Chain) String() string { return "sha256:" + hex.EncodeToString(c[:]) }
+
+// ParseChain reads a digest written by Chain.String.
+func ParseChain(s string) (Chain, error) {
+	var c Chain
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok {
+		return c, fmt.Errorf("chain %q lacks the sha256: prefix", clip(s))
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 32 || hex.EncodeToString(b) != h {
+		return c, fmt.Errorf("chain %q is not 64 lower-case hex digits", clip(s))
+	}
+	copy(c[:], b)
+	return c, nil
+}
+
+// Next returns chain(n) = SHA-256(chain(n-1) || SHA-256(PAE(envelope n))).
+func (c Chain) Next(pae []byte) Chain {
+	inner := sha256.Sum256(pae)
+	h := sha256.New()
+	h.Write(c[:])
+	h.Write(inner[:])
+	var out Chain
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// NewRecord builds the record for a verified message.
+func NewRecord(seq uint64, receivedAt string, m *Message, prev Chain) Record {
+	return Record{
+		Seq: seq, ReceivedAt: receivedAt, Kind: m.Kind, Author: m.Author,
+		Envelope: m.Envelope, Body: json.RawMessage(m.Payload),
+		Chain: prev.Next(PAE(m.Envelope.PayloadType, m.Payload)).String(),
+	}
+}
+
+// ChainVerifier checks a stream of records, in order, from some trusted
+// starting point: each signature, the kind, the author, that the body is
+// the signed payload, gap-free seq and the chain.
+type ChainVerifier struct {
+	Seq   uint64
+	Chain Chain
+	// Gateway, when set, is the gateway's key id: records of gateway kinds
+	// must be signed by it and no other record may be.
+	Gateway string
+}
+
+// Check verifies the next record and advances the verifier.
+func (v *ChainVerifier) Check(r Record) error {
+	if r.Seq != v.Seq+1 {
+		return fmt.Errorf("record %d: expected seq %d (a record is missing or out of order)", r.Seq, v.Seq+1)
+	}
+	m, err := Verify(r.Envelope)
+	if err != nil {
+		return fmt.Errorf("record %d: %w", r.Seq, err)
+	}
+	if m.Kind != r.Kind {
+		return fmt.Errorf("record %d: kind %q does not match its envelope's %q", r.Seq, r.Kind, m.Kind)
+	}
+	if m.Author != r.Author {
+		return fmt.Errorf("record %d: author does not match its envelope's signer", r.Seq)
+	}
+	if !sameJSON(r.Body, m.Payload) {
+		return fmt.Errorf("record %d: body does not match its envelope's signed payload", r.Seq)
+	}
+	if v.Gateway != "" {
+		if GatewayKind(m.Kind) && m.Author != v.Gateway {
+			return fmt.Errorf("record %d: %s claims to be the gateway's but is signed by %s", r.Seq, m.Kind, m.Author)
+		}
+		if !GatewayKind(m.Kind) && m.Author == v.Gateway {
+			return fmt.Errorf("record %d: %s is signed by the gateway, which writes only gateway kinds", r.Seq, m.Kind)
+		}
+	}
+	next := v.Chain.Next(PAE(r.Envelope.PayloadType, m.Payload))
+	if next.String() != r.Chain {
+		return fmt.Errorf("record %d: chain value does not match (the log before it was changed)", r.Seq)
+	}
+	v.Seq, v.Chain = r.Seq, next
+	return nil
+}
+
+// sameJSON reports whether body is payload as a JSON encoder may re-encode
+// it: encoding a json.RawMessage compacts it and may escape <, >, &, U+2028
+// and U+2029. Anything more is an edit.
+func sameJSON(body, payload []byte) bool {
+	norm := func(b []byte) ([]byte, bool) {
+		var c, h bytes.Buffer
+		if err := json.Compact(&c, b); err != nil {
+			return nil, false
+		}
+		json.HTMLEscape(&h, c.Bytes())
+		return h.Bytes(), true
+	}
+	a, ok1 := norm(body)
+	b, ok2 := norm(payload)
+	return ok1 && ok2 && bytes.Equal(a, b)
+}
+
+// MarshalText writes the chain as a digest.
+func (c Chain) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText reads a digest.
+func (c *Chain) UnmarshalText(b []byte) error {
+	v, err := ParseChain(string(b))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}

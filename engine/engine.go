@@ -1,0 +1,539 @@
+// Package engine applies signed messages to conversations, one conversation
+// at a time and in order: it verifies each envelope, decides with the gate's
+// rules, commits the records durably through the store, publishes them to
+// the hub, and makes the approved upstream calls exactly once.
+//
+// Locking: each conversation has one mutex, held from validation through
+// the durable commit to the publish, so a conversation's records are
+// decided, numbered and delivered in one order. Different conversations
+// proceed in parallel and share fsyncs through the store's group commit.
+// State is copied, changed, committed and only then swapped in, so a failed
+// commit leaves memory as it was.
+package engine
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/catalog"
+	"github.com/twokey/twokey/clock"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/store"
+	"github.com/twokey/twokey/vault"
+)
+
+// Version is the server's protocol and build version.
+const Version = "twokey/1"
+
+// Log attribute keys (STYLE 9): never a secret, a sealed blob or a token.
+const (
+	AttrConv    = "conversation"
+	AttrKind    = "kind"
+	AttrSeq     = "seq"
+	AttrRequest = "request_id"
+	AttrAuthor  = "author"
+	AttrCode    = "code"
+	AttrService = "service"
+	AttrStatus  = "status"
+	AttrReason  = "reason"
+	AttrError   = "error"
+)
+
+// Config assembles an engine.
+type Config struct {
+	Store   *store.Store
+	Vault   *vault.Vault
+	Catalog *catalog.Catalog
+	Gateway *conversation.Identity
+	BoxPub  *[32]byte
+	BoxPriv *[32]byte
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	Hub     *conversation.Hub
+	// TokenKey signs bearer tokens (32 random bytes, kept sealed at rest).
+	TokenKey []byte
+	// Upstream is the client for approved calls; its Transport is used and
+	// redirects are never followed. Nil means a default transport.
+	Upstream *http.Client
+	// UpstreamTimeout bounds one upstream call (default 30 s).
+	UpstreamTimeout time.Duration
+	// MaxResponseBytes bounds how much of an upstream body is read (default 10 MiB).
+	MaxResponseBytes int64
+	// Observer, when set, hears about every execution (request logs, metrics).
+	Observer Observer
+}
+
+// Observer hears about what the engine does, for logs and metrics.
+type Observer interface {
+	Executed(ex Execution)
+	Closed(conv string, req *gate.Request, state, reason string)
+	Voted(conv string, req *gate.Request, approve bool)
+	Submitted(conv string, req *gate.Request)
+}
+
+// Execution describes one finished upstream call.
+type Execution struct {
+	Time         time.Time
+	Conversation string
+	Request      *gate.Request
+	Service      string
+	Status       int
+	Duration     time.Duration
+	Reason       string // set when the call failed
+}
+
+// Engine is the gateway's core.
+type Engine struct {
+	cfg   Config
+	st    *store.Store
+	hub   *conversation.Hub
+	clock clock.Clock
+	log   *slog.Logger
+	gwKey string
+	box   string
+
+	mu    sync.RWMutex
+	convs map[string]*conv
+
+	reserved sync.Map // request ids being submitted right now
+	nonceMu  sync.Mutex
+
+	expiry *expiry
+	execWG sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	client *http.Client
+}
+
+// conv is one conversation's state in memory, guarded by mu.
+type conv struct {
+	mu        sync.Mutex
+	st        *conversation.State
+	gate      gate.Config
+	proposals map[string]*gate.Proposal
+	requests  map[string]*gate.Request // open: pending or executing
+	secrets   map[string]*vault.Secret // stored and not revoked
+}
+
+// snapshot is a conversation's state as kept in the store.
+type snapshot struct {
+	State     *conversation.State       `json:"state"`
+	Gate      gate.Config               `json:"gate"`
+	Proposals map[string]*gate.Proposal `json:"proposals,omitempty"`
+}
+
+// New loads every conversation and open request from the store, fails any
+// request found executing (it may have been sent before a crash: it is never
+// sent again) and starts the expiry scheduler.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Hub == nil {
+		cfg.Hub = conversation.NewHub(256)
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = 30 * time.Second
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = 10 << 20
+	}
+	if len(cfg.TokenKey) < 32 {
+		return nil, errors.New("engine: token key must be at least 32 bytes")
+	}
+	client := &http.Client{}
+	if cfg.Upstream != nil {
+		client.Transport = cfg.Upstream.Transport
+	}
+	// A redirect is returned as the response, never followed: following
+	// one could carry the injected key to another host.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	e := &Engine{
+		cfg: cfg, st: cfg.Store, hub: cfg.Hub, clock: cfg.Clock, log: cfg.Logger,
+		gwKey: cfg.Gateway.KeyID(), box: base64.RawURLEncoding.EncodeToString(cfg.BoxPub[:]),
+		convs: map[string]*conv{}, client: client,
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.expiry = newExpiry(cfg.Clock, e.expireDue)
+	if err := e.load(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// GatewayKey returns the gateway's signing key id.
+func (e *Engine) GatewayKey() string { return e.gwKey }
+
+// BoxKey returns the gateway's X25519 box key, base64url.
+func (e *Engine) BoxKey() string { return e.box }
+
+// Hub returns the hub records are published to.
+func (e *Engine) Hub() *conversation.Hub { return e.hub }
+
+// Catalog returns the service catalog.
+func (e *Engine) Catalog() *catalog.Catalog { return e.cfg.Catalog }
+
+// Now returns the engine's clock time.
+func (e *Engine) Now() time.Time { return e.clock.Now() }
+
+// Close stops scheduling, waits for calls in flight to finish and record
+// their outcome, and leaves the store open for its owner to close.
+func (e *Engine) Close() {
+	e.expiry.stop()
+	e.cancel()
+	e.execWG.Wait()
+}
+
+func (e *Engine) load() error {
+	var snaps []snapshot
+	err := e.st.ForEach(store.Convs, func(k string, v []byte) error {
+		var s snapshot
+		if err := json.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("conversation %s: corrupt snapshot: %w", k, err)
+		}
+		snaps = append(snaps, s)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		c := &conv{st: s.State, gate: s.Gate, proposals: s.Proposals,
+			requests: map[string]*gate.Request{}, secrets: map[string]*vault.Secret{}}
+		if c.proposals == nil {
+			c.proposals = map[string]*gate.Proposal{}
+		}
+		e.convs[c.st.ID] = c
+		e.hub.Init(c.st.ID, c.st.Seq)
+	}
+	err = e.st.ForEach(store.Secrets, func(k string, v []byte) error {
+		var s vault.Secret
+		if err := json.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("secret %s: %w", k, err)
+		}
+		if c := e.convs[s.Conversation]; c != nil {
+			c.secrets[s.ID] = &s
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var interrupted []*gate.Request
+	err = e.st.ForEach(store.Pending, func(id string, _ []byte) error {
+		raw, err := e.st.Get(store.Requests, id)
+		if err != nil || raw == nil {
+			return fmt.Errorf("pending request %s has no record: %v", id, err)
+		}
+		var r gate.Request
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("request %s: %w", id, err)
+		}
+		c := e.convs[r.Conversation]
+		if c == nil {
+			return fmt.Errorf("request %s names unknown conversation %s", id, r.Conversation)
+		}
+		c.requests[r.ID] = &r
+		switch r.State {
+		case gate.StateExecuting:
+			interrupted = append(interrupted, &r)
+		case gate.StatePending:
+			e.expiry.add(r.ExpiresAt, r.Conversation, r.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range interrupted {
+		c := e.convs[r.Conversation]
+		c.mu.Lock()
+		err := e.closeRequest(c, r.ID, gate.StateFailed, gate.ReasonInterrupted, 0)
+		c.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("fail interrupted request %s: %w", r.ID, err)
+		}
+		e.log.Warn("request was executing when the server stopped; marked failed, not re-sent",
+			AttrConv, r.Conversation, AttrRequest, r.ID)
+	}
+	return nil
+}
+
+func (e *Engine) lookup(id string) (*conv, error) {
+	e.mu.RLock()
+	c := e.convs[id]
+	e.mu.RUnlock()
+	if c == nil {
+		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", clip(id))
+	}
+	return c, nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:61] + "..."
+	}
+	return s
+}
+
+// change is a set of edits to one conversation built under its lock and
+// applied only after it commits.
+type change struct {
+	c         *conv
+	st        *conversation.State // the state after the change (a copy)
+	gate      *gate.Config
+	proposals map[string]*gate.Proposal
+	records   []conversation.Record
+	puts      []store.Put
+	requests  map[string]*gate.Request // changed requests (copies)
+	secrets   map[string]*vault.Secret // changed secrets; nil value = removed
+	after     []func()                 // run after a successful commit, under the lock
+}
+
+func (e *Engine) begin(c *conv) *change {
+	return &change{c: c, st: c.st.Clone(), requests: map[string]*gate.Request{}, secrets: map[string]*vault.Secret{}}
+}
+
+// append numbers a verified message as the next record.
+func (ch *change) append(m *conversation.Message, now time.Time) conversation.Record {
+	r := conversation.NewRecord(ch.st.Seq+1, conversation.FormatTime(now), m, ch.st.Chain)
+	next, _ := conversation.ParseChain(r.Chain)
+	ch.st.Seq, ch.st.Chain = r.Seq, next
+	ch.records = append(ch.records, r)
+	return r
+}
+
+// gatewayRecord signs payload as the gateway and appends it.
+func (e *Engine) gatewayRecord(ch *change, kind string, payload any) (conversation.Record, error) {
+	now := e.clock.Now()
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	env := conversation.Sign(e.cfg.Gateway, kind, raw)
+	m := &conversation.Message{Envelope: env, Kind: kind, Author: e.gwKey, Payload: raw}
+	return ch.append(m, now), nil
+}
+
+// header returns the common fields of a gateway payload.
+func (e *Engine) header(conv string) conversation.Header {
+	return conversation.Header{Conversation: conv, CreatedAt: conversation.FormatTime(e.clock.Now()), Gateway: e.gwKey}
+}
+
+func (ch *change) putRequest(r *gate.Request) {
+	ch.requests[r.ID] = r
+}
+
+// commit writes the change durably, then swaps it into memory and
+// publishes its records. Called with ch.c.mu held.
+func (e *Engine) commit(ch *change) error {
+	c := ch.c
+	cfg := c.gate
+	if ch.gate != nil {
+		cfg = *ch.gate
+	}
+	props := c.proposals
+	if ch.proposals != nil {
+		props = ch.proposals
+	}
+	snap, err := json.Marshal(snapshot{State: ch.st, Gate: cfg, Proposals: props})
+	if err != nil {
+		return err
+	}
+	puts := ch.puts
+	for id, r := range ch.requests {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		puts = append(puts, store.Put{Bucket: store.Requests, Key: id, Value: b})
+		if r.Terminal() {
+			puts = append(puts, store.Put{Bucket: store.Pending, Key: id})
+		} else {
+			puts = append(puts, store.Put{Bucket: store.Pending, Key: id, Value: []byte(r.Conversation)})
+		}
+	}
+	for id, s := range ch.secrets {
+		key := secretKey(c.st.ID, id)
+		if s == nil {
+			puts = append(puts, store.Put{Bucket: store.Secrets, Key: key})
+			continue
+		}
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		puts = append(puts, store.Put{Bucket: store.Secrets, Key: key, Value: b})
+	}
+	if err := e.st.Commit(&store.Write{Conv: c.st.ID, Records: ch.records, Snapshot: snap, Puts: puts}); err != nil {
+		e.log.Error("commit failed; nothing applied", AttrConv, c.st.ID, AttrError, err.Error())
+		return err
+	}
+	c.st = ch.st
+	c.gate = cfg
+	c.proposals = props
+	for id, r := range ch.requests {
+		if r.Terminal() {
+			delete(c.requests, id)
+		} else {
+			c.requests[id] = r
+		}
+	}
+	for id, s := range ch.secrets {
+		if s == nil {
+			delete(c.secrets, id)
+		} else {
+			c.secrets[id] = s
+		}
+	}
+	e.hub.Publish(c.st.ID, ch.records...)
+	for _, f := range ch.after {
+		f()
+	}
+	return nil
+}
+
+func secretKey(conv, id string) string { return conv + "/" + id }
+
+// Sessions and bearer tokens.
+
+// IssueToken makes a bearer token for key, valid until exp.
+func (e *Engine) IssueToken(key string, exp time.Time) string {
+	body := make([]byte, 0, 64)
+	body = append(body, key...)
+	body = fmt.Appendf(body, ".%d", exp.Unix())
+	mac := hmac.New(sha256.New, e.cfg.TokenKey)
+	mac.Write(body)
+	return "tk." + base64.RawURLEncoding.EncodeToString(body) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// CheckToken returns the key id a bearer token speaks for.
+func (e *Engine) CheckToken(tok string) (string, error) {
+	bad := twokey.Errorf(twokey.EUnauthorized, "bearer token is missing, malformed or expired; open a new session (POST /v1/sessions)")
+	if len(tok) < 4 || tok[:3] != "tk." {
+		return "", bad
+	}
+	var b64body, b64mac string
+	rest := tok[3:]
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '.' {
+			b64body, b64mac = rest[:i], rest[i+1:]
+			break
+		}
+	}
+	body, err1 := base64.RawURLEncoding.DecodeString(b64body)
+	got, err2 := base64.RawURLEncoding.DecodeString(b64mac)
+	if err1 != nil || err2 != nil {
+		return "", bad
+	}
+	mac := hmac.New(sha256.New, e.cfg.TokenKey)
+	mac.Write(body)
+	if !hmac.Equal(mac.Sum(nil), got) {
+		return "", bad
+	}
+	if len(body) < conversation.KeyIDLen+2 || body[conversation.KeyIDLen] != '.' {
+		return "", bad
+	}
+	var exp int64
+	if _, err := fmt.Sscan(string(body[conversation.KeyIDLen+1:]), &exp); err != nil {
+		return "", bad
+	}
+	if !e.clock.Now().Before(time.Unix(exp, 0)) {
+		return "", bad
+	}
+	return string(body[:conversation.KeyIDLen]), nil
+}
+
+// SessionPayload is session.open.
+type SessionPayload struct {
+	conversation.Header
+	Nonce string `json:"nonce"`
+}
+
+// OpenSession checks a signed session.open and returns a bearer token.
+// Each nonce is accepted once, and created_at must lie within the window.
+func (e *Engine) OpenSession(raw []byte) (string, time.Time, error) {
+	m, err := conversation.Open(raw)
+	if err != nil {
+		return "", time.Time{}, unauthorized(err)
+	}
+	if m.Kind != conversation.KindSessionOpen {
+		return "", time.Time{}, twokey.Errorf(twokey.EBadEnvelope, "POST /v1/sessions takes a session.open envelope, not %s", m.Kind)
+	}
+	var p SessionPayload
+	if err := m.Decode(&p); err != nil {
+		return "", time.Time{}, err
+	}
+	nonce, err := base64.StdEncoding.Strict().DecodeString(p.Nonce)
+	if err != nil || len(nonce) < twokey.MinNonceBytes {
+		return "", time.Time{}, twokey.Errorf(twokey.EBadPayload, "nonce must be at least %d random bytes in standard base64", twokey.MinNonceBytes)
+	}
+	now := e.clock.Now()
+	if age := now.Sub(m.CreatedAt); age > twokey.SessionWindow || age < -twokey.SessionWindow {
+		return "", time.Time{}, twokey.Errorf(twokey.EUnauthorized, "session.open created_at is %s from the server's time; it must be within %s (check your clock)", age.Round(time.Second), twokey.SessionWindow)
+	}
+	// Nonces are kept until the window has surely passed.
+	key := base64.RawURLEncoding.EncodeToString(nonce)
+	e.nonceMu.Lock()
+	defer e.nonceMu.Unlock()
+	seen, err := e.st.Get(store.Nonces, key)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if seen != nil {
+		return "", time.Time{}, twokey.Errorf(twokey.EUnauthorized, "this session.open nonce was already used; sign a new one with a fresh nonce")
+	}
+	until := m.CreatedAt.Add(2 * twokey.SessionWindow).Format(time.RFC3339)
+	if err := e.st.Put(store.Nonces, key, []byte(until)); err != nil {
+		return "", time.Time{}, err
+	}
+	exp := now.Add(twokey.SessionTTL)
+	return e.IssueToken(m.Author, exp), exp, nil
+}
+
+// PruneNonces deletes nonces whose window has passed.
+func (e *Engine) PruneNonces() (int, error) {
+	now := e.clock.Now()
+	var old []store.Put
+	err := e.st.ForEach(store.Nonces, func(k string, v []byte) error {
+		if t, err := time.Parse(time.RFC3339, string(v)); err == nil && now.After(t) {
+			old = append(old, store.Put{Bucket: store.Nonces, Key: k})
+		}
+		return nil
+	})
+	if err != nil || len(old) == 0 {
+		return 0, err
+	}
+	return len(old), e.st.Commit(&store.Write{Puts: old})
+}
+
+func unauthorized(err error) error {
+	if twokey.ErrorCode(err) != twokey.EBadSignature {
+		return err
+	}
+	return &twokey.Error{Code: twokey.EUnauthorized, Message: "session.open rejected: " + twokey.ErrorMessage(err), Err: err}
+}
+
+// NewTokenKey makes a random token key.
+func NewTokenKey() []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic(err)
+	}
+	return k
+}

@@ -1,0 +1,207 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+)
+
+// scheduleExecution arranges for r, now executing in ch, to be called once
+// ch has committed: the durable executing mark comes first, the call after.
+func (e *Engine) scheduleExecution(ch *change, r *gate.Request) {
+	conv := ch.c.st.ID
+	ch.after = append(ch.after, func() {
+		e.execWG.Add(1)
+		go e.execute(conv, r.Clone())
+	})
+}
+
+// responseHeaders are the upstream headers a gate.response carries.
+var responseHeaders = []string{"Content-Type", "Content-Length", "Content-Encoding", "Date", "Etag",
+	"Last-Modified", "Location", "Cache-Control", "Retry-After", "X-Request-Id",
+	"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset"}
+
+// execute makes the call of an executing request and records its outcome.
+func (e *Engine) execute(convID string, r *gate.Request) {
+	defer e.execWG.Done()
+	c, err := e.lookup(convID)
+	if err != nil {
+		return
+	}
+	svc, err := e.service(r.Payload.Service)
+	if err != nil {
+		e.finish(c, r, nil, 0, gate.ReasonUpstreamError)
+		return
+	}
+	c.mu.Lock()
+	live, expired := c.liveSecret(svc.Name, e.clock.Now())
+	c.mu.Unlock()
+	if svc.Auth == "required" && live == nil {
+		reason := gate.ReasonNoSecret
+		if expired != nil {
+			e.log.Warn("no live secret: the newest expired", AttrConv, convID, AttrRequest, r.ID, AttrService, svc.Name,
+				"expired_at", expired.ExpiresAt.Format(time.RFC3339))
+		}
+		e.finish(c, r, nil, 0, reason)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.UpstreamTimeout)
+	defer cancel()
+	var body io.Reader
+	if len(r.Payload.Body) > 0 {
+		body = bytes.NewReader(r.Payload.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Payload.Method, r.Payload.URL, body)
+	if err != nil {
+		e.finish(c, r, nil, 0, gate.ReasonUpstreamError)
+		return
+	}
+	for k, v := range r.Payload.Headers {
+		req.Header.Set(k, v)
+	}
+	if body != nil && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", "twokey-gateway/1")
+	var red redactor = noRedactor{}
+	if live != nil && svc.Auth != "none" {
+		// The key goes in at the last moment, and only to the URL that
+		// passed the service's host check at submission.
+		rd, err := e.cfg.Vault.Inject(req, live)
+		if err != nil {
+			e.log.Error("secret could not be opened", AttrConv, convID, AttrRequest, r.ID, AttrService, svc.Name, AttrError, err.Error())
+			e.finish(c, r, nil, 0, gate.ReasonNoSecret)
+			return
+		}
+		defer rd.Close()
+		red = rd
+	}
+	start := time.Now()
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.finish(c, r, nil, time.Since(start), classify(err))
+		return
+	}
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, e.cfg.MaxResponseBytes))
+	resp.Body.Close()
+	dur := time.Since(start)
+	if readErr != nil {
+		e.finish(c, r, nil, dur, classify(readErr))
+		return
+	}
+	data, n := red.Redact(data)
+	out := &gate.ResponsePayload{RequestID: r.ID, Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
+		Headers: map[string]string{}, BodyDigest: conversation.Digest(data), Redactions: n}
+	for _, h := range responseHeaders {
+		if v := resp.Header.Get(h); v != "" {
+			v, k := red.RedactString(v)
+			out.Headers[h] = v
+			out.Redactions += k
+		}
+	}
+	out.ContentType, _ = red.RedactString(out.ContentType)
+	out.Body, out.Truncated = textBody(data, twokey.MaxResponseBody)
+	e.finish(c, r, out, dur, "")
+}
+
+type redactor interface {
+	Redact([]byte) ([]byte, int)
+	RedactString(string) (string, int)
+}
+
+type noRedactor struct{}
+
+func (noRedactor) Redact(b []byte) ([]byte, int)       { return b, 0 }
+func (noRedactor) RedactString(s string) (string, int) { return s, 0 }
+
+// textBody returns at most limit bytes of b as text, cut at a rune
+// boundary. A body that is not UTF-8 is shown with invalid bytes replaced.
+func textBody(b []byte, limit int) (string, bool) {
+	truncated := len(b) > limit
+	if truncated {
+		b = b[:limit]
+		for len(b) > 0 && !utf8.Valid(b[len(b)-min(len(b), 3):]) && !utf8.RuneStart(b[len(b)-1]) {
+			b = b[:len(b)-1]
+		}
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD"), truncated
+}
+
+// classify turns a transport error into a gate.failed reason.
+func classify(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return gate.ReasonTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return gate.ReasonConnection
+	}
+	return gate.ReasonUpstreamError
+}
+
+// finish records how an execution ended: gate.executed and gate.response,
+// or gate.failed with a reason.
+func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, dur time.Duration, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.requests[r.ID]
+	if cur == nil || cur.State != gate.StateExecuting {
+		return
+	}
+	ch := e.begin(c)
+	done := cur.Clone()
+	ms := dur.Milliseconds()
+	approvers := slices.Clone(done.Approvals)
+	if resp != nil {
+		if _, err := e.gatewayRecord(ch, conversation.KindGateExecuted, gate.ExecutedPayload{
+			Header: e.header(c.st.ID), RequestID: r.ID, Status: resp.Status, DurationMS: ms, Approvers: approvers,
+		}); err != nil {
+			e.log.Error("cannot sign gate.executed", AttrError, err.Error())
+			return
+		}
+		resp.Header = e.header(c.st.ID)
+		if _, err := e.gatewayRecord(ch, conversation.KindGateResponse, resp); err != nil {
+			e.log.Error("cannot sign gate.response", AttrError, err.Error())
+			return
+		}
+		done.State = gate.StateExecuted
+		done.Result = &gate.Result{Status: resp.Status, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq - 1, BodyDigest: resp.BodyDigest}
+	} else {
+		if _, err := e.gatewayRecord(ch, conversation.KindGateFailed, gate.ClosedPayload{
+			Header: e.header(c.st.ID), RequestID: r.ID, Reason: reason}); err != nil {
+			e.log.Error("cannot sign gate.failed", AttrError, err.Error())
+			return
+		}
+		done.State = gate.StateFailed
+		done.Result = &gate.Result{Reason: reason, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq}
+	}
+	ch.putRequest(done)
+	if err := e.commit(ch); err != nil {
+		// The request stays executing in the store; at the next start it
+		// becomes failed/interrupted and is never sent again.
+		e.log.Error("cannot record the outcome of an execution", AttrConv, c.st.ID, AttrRequest, r.ID, AttrError, err.Error())
+		return
+	}
+	status := 0
+	if resp != nil {
+		status = resp.Status
+	}
+	e.log.Info("executed", AttrConv, c.st.ID, AttrRequest, r.ID, AttrService, r.Payload.Service,
+		AttrStatus, status, AttrReason, reason, "duration_ms", ms)
+	if e.cfg.Observer != nil {
+		e.cfg.Observer.Executed(Execution{Time: e.clock.Now(), Conversation: c.st.ID, Request: done,
+			Service: r.Payload.Service, Status: status, Duration: dur, Reason: reason})
+	}
+}

@@ -1,0 +1,543 @@
+package engine
+
+import (
+	"encoding/base64"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/catalog"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/templates"
+	"github.com/twokey/twokey/vault"
+)
+
+// gateKind handles the gate.* and member.propose/approve kinds. The
+// member's own record is already appended (except for gate.secret); the
+// handler validates and appends what the gateway writes in consequence.
+func (e *Engine) gateKind(ch *change, m *conversation.Message) error {
+	c := ch.c
+	if m.Kind == conversation.KindGateEnable {
+		return e.enable(ch, m)
+	}
+	if !c.gate.Enabled {
+		return twokey.Errorf(twokey.EGateDisabled, "the gateway is not enabled in %s; its admin enables it with 'twokey gate enable'", c.st.Name)
+	}
+	if !c.gate.IsSigner(m.Author) {
+		return twokey.Errorf(twokey.ENotSigner, "key %s is not a signer of %s", conversation.ShortKey(m.Author), c.st.Name)
+	}
+	switch m.Kind {
+	case conversation.KindGateSecret:
+		return e.secret(ch, m)
+	case conversation.KindGateSecretRevoke:
+		return e.revoke(ch, m)
+	case conversation.KindGateRequest:
+		var p gate.RequestPayload
+		if err := m.Decode(&p); err != nil {
+			return err
+		}
+		_, err := e.submit(ch, m.Author, "", p, m.PayloadDigest())
+		return err
+	case conversation.KindGateApprove, conversation.KindGateReject:
+		return e.vote(ch, m)
+	case conversation.KindGateCancel:
+		return e.cancelRequest(ch, m)
+	case conversation.KindMemberPropose:
+		return e.propose(ch, m)
+	case conversation.KindMemberApprove:
+		return e.approveProposal(ch, m)
+	}
+	return twokey.Errorf(twokey.EBadEnvelope, "kind %s is not accepted here", m.Kind)
+}
+
+func (e *Engine) enable(ch *change, m *conversation.Message) error {
+	c := ch.c
+	if m.Author != c.st.Admin {
+		return twokey.Errorf(twokey.ENotAdmin, "only the conversation's admin may enable the gateway")
+	}
+	if c.gate.Enabled {
+		return twokey.Errorf(twokey.EGateEnabled, "the gateway is already enabled in %s; change M or rules with a proposal", c.st.Name)
+	}
+	var p gate.EnablePayload
+	if err := m.Decode(&p); err != nil {
+		return err
+	}
+	cfg, err := gate.Enable(p, c.st.Keys())
+	if err != nil {
+		return err
+	}
+	ch.gate = &cfg
+	_, err = e.gatewayRecord(ch, conversation.KindGateEnabled, gate.EnabledPayload{
+		Header: e.header(c.st.ID), Signers: cfg.Signers, RequiredApprovals: cfg.RequiredApprovals,
+		Rules: cfg.Rules, BoxKey: e.box,
+	})
+	return err
+}
+
+// service returns a catalog service or a bad_payload naming the choices.
+func (e *Engine) service(name string) (*catalog.Service, error) {
+	s, ok := e.cfg.Catalog.Service(name)
+	if !ok {
+		names := []string{}
+		for _, s := range e.cfg.Catalog.Services() {
+			names = append(names, s.Name)
+		}
+		return nil, twokey.Errorf(twokey.EBadPayload, "unknown service %q; this gateway knows %s", clip(name), strings.Join(names, ", "))
+	}
+	return s, nil
+}
+
+func (e *Engine) secret(ch *change, m *conversation.Message) error {
+	c := ch.c
+	var p gate.SecretPayload
+	if err := m.Decode(&p); err != nil {
+		return err
+	}
+	if err := ValidID("secret_id", p.SecretID); err != nil {
+		return err
+	}
+	if _, dup := c.secrets[p.SecretID]; dup {
+		return twokey.Errorf(twokey.EBadPayload, "secret_id %s is already in use; make a new id", p.SecretID)
+	}
+	if _, err := e.service(p.Service); err != nil {
+		return err
+	}
+	svc, _ := e.cfg.Catalog.Service(p.Service)
+	if p.HeaderName == "" {
+		p.HeaderName = svc.HeaderName
+	}
+	if p.HeaderTemplate == "" {
+		p.HeaderTemplate = svc.HeaderTemplate
+	}
+	if p.HeaderName == "" {
+		p.HeaderName = vault.DefaultHeaderName
+	}
+	if p.HeaderTemplate == "" {
+		p.HeaderTemplate = vault.DefaultHeaderTemplate
+	}
+	if err := vault.ValidateHeader(p.HeaderName, p.HeaderTemplate); err != nil {
+		return err
+	}
+	if p.TTLSeconds < 0 {
+		return twokey.Errorf(twokey.EBadPayload, "ttl_seconds must be positive (or absent for no expiry)")
+	}
+	sealed, err := base64.StdEncoding.Strict().DecodeString(p.Sealed)
+	if err != nil {
+		return twokey.Errorf(twokey.EBadPayload, "sealed is not standard padded base64")
+	}
+	value, err := vault.OpenSealed(sealed, e.cfg.BoxPub, e.cfg.BoxPriv)
+	if err != nil {
+		return err
+	}
+	now := e.clock.Now()
+	s := &vault.Secret{ID: p.SecretID, Conversation: c.st.ID, Service: p.Service,
+		HeaderName: http.CanonicalHeaderKey(p.HeaderName), HeaderTemplate: p.HeaderTemplate,
+		CreatedAt: now, ProvisionedBy: m.Author}
+	if p.TTLSeconds > 0 {
+		s.ExpiresAt = now.Add(time.Duration(p.TTLSeconds) * time.Second)
+	}
+	err = e.cfg.Vault.Store(s, value)
+	clear(value)
+	if err != nil {
+		return err
+	}
+	ch.secrets[s.ID] = s
+	exp := ""
+	if !s.ExpiresAt.IsZero() {
+		exp = conversation.FormatTime(s.ExpiresAt)
+	}
+	_, err = e.gatewayRecord(ch, conversation.KindGateSecretStored, gate.SecretStoredPayload{
+		Header: e.header(c.st.ID), SecretID: s.ID, Service: s.Service, HeaderName: s.HeaderName,
+		HeaderTemplate: s.HeaderTemplate, ExpiresAt: exp, ProvisionedBy: m.Author,
+	})
+	return err
+}
+
+func (e *Engine) revoke(ch *change, m *conversation.Message) error {
+	c := ch.c
+	var p gate.RevokePayload
+	if err := m.Decode(&p); err != nil {
+		return err
+	}
+	if (p.SecretID == "") == (p.Service == "") {
+		return twokey.Errorf(twokey.EBadPayload, "gate.secret.revoke names either secret_id or service")
+	}
+	ids := []string{}
+	for id, s := range c.secrets {
+		if id == p.SecretID || (p.Service != "" && s.Service == p.Service) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return twokey.Errorf(twokey.EBadPayload, "no stored secret matches; 'twokey secret ls' lists them")
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		ch.secrets[id] = nil
+	}
+	_, err := e.gatewayRecord(ch, conversation.KindGateSecretRevoked, gate.RevokedPayload{
+		Header: e.header(c.st.ID), SecretIDs: ids, By: m.Author,
+	})
+	return err
+}
+
+// liveSecret returns the newest live secret of a service, or nil.
+func (c *conv) liveSecret(service string, now time.Time) (*vault.Secret, *vault.Secret) {
+	var live, expired *vault.Secret
+	for _, s := range c.secrets {
+		if s.Service != service {
+			continue
+		}
+		if s.Live(now) {
+			if live == nil || s.CreatedAt.After(live.CreatedAt) {
+				live = s
+			}
+		} else if expired == nil || s.ExpiresAt.After(expired.ExpiresAt) {
+			expired = s
+		}
+	}
+	return live, expired
+}
+
+// forbiddenHeaders may not be set by a request: they belong to the
+// transport or would smuggle a second credential.
+var forbiddenHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
+	"Te": true, "Trailer": true, "Upgrade": true, "Keep-Alive": true, "Proxy-Authorization": true,
+	"Proxy-Connection": true, "Cookie": true,
+}
+
+// submit validates a request (PROTOCOL 5) and appends what it leads to. It
+// is shared by signed gate.request messages and program requests, which
+// the gateway writes on the program's behalf (submitter "" then, and the
+// program's name in the payload).
+func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayload, digest string) (*gate.Request, error) {
+	c := ch.c
+	now := e.clock.Now()
+	if err := ValidID("request_id", p.RequestID); err != nil {
+		return nil, err
+	}
+	exp, err := conversation.ParseTime(p.ExpiresAt)
+	if err != nil {
+		return nil, twokey.Errorf(twokey.EBadPayload, "expires_at: %s", twokey.ErrorMessage(err))
+	}
+	if !exp.After(now) {
+		return nil, twokey.Errorf(twokey.EBadPayload, "expires_at %s is already past", p.ExpiresAt)
+	}
+	if exp.After(now.Add(twokey.MaxRequestTTL)) {
+		return nil, twokey.Errorf(twokey.EBadPayload, "expires_at %s is more than %s ahead", p.ExpiresAt, twokey.MaxRequestTTL)
+	}
+	svc, err := e.service(p.Service)
+	if err != nil {
+		return nil, err
+	}
+	method := p.Method
+	if method == "" || method != strings.ToUpper(method) || len(method) > 16 || strings.ContainsAny(method, " \t\r\n") {
+		return nil, twokey.Errorf(twokey.EBadPayload, "method %q must be an upper-case HTTP method", clip(method))
+	}
+	path, err := svc.EndpointOf(p.URL)
+	if err != nil {
+		return nil, err
+	}
+	pattern := ""
+	if p.Template != "" {
+		t, ok := e.cfg.Catalog.Template(p.Template)
+		if !ok {
+			return nil, twokey.Errorf(twokey.EBadPayload, "unknown template %q; 'twokey templates' lists them", clip(p.Template))
+		}
+		if t.Service != p.Service || t.Method != method {
+			return nil, twokey.Errorf(twokey.EBadPayload, "template %s is %s on %s, not %s on %s", t.Name, t.Method, t.Service, method, p.Service)
+		}
+		if !templates.MatchEndpoint(t.Endpoint, path) {
+			return nil, twokey.Errorf(twokey.EBadPayload, "url path %s does not match template %s's endpoint %s", clip(path), t.Name, t.Endpoint)
+		}
+		pattern = t.Endpoint
+	}
+	secretHeader := svc.HeaderName
+	if secretHeader == "" {
+		secretHeader = vault.DefaultHeaderName
+	}
+	live, _ := c.liveSecret(p.Service, now)
+	for name, v := range p.Headers {
+		canon := http.CanonicalHeaderKey(name)
+		if strings.EqualFold(name, secretHeader) || (live != nil && strings.EqualFold(name, live.HeaderName)) {
+			return nil, twokey.Errorf(twokey.EBadPayload, "headers may not set %s: the gateway injects the service's key there", canon)
+		}
+		if forbiddenHeaders[canon] || !validHeader(name, v) {
+			return nil, twokey.Errorf(twokey.EBadPayload, "header %q may not be set on a request", clip(name))
+		}
+	}
+	if _, loaded := e.reserved.LoadOrStore(p.RequestID, true); loaded {
+		return nil, twokey.Errorf(twokey.EDuplicateRequest, "request_id %s was already used on this server; make a new id", p.RequestID)
+	}
+	ch.after = append(ch.after, func() { e.reserved.Delete(p.RequestID) })
+	if old, err := e.st.Get("requests", p.RequestID); err != nil || old != nil {
+		e.reserved.Delete(p.RequestID)
+		if err != nil {
+			return nil, err
+		}
+		return nil, twokey.Errorf(twokey.EDuplicateRequest, "request_id %s was already used on this server; make a new id", p.RequestID)
+	}
+	submitter := author
+	if program != "" {
+		submitter = e.gwKey
+	}
+	open := 0
+	for _, r := range c.requests {
+		if r.Submitter == submitter && r.Program == program && r.State == gate.StatePending {
+			open++
+		}
+	}
+	if open >= twokey.MaxPendingPerSigner {
+		e.reserved.Delete(p.RequestID)
+		return nil, twokey.Errorf(twokey.ERateLimited, "you have %d pending requests in %s, the most one submitter may hold open; wait for some to settle or cancel them", open, c.st.Name)
+	}
+	required, rule := gate.Threshold(c.gate.RequiredApprovals, c.gate.Rules, gate.Target{Service: p.Service, Path: path, Pattern: pattern, Method: method})
+	r := &gate.Request{
+		ID: p.RequestID, Conversation: c.st.ID, Submitter: submitter, Program: program, Payload: p,
+		Digest: digest, Endpoint: path, Signers: slices.Clone(c.gate.Signers), Required: required,
+		Rule: rule, Approvals: []string{}, Rejections: []string{}, State: gate.StatePending, ExpiresAt: exp,
+		SubmittedSeq: ch.st.Seq,
+	}
+	if program == "" {
+		// The submitter's request is its approval.
+		if r.Vote(author, true) == gate.Execute {
+			e.scheduleExecution(ch, r)
+		}
+	}
+	if r.State == gate.StatePending {
+		ch.after = append(ch.after, func() { e.expiry.add(exp, c.st.ID, r.ID) })
+	}
+	ch.putRequest(r)
+	if e.cfg.Observer != nil {
+		ch.after = append(ch.after, func() { e.cfg.Observer.Submitted(c.st.ID, r) })
+	}
+	return r, nil
+}
+
+func validHeader(name, value string) bool {
+	if name == "" || len(name) > 256 || len(value) > 8192 {
+		return false
+	}
+	for _, r := range name {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return !strings.ContainsAny(value, "\r\n\x00")
+}
+
+// findRequest returns an open request of c, or the error a vote on a
+// closed or unknown one deserves.
+func (e *Engine) findRequest(c *conv, id string) (*gate.Request, error) {
+	if r := c.requests[id]; r != nil {
+		return r, nil
+	}
+	raw, err := e.st.Get("requests", id)
+	if err != nil {
+		return nil, err
+	}
+	if raw != nil {
+		r, err := decodeRequest(raw)
+		if err == nil && r.Conversation == c.st.ID {
+			return r, nil
+		}
+	}
+	return nil, twokey.Errorf(twokey.EUnknownRequest, "no request %s in %s", clip(id), c.st.Name)
+}
+
+func checkDigest(d string) error {
+	if !strings.HasPrefix(d, "sha256:") || len(d) != 7+64 {
+		return twokey.Errorf(twokey.EBadPayload, "digest %q must be sha256: and 64 hex digits", clip(d))
+	}
+	return nil
+}
+
+func (e *Engine) vote(ch *change, m *conversation.Message) error {
+	c := ch.c
+	var p gate.VotePayload
+	if err := m.Decode(&p); err != nil {
+		return err
+	}
+	if err := checkDigest(p.RequestDigest); err != nil {
+		return err
+	}
+	if len(p.Reason) > twokey.MaxTextBytes {
+		return twokey.Errorf(twokey.ETooLarge, "reason is over %d bytes", twokey.MaxTextBytes)
+	}
+	r, err := e.findRequest(c, p.RequestID)
+	if err != nil {
+		return err
+	}
+	if err := r.Check(m.Author, p.RequestDigest, e.clock.Now()); err != nil {
+		return err
+	}
+	r = r.Clone()
+	approve := m.Kind == conversation.KindGateApprove
+	switch r.Vote(m.Author, approve) {
+	case gate.Execute:
+		e.scheduleExecution(ch, r)
+	case gate.Reject:
+		if _, err := e.gatewayRecord(ch, conversation.KindGateRejected, gate.ClosedPayload{
+			Header: e.header(c.st.ID), RequestID: r.ID, Reason: gate.ReasonRejected}); err != nil {
+			return err
+		}
+		r.Result = &gate.Result{Reason: gate.ReasonRejected, Seq: ch.st.Seq}
+	}
+	ch.putRequest(r)
+	if e.cfg.Observer != nil {
+		obs := r.Clone()
+		ch.after = append(ch.after, func() {
+			e.cfg.Observer.Voted(c.st.ID, obs, approve)
+			if obs.State == gate.StateRejected {
+				e.cfg.Observer.Closed(c.st.ID, obs, gate.StateRejected, gate.ReasonRejected)
+			}
+		})
+	}
+	return nil
+}
+
+func (e *Engine) cancelRequest(ch *change, m *conversation.Message) error {
+	c := ch.c
+	var p gate.CancelPayload
+	if err := m.Decode(&p); err != nil {
+		return err
+	}
+	r, err := e.findRequest(c, p.RequestID)
+	if err != nil {
+		return err
+	}
+	if r.Submitter != m.Author {
+		return twokey.Errorf(twokey.EForbidden, "only the submitter of request %s may cancel it", r.ID)
+	}
+	if !r.Open() {
+		return twokey.Errorf(twokey.ERequestClosed, "request %s is %s; it can no longer be cancelled", r.ID, r.State)
+	}
+	return e.closeIn(ch, r, gate.StateCancelled, gate.ReasonCancelled)
+}
+
+// closeIn ends an open request within ch with a gateway record.
+func (e *Engine) closeIn(ch *change, r *gate.Request, state, reason string) error {
+	kind := map[string]string{
+		gate.StateCancelled: conversation.KindGateCancelled, gate.StateExpired: conversation.KindGateExpired,
+		gate.StateFailed: conversation.KindGateFailed, gate.StateRejected: conversation.KindGateRejected,
+	}[state]
+	if _, err := e.gatewayRecord(ch, kind, gate.ClosedPayload{Header: e.header(ch.c.st.ID), RequestID: r.ID, Reason: reason}); err != nil {
+		return err
+	}
+	r = r.Clone()
+	r.State = state
+	r.Result = &gate.Result{Reason: reason, Seq: ch.st.Seq}
+	ch.putRequest(r)
+	if e.cfg.Observer != nil {
+		ch.after = append(ch.after, func() { e.cfg.Observer.Closed(ch.c.st.ID, r, state, reason) })
+	}
+	return nil
+}
+
+// closeRequest ends an open request in its own commit. Called with c.mu held.
+func (e *Engine) closeRequest(c *conv, id, state, reason string, _ int) error {
+	r := c.requests[id]
+	if r == nil || r.Terminal() {
+		return nil
+	}
+	ch := e.begin(c)
+	if err := e.closeIn(ch, r, state, reason); err != nil {
+		return err
+	}
+	return e.commit(ch)
+}
+
+func (e *Engine) propose(ch *change, m *conversation.Message) error {
+	c := ch.c
+	var p gate.ProposePayload
+	if err := m.Decode(&p); err != nil {
+		return err
+	}
+	if err := ValidID("proposal_id", p.ProposalID); err != nil {
+		return err
+	}
+	if _, dup := c.proposals[p.ProposalID]; dup {
+		return twokey.Errorf(twokey.EBadPayload, "proposal_id %s is already in use", p.ProposalID)
+	}
+	prop, _, _, err := gate.Propose(c.gate, c.st.Members, m.Author, p, m.PayloadDigest())
+	if err != nil {
+		return err
+	}
+	prop.Seq = ch.st.Seq
+	ch.proposals = maps.Clone(c.proposals)
+	ch.proposals[prop.ID] = prop
+	if prop.Done() {
+		return e.applyProposal(ch, prop)
+	}
+	return nil
+}
+
+func (e *Engine) approveProposal(ch *change, m *conversation.Message) error {
+	c := ch.c
+	var p gate.MemberApprovePayload
+	if err := m.Decode(&p); err != nil {
+		return err
+	}
+	if err := checkDigest(p.ProposalDigest); err != nil {
+		return err
+	}
+	prop := c.proposals[p.ProposalID]
+	if prop == nil {
+		return twokey.Errorf(twokey.EUnknownRequest, "no open proposal %s in %s", clip(p.ProposalID), c.st.Name)
+	}
+	if p.ProposalDigest != prop.Digest {
+		return twokey.Errorf(twokey.EDigestMismatch, "proposal_digest does not match proposal %s; re-read it and sign its digest %s", prop.ID, prop.Digest)
+	}
+	if !slices.Contains(prop.Needed, m.Author) {
+		return twokey.Errorf(twokey.ENotSigner, "proposal %s does not need your approval", prop.ID)
+	}
+	if slices.Contains(prop.Approvals, m.Author) {
+		return twokey.Errorf(twokey.EAlreadyVoted, "you have already approved proposal %s", prop.ID)
+	}
+	np := *prop
+	np.Approvals = append(slices.Clone(prop.Approvals), m.Author)
+	ch.proposals = maps.Clone(c.proposals)
+	ch.proposals[np.ID] = &np
+	if np.Done() {
+		return e.applyProposal(ch, &np)
+	}
+	return nil
+}
+
+// applyProposal writes member.changed, cancels every pending request and
+// voids every other open proposal (their approvals were given under the
+// old membership).
+func (e *Engine) applyProposal(ch *change, prop *gate.Proposal) error {
+	c := ch.c
+	_, cfg, members, err := gate.Propose(c.gate, c.st.Members, prop.Proposer, prop.Payload, prop.Digest)
+	if err != nil {
+		return err
+	}
+	ch.gate = &cfg
+	ch.st.Members = members
+	ch.proposals = map[string]*gate.Proposal{}
+	if _, err := e.gatewayRecord(ch, conversation.KindMemberChanged, gate.ChangedPayload{
+		Header: e.header(c.st.ID), ProposalID: prop.ID, Signers: cfg.Signers, Members: members,
+		RequiredApprovals: cfg.RequiredApprovals, Rules: cfg.Rules,
+	}); err != nil {
+		return err
+	}
+	ids := slices.Sorted(maps.Keys(c.requests))
+	for _, id := range ids {
+		r := c.requests[id]
+		if cur, ok := ch.requests[id]; ok {
+			r = cur
+		}
+		if r.State == gate.StatePending {
+			if err := e.closeIn(ch, r, gate.StateCancelled, gate.ReasonMembershipChanged); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package gate
+
+import (
+	"slices"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/conversation"
+)
+
+// Config is a conversation's gate: whether it is on, who signs, the default
+// M and the rules.
+type Config struct {
+	Enabled           bool     `json:"enabled"`
+	Signers           []string `json:"signers"`
+	RequiredApprovals int      `json:"required_approvals"`
+	Rules             []Rule   `json:"rules"`
+}
+
+// IsSigner reports whether key signs for this gate.
+func (c *Config) IsSigner(key string) bool { return c.Enabled && slices.Contains(c.Signers, key) }
+
+// Clone returns a deep copy.
+func (c Config) Clone() Config {
+	c.Signers = slices.Clone(c.Signers)
+	c.Rules = slices.Clone(c.Rules)
+	return c
+}
+
+// Enable checks a gate.enable against the members and returns the config.
+func Enable(p EnablePayload, members []string) (Config, error) {
+	if p.RequiredApprovals < 1 || p.RequiredApprovals > len(members) {
+		return Config{}, twokey.Errorf(twokey.EBadPayload, "required_approvals %d must lie between 1 and the %d members who will sign", p.RequiredApprovals, len(members))
+	}
+	rules := Normalize(p.Rules)
+	if err := ValidateRules(rules, len(members)); err != nil {
+		return Config{}, err
+	}
+	return Config{Enabled: true, Signers: slices.Clone(members), RequiredApprovals: p.RequiredApprovals, Rules: rules}, nil
+}
+
+// Proposal is a pending member.propose and its approvals.
+type Proposal struct {
+	ID        string         `json:"proposal_id"`
+	Proposer  string         `json:"proposer"`
+	Payload   ProposePayload `json:"payload"`
+	Digest    string         `json:"proposal_digest"`
+	Needed    []string       `json:"needed"` // the signers whose approval it needs
+	Approvals []string       `json:"approvals"`
+	Seq       uint64         `json:"seq"`
+}
+
+// Done reports whether every needed signer has approved.
+func (p *Proposal) Done() bool {
+	for _, k := range p.Needed {
+		if !slices.Contains(p.Approvals, k) {
+			return false
+		}
+	}
+	return true
+}
+
+// Propose checks a member.propose against the gate and the members and
+// returns the proposal (with the proposer's approval counted) and the
+// state it would lead to.
+func Propose(cfg Config, members []conversation.Member, author string, p ProposePayload, digest string) (*Proposal, Config, []conversation.Member, error) {
+	if !cfg.IsSigner(author) {
+		return nil, cfg, nil, twokey.Errorf(twokey.ENotSigner, "only a signer may propose a membership change")
+	}
+	if p.ProposalID == "" {
+		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "member.propose needs proposal_id")
+	}
+	if len(p.Add) == 0 && len(p.Remove) == 0 && p.RequiredApprovals == 0 && p.Rules == nil {
+		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "member.propose changes nothing: give add, remove, required_approvals or rules")
+	}
+	next := cfg.Clone()
+	newMembers := slices.Clone(members)
+	for _, k := range p.Remove {
+		if _, err := conversation.ParseKeyID(k); err != nil {
+			return nil, cfg, nil, &twokey.Error{Code: twokey.EBadPayload, Message: "remove: " + twokey.ErrorMessage(err)}
+		}
+		i := slices.IndexFunc(newMembers, func(m conversation.Member) bool { return m.Key == k })
+		if i < 0 {
+			return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "remove: %s is not a member", conversation.ShortKey(k))
+		}
+		newMembers = slices.Delete(newMembers, i, i+1)
+		next.Signers = slices.DeleteFunc(next.Signers, func(s string) bool { return s == k })
+	}
+	if err := conversation.ValidateMembers(p.Add); err != nil {
+		return nil, cfg, nil, err
+	}
+	for _, m := range p.Add {
+		if slices.ContainsFunc(newMembers, func(x conversation.Member) bool { return x.Key == m.Key }) {
+			return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "add: %s is already a member", conversation.ShortKey(m.Key))
+		}
+		newMembers = append(newMembers, m)
+		next.Signers = append(next.Signers, m.Key)
+	}
+	if len(newMembers) > twokey.MaxMembers {
+		return nil, cfg, nil, twokey.Errorf(twokey.ETooLarge, "a conversation holds at most %d members", twokey.MaxMembers)
+	}
+	if len(next.Signers) == 0 {
+		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "the proposal would leave no signers")
+	}
+	if p.RequiredApprovals != 0 {
+		next.RequiredApprovals = p.RequiredApprovals
+	}
+	if p.Rules != nil {
+		next.Rules = Normalize(*p.Rules)
+	}
+	if next.RequiredApprovals < 1 || next.RequiredApprovals > len(next.Signers) {
+		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "the proposal would leave required_approvals %d with %d signers; M must lie between 1 and the number of signers", next.RequiredApprovals, len(next.Signers))
+	}
+	if err := ValidateRules(next.Rules, len(next.Signers)); err != nil {
+		return nil, cfg, nil, err
+	}
+	// Adding, or changing M or rules, needs every current signer; removing
+	// alone needs every signer not being removed.
+	needed := slices.Clone(cfg.Signers)
+	if len(p.Add) == 0 && p.RequiredApprovals == 0 && p.Rules == nil {
+		needed = slices.DeleteFunc(needed, func(s string) bool { return slices.Contains(p.Remove, s) })
+	}
+	prop := &Proposal{ID: p.ProposalID, Proposer: author, Payload: p, Digest: digest, Needed: needed}
+	if slices.Contains(needed, author) {
+		prop.Approvals = []string{author}
+	}
+	return prop, next, newMembers, nil
+}

@@ -1,0 +1,124 @@
+package gate
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twokey/twokey"
+)
+
+func TestSelectBySpecificityEveryTier(t *testing.T) {
+	all := []Rule{
+		{"stripe", "/v1/charges", "POST", 7},
+		{"stripe", "/v1/charges", "*", 6},
+		{"stripe", "*", "POST", 5},
+		{"stripe", "*", "*", 4},
+		{"*", "/v1/charges", "POST", 3},
+		{"*", "/v1/charges", "*", 2},
+		{"*", "*", "POST", 1},
+		{"*", "*", "*", 8}, // score 0; M chosen so it is distinguishable
+	}
+	target := Target{Service: "stripe", Path: "/v1/charges", Method: "POST"}
+	// Remove the most specific rule one at a time: the next tier must win.
+	for tier := 0; tier < len(all); tier++ {
+		rules := all[tier:]
+		got := Select(rules, target)
+		if got == nil || got.RequiredApprovals != all[tier].RequiredApprovals {
+			t.Fatalf("with rules from tier %d, selected %v, want %v", tier, got, all[tier])
+		}
+		if got.Score() != 7-tier {
+			t.Fatalf("tier %d scored %d", tier, got.Score())
+		}
+	}
+	if Select(nil, target) != nil {
+		t.Fatal("no rules selected something")
+	}
+	if m, r := Threshold(2, nil, target); m != 2 || r != nil {
+		t.Fatalf("default: %d %v", m, r)
+	}
+	// Non-matching rules never apply.
+	if r := Select([]Rule{{"github", "*", "*", 3}, {"*", "/v1/refunds", "*", 3}, {"*", "*", "GET", 3}}, target); r != nil {
+		t.Fatalf("a non-matching rule applied: %v", r)
+	}
+}
+
+func TestEndpointMatchesPatternOrPath(t *testing.T) {
+	rules := []Rule{{"hackernews", "/item/{id}.json", "*", 3}}
+	if r := Select(rules, Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}); r == nil {
+		t.Fatal("pattern rule did not apply to a templated request")
+	}
+	if r := Select(rules, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r != nil {
+		t.Fatal("pattern rule applied to a request that names no template")
+	}
+	concrete := []Rule{{"hackernews", "/item/8863.json", "*", 3}}
+	if r := Select(concrete, Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}); r == nil {
+		t.Fatal("concrete-path rule did not apply")
+	}
+	// Pattern and path rules tie at one score: the stricter wins, so a
+	// weaker rule spelled the other way cannot shadow it.
+	both := []Rule{{"hackernews", "/item/{id}.json", "GET", 3}, {"hackernews", "/item/8863.json", "GET", 1}}
+	if r := Select(both, Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}); r.RequiredApprovals != 3 {
+		t.Fatalf("tie went to the weaker rule: %v", r)
+	}
+}
+
+func TestValidateRules(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rules []Rule
+		ok    bool
+	}{
+		"fine":              {[]Rule{{"s", "/a", "GET", 2}, {"s", "*", "*", 1}}, true},
+		"M zero":            {[]Rule{{"s", "*", "*", 0}}, false},
+		"M above signers":   {[]Rule{{"s", "*", "*", 4}}, false},
+		"duplicate triple":  {[]Rule{{"s", "/a", "GET", 2}, {"s", "/a", "get", 3}}, false},
+		"endpoint no slash": {[]Rule{{"s", "a", "GET", 2}}, false},
+		"empty field":       {[]Rule{{"", "*", "*", 1}}, false},
+	} {
+		err := ValidateRules(tc.rules, 3)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err=%v", name, err)
+		}
+		if err != nil && twokey.ErrorCode(err) != twokey.EBadPayload {
+			t.Errorf("%s: code %s", name, twokey.ErrorCode(err))
+		}
+	}
+}
+
+func TestVoteStateMachine(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	r := &Request{ID: "r", Digest: "sha256:x", Signers: []string{"a", "b", "c"}, Required: 2, State: StatePending, ExpiresAt: now.Add(time.Hour)}
+	if r.Vote("a", true) != Recorded {
+		t.Fatal("first approval executed")
+	}
+	if err := r.Check("a", "sha256:x", now); twokey.ErrorCode(err) != twokey.EAlreadyVoted {
+		t.Fatalf("second vote: %v", err)
+	}
+	if err := r.Check("z", "sha256:x", now); twokey.ErrorCode(err) != twokey.ENotSigner {
+		t.Fatalf("stranger: %v", err)
+	}
+	if err := r.Check("b", "sha256:y", now); twokey.ErrorCode(err) != twokey.EDigestMismatch {
+		t.Fatalf("wrong digest: %v", err)
+	}
+	if err := r.Check("b", "sha256:x", now.Add(time.Hour)); twokey.ErrorCode(err) != twokey.ERequestExpired {
+		t.Fatalf("at expiry: %v", err)
+	}
+	if err := r.Check("b", "sha256:x", now); err != nil {
+		t.Fatal(err)
+	}
+	if r.Vote("b", true) != Execute || r.State != StateExecuting {
+		t.Fatal("threshold crossing did not execute")
+	}
+	if err := r.Check("c", "sha256:x", now); twokey.ErrorCode(err) != twokey.ERequestClosed {
+		t.Fatalf("vote after resolution: %v", err)
+	}
+	// Approvals by a key not among the signers never count.
+	q := &Request{Signers: []string{"a", "b"}, Required: 2, Approvals: []string{"a", "a", "x"}}
+	if q.Count() != 1 {
+		t.Fatalf("count %d, want 1", q.Count())
+	}
+	// Rejections end the request once M is out of reach.
+	s := &Request{Signers: []string{"a", "b", "c"}, Required: 2, State: StatePending}
+	if s.Vote("a", false) != Recorded || s.Vote("b", false) != Reject || s.State != StateRejected {
+		t.Fatal("rejection arithmetic")
+	}
+}

@@ -1,0 +1,164 @@
+package gate
+
+import (
+	"encoding/json"
+
+	"github.com/twokey/twokey/conversation"
+)
+
+// Payloads of the gate.* and member.* kinds (PROTOCOL 4). Each embeds the
+// common header (conversation, created_at, gateway).
+
+// EnablePayload is gate.enable.
+type EnablePayload struct {
+	conversation.Header
+	RequiredApprovals int    `json:"required_approvals"`
+	Rules             []Rule `json:"rules,omitempty"`
+}
+
+// EnabledPayload is gate.enabled.
+type EnabledPayload struct {
+	conversation.Header
+	Signers           []string `json:"signers"`
+	RequiredApprovals int      `json:"required_approvals"`
+	Rules             []Rule   `json:"rules"`
+	BoxKey            string   `json:"box_key"`
+}
+
+// SecretPayload is gate.secret.
+type SecretPayload struct {
+	conversation.Header
+	SecretID       string `json:"secret_id"`
+	Service        string `json:"service"`
+	HeaderName     string `json:"header_name,omitempty"`
+	HeaderTemplate string `json:"header_template,omitempty"`
+	TTLSeconds     int64  `json:"ttl_seconds,omitempty"`
+	Sealed         string `json:"sealed"`
+}
+
+// SecretStoredPayload is gate.secret.stored.
+type SecretStoredPayload struct {
+	conversation.Header
+	SecretID       string `json:"secret_id"`
+	Service        string `json:"service"`
+	HeaderName     string `json:"header_name"`
+	HeaderTemplate string `json:"header_template"`
+	ExpiresAt      string `json:"expires_at"` // empty when the secret has no TTL
+	ProvisionedBy  string `json:"provisioned_by"`
+}
+
+// RevokePayload is gate.secret.revoke.
+type RevokePayload struct {
+	conversation.Header
+	SecretID string `json:"secret_id,omitempty"`
+	Service  string `json:"service,omitempty"`
+}
+
+// RevokedPayload is gate.secret.revoked.
+type RevokedPayload struct {
+	conversation.Header
+	SecretIDs []string `json:"secret_ids"`
+	By        string   `json:"by"`
+}
+
+// RequestPayload is gate.request.
+type RequestPayload struct {
+	conversation.Header
+	RequestID string            `json:"request_id"`
+	Template  string            `json:"template,omitempty"`
+	Service   string            `json:"service"`
+	Method    string            `json:"method"`
+	URL       string            `json:"url"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Body      json.RawMessage   `json:"body,omitempty"`
+	ExpiresAt string            `json:"expires_at"`
+	// Program and Params are this implementation's additions: a request the
+	// gateway writes for a program key names the program, and a request
+	// made from a template may list the arguments it was filled with.
+	Program string            `json:"program,omitempty"`
+	Params  map[string]string `json:"params,omitempty"`
+}
+
+// VotePayload is gate.approve and gate.reject.
+type VotePayload struct {
+	conversation.Header
+	RequestID     string `json:"request_id"`
+	RequestDigest string `json:"request_digest"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// CancelPayload is gate.cancel.
+type CancelPayload struct {
+	conversation.Header
+	RequestID string `json:"request_id"`
+}
+
+// ExecutedPayload is gate.executed.
+type ExecutedPayload struct {
+	conversation.Header
+	RequestID  string   `json:"request_id"`
+	Status     int      `json:"status"`
+	DurationMS int64    `json:"duration_ms"`
+	Approvers  []string `json:"approvers"`
+}
+
+// ResponsePayload is gate.response.
+type ResponsePayload struct {
+	conversation.Header
+	RequestID   string            `json:"request_id"`
+	Status      int               `json:"status"`
+	ContentType string            `json:"content_type"`
+	Headers     map[string]string `json:"headers"`
+	Body        string            `json:"body"`
+	Truncated   bool              `json:"truncated"`
+	BodyDigest  string            `json:"body_digest"`
+	Redactions  int               `json:"redactions"`
+}
+
+// ClosedPayload is gate.failed, gate.expired, gate.rejected and gate.cancelled.
+type ClosedPayload struct {
+	conversation.Header
+	RequestID string `json:"request_id"`
+	Reason    string `json:"reason"`
+}
+
+// ProposePayload is member.propose.
+type ProposePayload struct {
+	conversation.Header
+	ProposalID        string                `json:"proposal_id"`
+	Add               []conversation.Member `json:"add,omitempty"`
+	Remove            []string              `json:"remove,omitempty"`
+	RequiredApprovals int                   `json:"required_approvals,omitempty"`
+	Rules             *[]Rule               `json:"rules,omitempty"`
+}
+
+// MemberApprovePayload is member.approve.
+type MemberApprovePayload struct {
+	conversation.Header
+	ProposalID     string `json:"proposal_id"`
+	ProposalDigest string `json:"proposal_digest"`
+}
+
+// ChangedPayload is member.changed.
+type ChangedPayload struct {
+	conversation.Header
+	ProposalID        string                `json:"proposal_id"`
+	Signers           []string              `json:"signers"`
+	Members           []conversation.Member `json:"members"`
+	RequiredApprovals int                   `json:"required_approvals"`
+	Rules             []Rule                `json:"rules"`
+}
+
+// Reasons a request closes without executing.
+const (
+	ReasonNoSecret          = "no_secret"
+	ReasonInterrupted       = "interrupted"
+	ReasonTimeout           = "timeout"
+	ReasonConnection        = "connection_refused"
+	ReasonUpstreamError     = "upstream_error"
+	ReasonMembershipChanged = "membership_changed"
+	ReasonExpired           = "expired"
+	ReasonRejected          = "rejected"
+	ReasonCancelled         = "cancelled_by_submitter"
+	ReasonStorage           = "storage_error"
+)

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# make demo: the whole twokey story on the embedded defaults, in a temp dir.
+# A local upstream (twokey fun-server --httpbin) stands in for the catalog's
+# services, so nothing leaves this machine. Set KEEP=1 to leave the server
+# running at the end (for 'twokey tui').
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TK="$PWD/bin/twokey"
+[ -x "$TK" ] || go build -o "$TK" ./cmd/twokey
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/twokey-demo.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ "${KEEP:-}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*" | sed "s#$TK#twokey#g; s#$work#\$DEMO#g"; "$@"; }
+
+# wait_listen FILE: the URL of the "listening on" line a server printed.
+wait_listen() {
+  for _ in $(seq 1 100); do
+    if url=$(grep -m1 -o 'http://[0-9.:]*' "$1" 2>/dev/null); then echo "$url"; return 0; fi
+    sleep 0.1
+  done
+  echo "server did not start; its output:" >&2; cat "$1" >&2; return 1
+}
+
+step "A local upstream (httpbin + the fun server), logging what it receives"
+"$TK" fun-server --addr 127.0.0.1:0 --httpbin --log-requests >"$work/upstream.log" 2>&1 &
+pids+=($!)
+UP=$(wait_listen "$work/upstream.log")
+echo "upstream at $UP"
+
+step "twokey serve, on a fresh data dir, with every service pointed at the upstream"
+"$TK" serve --addr 127.0.0.1:0 --data-dir "$work/server" \
+  --service "httpbin=$UP/httpbin" --service "fun=$UP" >"$work/server.log" 2>"$work/server.err" &
+pids+=($!)
+export TWOKEY_SERVER=$(wait_listen "$work/server.log")
+sed "s#$work#\$DEMO#g" "$work/server.log"
+
+step "Three identities: alice, bob and carol share this machine"
+for who in alice bob carol; do run "$TK" id new --name "$who" --out "$work/$who.json"; done
+as() { local who=$1; shift; TWOKEY_IDENTITY="$work/$who.json" "$@"; }
+BOB=$(as bob "$TK" id key); CAROL=$(as carol "$TK" id key)
+
+step "alice creates the conversation 'ops' and chats"
+run as alice "$TK" conv create ops --member "bob=$BOB" --member "carol=$CAROL"
+run as alice "$TK" say ops "I'd like to check what our httpbin integration sends."
+run as bob "$TK" say ops "Sure, put it through the gate."
+
+step "alice enables the gateway: 2 of 3 signers must approve"
+run as alice "$TK" gate enable ops --approvals 2
+
+step "alice provisions the httpbin API key (read from stdin, sealed on this machine)"
+printf '$ printf sk_demo_... | twokey secret add ops --service httpbin --ttl 720h\n'
+printf 'sk_demo_4f9c2a7e1b8d' | as alice "$TK" secret add ops --service httpbin --ttl 720h
+run as alice "$TK" secret ls ops
+
+step "The catalog, and a preview (nothing is submitted)"
+run "$TK" templates
+run as alice "$TK" request ops httpbin.headers --preview
+
+step "alice requests httpbin.headers; it counts as her approval (1/2)"
+out=$(as alice "$TK" request ops httpbin.headers --expires 1h)
+echo "$out"
+RID=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
+
+step "bob approves: 2/2, the gateway injects the key and calls the upstream once"
+run as bob "$TK" approve ops "${RID:0:8}"
+run as carol "$TK" request show ops "${RID:0:8}" --wait
+echo
+echo "What the upstream received (credential masked by the upstream's own log):"
+grep 'upstream received' "$work/upstream.log" | sed 's/^/  /'
+
+step "A request the signers reject: bob and carol say no, so 2 approvals are out of reach"
+out=$(as alice "$TK" request ops httpbin.echo data=drop-tables)
+RID2=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
+echo "submitted ${RID2:0:8}"
+run as bob "$TK" reject ops "${RID2:0:8}" --reason "not today"
+run as carol "$TK" reject ops "${RID2:0:8}" --reason "agreed"
+
+step "A request nobody approves in time expires"
+out=$(as carol "$TK" request ops leet.translate text="two keys" --expires 2s)
+RID3=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
+echo "submitted ${RID3:0:8} with --expires 2s; waiting for it to settle"
+run as carol "$TK" request show ops "${RID3:0:8}" --wait
+
+step "The conversation is the audit trail (every signature and the chain verified)"
+run as carol "$TK" log ops --short
+
+if [ "${KEEP:-}" = 1 ]; then
+  step "Left running (KEEP=1)"
+  echo "server:   $TWOKEY_SERVER   data: $work/server"
+  echo "try:      TWOKEY_SERVER=$TWOKEY_SERVER TWOKEY_IDENTITY=$work/bob.json $TK tui"
+  echo "stop:     kill ${pids[*]}"
+  trap - EXIT
+  exit 0
+fi
+step "Done: the server stops, the temp dir is removed"

@@ -1,0 +1,297 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/curve25519"
+
+	"github.com/twokey/twokey/catalog"
+	"github.com/twokey/twokey/clock"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/engine"
+	"github.com/twokey/twokey/store"
+	"github.com/twokey/twokey/vault"
+)
+
+// Options configure a daemon.
+type Options struct {
+	Addr             string // default 127.0.0.1:8080; ":0" takes a free port
+	DataDir          string // required
+	MasterKey        string // base64, from TWOKEY_MASTER_KEY; wins over the file
+	MasterKeyFile    string // default <data>/master.key
+	Catalogs         []string
+	ServiceOverrides []string // NAME=URL
+	UpstreamTimeout  time.Duration
+	MaxResponseBytes int64
+	LockTimeout      time.Duration // how long to wait for the database lock (default 2 s)
+	Clock            clock.Clock
+	Logger           *slog.Logger
+	Out              io.Writer // where start-up lines go (default stdout)
+	Upstream         *http.Client
+}
+
+// Daemon is a running server: it owns the store, the engine and the
+// listener, and shuts them down in order.
+type Daemon struct {
+	opts   Options
+	store  *store.Store
+	engine *engine.Engine
+	api    *API
+	http   *http.Server
+	ln     net.Listener
+	url    string
+	served chan error
+}
+
+// Meta keys in the store.
+const (
+	metaMasterCheck = "master_check"
+	metaGateway     = "gateway_keys"
+	metaTokenKey    = "token_key"
+)
+
+type gatewayKeys struct {
+	SigningSeed []byte `json:"signing_seed"`
+	BoxPrivate  []byte `json:"box_private"`
+}
+
+// Start opens everything and starts serving. It prints what it created on
+// first start and, once it accepts connections, "listening on URL".
+func Start(opts Options) (d *Daemon, err error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("no data directory; set --data-dir or TWOKEY_HOME")
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:8080"
+	}
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.MasterKeyFile == "" {
+		opts.MasterKeyFile = filepath.Join(opts.DataDir, "master.key")
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", opts.DataDir, err)
+	}
+	cat, err := loadCatalog(opts)
+	if err != nil {
+		return nil, err
+	}
+	dbPath := filepath.Join(opts.DataDir, "twokey.db")
+	_, statErr := os.Stat(dbPath)
+	fresh := os.IsNotExist(statErr)
+	st, err := store.Open(dbPath, opts.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	check, err := st.Get(store.Meta, metaMasterCheck)
+	if err != nil {
+		return nil, err
+	}
+	key, created, err := vault.LoadMasterKey(opts.MasterKey, opts.MasterKeyFile, check == nil)
+	if err != nil {
+		return nil, err
+	}
+	v, err := vault.New(key)
+	clear(key)
+	if err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := v.VerifyCheck(check); err != nil {
+			return nil, fmt.Errorf("%w; the server was started with a different master key than the one this data directory (%s) was created with. Supply the original with TWOKEY_MASTER_KEY or --master-key-file; nothing was changed", err, opts.DataDir)
+		}
+	}
+	gw, boxPub, boxPriv, tokenKey, err := loadKeys(st, v, check == nil)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		fmt.Fprintf(opts.Out, "created database %s\n", dbPath)
+	}
+	if created {
+		fmt.Fprintf(opts.Out, "created master key %s (mode 0600; back it up: without it the vault cannot be opened)\n", opts.MasterKeyFile)
+	}
+	if check == nil {
+		fmt.Fprintf(opts.Out, "created gateway keys (signing key %s)\n", gw.KeyID())
+	}
+	eng, err := engine.New(engine.Config{
+		Store: st, Vault: v, Catalog: cat, Gateway: gw, BoxPub: boxPub, BoxPriv: boxPriv,
+		Clock: opts.Clock, Logger: opts.Logger, TokenKey: tokenKey, Upstream: opts.Upstream,
+		UpstreamTimeout: opts.UpstreamTimeout, MaxResponseBytes: opts.MaxResponseBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		eng.Close()
+		return nil, fmt.Errorf("listen on %s: %w (is another server using that port? choose one with --addr)", opts.Addr, err)
+	}
+	api := NewAPI(eng, opts.Logger)
+	d = &Daemon{opts: opts, store: st, engine: eng, api: api, ln: ln, served: make(chan error, 1),
+		url: "http://" + ln.Addr().String(),
+		http: &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}}
+	go func() { d.served <- d.http.Serve(ln) }()
+	fmt.Fprintf(opts.Out, "listening on %s\n", d.url)
+	opts.Logger.Info("serving", "addr", ln.Addr().String(), "data_dir", opts.DataDir, "gateway", gw.KeyID())
+	return d, nil
+}
+
+func loadCatalog(opts Options) (*catalog.Catalog, error) {
+	cat, err := catalog.Starter()
+	if err != nil {
+		return nil, fmt.Errorf("starter catalog: %w", err)
+	}
+	for _, f := range opts.Catalogs {
+		if err := cat.LoadFile(f); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range opts.ServiceOverrides {
+		name, u, err := catalog.ParseOverride(o)
+		if err != nil {
+			return nil, err
+		}
+		if err := cat.OverrideBaseURL(name, u); err != nil {
+			return nil, err
+		}
+	}
+	return cat, nil
+}
+
+// loadKeys reads the gateway's keys and the token key, sealed under the
+// master key, or makes them on first start.
+func loadKeys(st *store.Store, v *vault.Vault, first bool) (*conversation.Identity, *[32]byte, *[32]byte, []byte, error) {
+	fail := func(err error) (*conversation.Identity, *[32]byte, *[32]byte, []byte, error) {
+		return nil, nil, nil, nil, err
+	}
+	if first {
+		check, err := v.NewCheck()
+		if err != nil {
+			return fail(err)
+		}
+		var gk gatewayKeys
+		gk.SigningSeed = make([]byte, ed25519.SeedSize)
+		gk.BoxPrivate = make([]byte, 32)
+		tokenKey := make([]byte, 32)
+		for _, b := range [][]byte{gk.SigningSeed, gk.BoxPrivate, tokenKey} {
+			if _, err := rand.Read(b); err != nil {
+				return fail(err)
+			}
+		}
+		raw, _ := json.Marshal(gk)
+		sealedGW, err := v.Seal(raw, vault.AAD(metaGateway))
+		clear(raw)
+		if err != nil {
+			return fail(err)
+		}
+		sealedTok, err := v.Seal(tokenKey, vault.AAD(metaTokenKey))
+		if err != nil {
+			return fail(err)
+		}
+		err = st.Commit(&store.Write{Puts: []store.Put{
+			{Bucket: store.Meta, Key: metaGateway, Value: sealedGW},
+			{Bucket: store.Meta, Key: metaTokenKey, Value: sealedTok},
+			{Bucket: store.Meta, Key: metaMasterCheck, Value: check},
+		}})
+		if err != nil {
+			return fail(err)
+		}
+	}
+	sealedGW, err := st.Get(store.Meta, metaGateway)
+	if err != nil || sealedGW == nil {
+		return fail(fmt.Errorf("the database has no gateway keys (%v); it is damaged", err))
+	}
+	raw, err := v.Open(sealedGW, vault.AAD(metaGateway))
+	if err != nil {
+		return fail(fmt.Errorf("open the gateway's keys: %w", err))
+	}
+	var gk gatewayKeys
+	err = json.Unmarshal(raw, &gk)
+	clear(raw)
+	if err != nil || len(gk.SigningSeed) != ed25519.SeedSize || len(gk.BoxPrivate) != 32 {
+		return fail(errors.New("the gateway's stored keys are malformed"))
+	}
+	sealedTok, err := st.Get(store.Meta, metaTokenKey)
+	if err != nil || sealedTok == nil {
+		return fail(errors.New("the database has no token key; it is damaged"))
+	}
+	tokenKey, err := v.Open(sealedTok, vault.AAD(metaTokenKey))
+	if err != nil {
+		return fail(fmt.Errorf("open the token key: %w", err))
+	}
+	gw := &conversation.Identity{Name: "gateway", Private: ed25519.NewKeyFromSeed(gk.SigningSeed)}
+	var priv, pub [32]byte
+	copy(priv[:], gk.BoxPrivate)
+	clear(gk.SigningSeed)
+	clear(gk.BoxPrivate)
+	pubb, err := curve25519.X25519(priv[:], curve25519.Basepoint)
+	if err != nil {
+		return fail(err)
+	}
+	copy(pub[:], pubb)
+	return gw, &pub, &priv, tokenKey, nil
+}
+
+// URL returns the base URL the daemon serves, e.g. http://127.0.0.1:8080.
+func (d *Daemon) URL() string { return d.url }
+
+// Engine returns the engine (tests and the operator surface use it).
+func (d *Daemon) Engine() *engine.Engine { return d.engine }
+
+// Store returns the store.
+func (d *Daemon) Store() *store.Store { return d.store }
+
+// API returns the HTTP handler.
+func (d *Daemon) API() *API { return d.api }
+
+// Close shuts down in order: stop accepting, close WebSockets with a close
+// frame, let the engine finish calls in flight, close the database.
+func (d *Daemon) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d.api.CloseWebSockets()
+	err := d.http.Shutdown(ctx)
+	d.engine.Close()
+	if cerr := d.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Wait blocks until the HTTP server stops.
+func (d *Daemon) Wait() error {
+	err := <-d.served
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
