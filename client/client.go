@@ -342,3 +342,36 @@ func (c *Client) ResolveRequest(ctx context.Context, conv, ref string) (string, 
 	}
 	return "", twokey.Errorf(twokey.EBadPayload, "%q is a prefix of %d request ids; give more of it", ref, len(hits))
 }
+
+// Checkpoint is the gateway's signed statement of where a log stands.
+type Checkpoint struct {
+	Seq      uint64                `json:"seq"`
+	Chain    string                `json:"chain"`
+	Envelope conversation.Envelope `json:"envelope"`
+}
+
+// Checkpoint fetches conv's signed checkpoint and verifies the gateway's
+// signature on it.
+func (c *Client) Checkpoint(ctx context.Context, conv string) (*Checkpoint, error) {
+	var cp Checkpoint
+	if err := c.do(ctx, "GET", "/v1/conversations/"+url.PathEscape(conv)+"/checkpoint", nil, true, &cp); err != nil {
+		return nil, err
+	}
+	gw, err := c.Gateway(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := conversation.Verify(cp.Envelope)
+	if err != nil || m.Author != gw.SigningKey || m.Kind != conversation.KindCheckpoint {
+		return nil, fmt.Errorf("checkpoint is not signed by the gateway %s", gw.SigningKey)
+	}
+	var p struct {
+		Conversation string `json:"conversation"`
+		Seq          uint64 `json:"seq"`
+		Chain        string `json:"chain"`
+	}
+	if err := json.Unmarshal(m.Payload, &p); err != nil || p.Seq != cp.Seq || p.Chain != cp.Chain || p.Conversation != conv {
+		return nil, fmt.Errorf("checkpoint's signed payload does not match its fields")
+	}
+	return &cp, nil
+}

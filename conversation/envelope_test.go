@@ -161,7 +161,15 @@ func smallOrderForgery(t testing.TB) Envelope {
 	return Envelope{}
 }
 
-func TestOpenRefuses(t *testing.T) {
+// openCase is an envelope and the codes Open answers it with.
+type openCase struct {
+	name  string
+	data  func() []byte
+	codes []string // none: accepted
+}
+
+// openCases are the envelopes TestOpenRefuses checks, and FuzzOpen's seeds.
+func openCases(t testing.TB) []openCase {
 	payload := chatPayload("hello!")
 	good := Sign(alice, KindChatMessage, payload)
 	if !strings.HasSuffix(good.Payload, "=") {
@@ -192,11 +200,7 @@ func TestOpenRefuses(t *testing.T) {
 	identitySig := make([]byte, 64)
 	identitySig[0] = 1 // R = identity, S = 0: verifies for any message under crypto/ed25519
 
-	tests := []struct {
-		name  string
-		data  func() []byte
-		codes []string // none: accepted
-	}{
+	return []openCase{
 		{"good", with(func(e *Envelope) {}), nil},
 		{"session.open needs no conversation", signed(KindSessionOpen, `{"created_at":"`+testCreated+`","nonce":"AAAAAAAAAAAAAAAAAAAAAA=="}`), nil},
 		{"unknown fields ignored", signed(KindChatMessage, `{`+hdr+`,"text":"x","future_field":{"a":[1,2]}}`), nil},
@@ -291,7 +295,10 @@ func TestOpenRefuses(t *testing.T) {
 		{"payload missing conversation", signed(KindChatMessage, `{"created_at":"`+testCreated+`","text":"a"}`), []string{twokey.EBadPayload}},
 		{"payload conversation a number", signed(KindChatMessage, `{"conversation":7,"created_at":"`+testCreated+`"}`), []string{twokey.EBadPayload}},
 	}
-	for _, tt := range tests {
+}
+
+func TestOpenRefuses(t *testing.T) {
+	for _, tt := range openCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			data := tt.data()
 			m, err := Open(data)

@@ -28,13 +28,17 @@ const (
 	KindMemberApprove      = "member.approve"
 	KindMemberChanged      = "member.changed"
 	KindSessionOpen        = "session.open"
+	// KindCheckpoint is this implementation's addition (docs/protocol.md):
+	// the gateway's signed statement of a log's latest seq and chain. It is
+	// never a record.
+	KindCheckpoint = "checkpoint"
 )
 
 // gatewayKinds are written only by the gateway.
 var gatewayKinds = map[string]bool{
 	KindGateEnabled: true, KindGateSecretStored: true, KindGateSecretRevoked: true,
 	KindGateExecuted: true, KindGateResponse: true, KindGateFailed: true, KindGateExpired: true,
-	KindGateRejected: true, KindGateCancelled: true, KindMemberChanged: true,
+	KindGateRejected: true, KindGateCancelled: true, KindMemberChanged: true, KindCheckpoint: true,
 }
 
 var memberKinds = map[string]bool{

@@ -7,13 +7,16 @@ import (
 	"github.com/twokey/twokey"
 )
 
-func TestCheckJSON(t *testing.T) {
+type checkJSONCase struct {
+	name, in string
+	ok       bool
+}
+
+// checkJSONCases are TestCheckJSON's table and FuzzCheckJSON's seeds.
+func checkJSONCases() []checkJSONCase {
 	deep := func(n int) string { return `{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + `}` }
 	deepObj := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
-	tests := []struct {
-		name, in string
-		ok       bool
-	}{
+	return []checkJSONCase{
 		{"empty object", `{}`, true},
 		{"whitespace around", " \n\t{ \"a\" : 1 } \r\n", true},
 		{"all value kinds", `{"s":"x","n":-1.5e3,"t":true,"f":false,"z":null,"a":[1,{"b":[]}],"o":{}}`, true},
@@ -61,7 +64,10 @@ func TestCheckJSON(t *testing.T) {
 		{"invalid escape", `{"a":"\x"}`, false},
 		{"control character in string", "{\"a\":\"\x01\"}", false},
 	}
-	for _, tt := range tests {
+}
+
+func TestCheckJSON(t *testing.T) {
+	for _, tt := range checkJSONCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			err := CheckJSON([]byte(tt.in))
 			if tt.ok {

@@ -38,6 +38,7 @@ func NewAPI(eng *engine.Engine, log *slog.Logger) *API {
 	m.HandleFunc("GET /v1/conversations/{id}/gate", a.auth(a.gate))
 	m.HandleFunc("GET /v1/conversations/{id}/requests", a.auth(a.requests))
 	m.HandleFunc("GET /v1/conversations/{id}/requests/{rid}", a.auth(a.request))
+	m.HandleFunc("GET /v1/conversations/{id}/checkpoint", a.auth(a.checkpoint))
 	m.HandleFunc("GET /v1/catalog", a.catalog)
 	m.HandleFunc("GET /v1/ws", a.ws.serve)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
@@ -251,4 +252,13 @@ func (a *API) requests(w http.ResponseWriter, r *http.Request, key string) {
 func (a *API) catalog(w http.ResponseWriter, r *http.Request) {
 	c := a.eng.Catalog()
 	writeJSON(w, 200, map[string]any{"services": c.Services(), "templates": c.Templates()})
+}
+
+func (a *API) checkpoint(w http.ResponseWriter, r *http.Request, key string) {
+	cp, err := a.eng.Checkpoint(r.PathValue("id"), key)
+	if err != nil {
+		writeError(w, a.log, err)
+		return
+	}
+	writeJSON(w, 200, cp)
 }
