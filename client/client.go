@@ -316,6 +316,11 @@ func (c *Client) Conversation(ctx context.Context, ref string) (api.Summary, err
 	case len(byPrefix) > 1:
 		return api.Summary{}, twokey.Errorf(twokey.EBadPayload, "%q is a prefix of %d conversation ids; give more of it", ref, len(byPrefix))
 	}
+	if len(ref) == 36 && strings.Count(ref, "-") == 4 {
+		// A full id the caller is not (yet) a member of: let the server say
+		// why (not_member, unknown_conversation).
+		return api.Summary{ID: ref, Name: ref}, nil
+	}
 	return api.Summary{}, twokey.Errorf(twokey.EUnknownConversation, "you have no conversation named %q (twokey conv ls lists yours)", ref)
 }
 

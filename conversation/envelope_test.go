@@ -241,7 +241,9 @@ func openCases(t testing.TB) []openCase {
 		{"key id with a line break", with(func(e *Envelope) { k := e.Signatures[0].KeyID; e.Signatures[0].KeyID = k[:20] + "\n" + k[21:] }), []string{twokey.EBadEnvelope}},
 
 		// Signature count.
-		{"two signatures", with(func(e *Envelope) { e.Signatures = append(e.Signatures, Sign(bob, KindChatMessage, payload).Signatures[0]) }), []string{twokey.EBadEnvelope}},
+		{"two signatures", with(func(e *Envelope) {
+			e.Signatures = append(e.Signatures, Sign(bob, KindChatMessage, payload).Signatures[0])
+		}), []string{twokey.EBadEnvelope}},
 		{"the same signature twice", with(func(e *Envelope) { e.Signatures = append(e.Signatures, e.Signatures[0]) }), []string{twokey.EBadEnvelope}},
 		{"zero signatures", with(func(e *Envelope) { e.Signatures = []Signature{} }), []string{twokey.EBadEnvelope}},
 		{"signatures null", with(func(e *Envelope) { e.Signatures = nil }), []string{twokey.EBadEnvelope}},

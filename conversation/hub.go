@@ -75,9 +75,11 @@ func (h *Hub) Publish(conv string, recs ...Record) {
 		t.recent = append(t.recent, r)
 		t.last = r.Seq
 	}
-	if over := len(t.recent) - h.window; over > 0 {
-		// Copy so the dropped prefix can be collected.
-		t.recent = append(make([]Record, 0, h.window), t.recent[over:]...)
+	if len(t.recent) >= 2*h.window {
+		// Keep the last window records. Trimming only when the slice has
+		// doubled makes the copy cost amortized O(1) per record, and the
+		// copy lets the dropped prefix be collected.
+		t.recent = append(make([]Record, 0, 2*h.window), t.recent[len(t.recent)-h.window:]...)
 	}
 	subs := make([]*Sub, 0, len(t.subs))
 	for s := range t.subs {

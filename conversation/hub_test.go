@@ -42,7 +42,8 @@ func TestHubSince(t *testing.T) {
 		{"whole window", "c", 6, 10, []uint64{7, 8, 9, 10}, true},
 		{"limited", "c", 6, 2, []uint64{7, 8}, true},
 		{"middle", "c", 8, 1, []uint64{9}, true},
-		{"just older than the window", "c", 5, 10, nil, false},
+		{"older than the window", "c", 3, 10, nil, false},
+		{"window keeps up to twice its size", "c", 4, 10, []uint64{5, 6, 7, 8, 9, 10}, true},
 		{"from the start, window passed", "c", 0, 10, nil, false},
 		{"several in one Publish", "d", 0, 10, []uint64{1, 2, 3}, true},
 		{"unknown conversation", "zzz", 0, 10, nil, true},
@@ -280,7 +281,7 @@ func TestHubIdleSubscriberDoesNotBlock(t *testing.T) {
 	if recs, ok := h.Since("c", n-window, n); !ok || len(recs) != window || recs[0].Seq != n-window+1 {
 		t.Fatalf("window holds %d records from %v (ok %v)", len(recs), seqs(recs[:min(1, len(recs))]), ok)
 	}
-	if _, ok := h.Since("c", n-window-1, n); ok {
-		t.Fatal("the window grew past its size")
+	if _, ok := h.Since("c", n-2*window, n); ok {
+		t.Fatal("the window grew past twice its size")
 	}
 }
