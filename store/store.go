@@ -91,6 +91,19 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	// Create missing buckets, but write nothing when all exist: a start
+	// that is refused later (a wrong master key) must leave the file as
+	// it found it.
+	missing := false
+	_ = db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			missing = missing || tx.Bucket([]byte(b)) == nil
+		}
+		return nil
+	})
+	if !missing {
+		return newStore(db, path), nil
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
@@ -103,10 +116,14 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("prepare database %s: %w", path, err)
 	}
+	return newStore(db, path), nil
+}
+
+func newStore(db *bolt.DB, path string) *Store {
 	s := &Store{db: db, path: path, queue: make(chan *pending, 4096), done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.commitLoop()
-	return s, nil
+	return s
 }
 
 // Path returns the database file's path.
