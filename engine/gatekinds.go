@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"encoding/base64"
 	"maps"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/store"
 	"github.com/twokey/twokey/templates"
 	"github.com/twokey/twokey/vault"
 )
@@ -275,7 +277,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 		return nil, twokey.Errorf(twokey.EDuplicateRequest, "request_id %s was already used on this server; make a new id", p.RequestID)
 	}
 	ch.after = append(ch.after, func() { e.reserved.Delete(p.RequestID) })
-	if old, err := e.st.Get("requests", p.RequestID); err != nil || old != nil {
+	if old, err := e.st.Get(store.Requests, p.RequestID); err != nil || old != nil {
 		e.reserved.Delete(p.RequestID)
 		if err != nil {
 			return nil, err
@@ -313,11 +315,15 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 		ch.after = append(ch.after, func() { e.expiry.add(exp, c.st.ID, r.ID) })
 	}
 	ch.putRequest(r)
+	ch.puts = append(ch.puts, store.Put{Bucket: store.ConvReqs, Key: reqIndexKey(c.st.ID, r.SubmittedSeq), Value: []byte(r.ID)})
 	if e.cfg.Observer != nil {
 		ch.after = append(ch.after, func() { e.cfg.Observer.Submitted(c.st.ID, r) })
 	}
 	return r, nil
 }
+
+// reqIndexKey orders a conversation's requests by submission.
+func reqIndexKey(conv string, seq uint64) string { return fmt.Sprintf("%s/%016x", conv, seq) }
 
 func validHeader(name, value string) bool {
 	if name == "" || len(name) > 256 || len(value) > 8192 {
@@ -337,7 +343,7 @@ func (e *Engine) findRequest(c *conv, id string) (*gate.Request, error) {
 	if r := c.requests[id]; r != nil {
 		return r, nil
 	}
-	raw, err := e.st.Get("requests", id)
+	raw, err := e.st.Get(store.Requests, id)
 	if err != nil {
 		return nil, err
 	}

@@ -179,40 +179,59 @@ func (e *Engine) Request(convID, key, id string) (*api.RequestState, error) {
 	return stateOf(r), nil
 }
 
-// Requests lists a conversation's requests (open ones from memory, closed
-// ones from the store), newest first, optionally only those in state.
+// Requests lists a conversation's requests, newest first, optionally only
+// those in state, at most limit (all when limit <= 0). It walks the
+// conversation's own index, never the whole server's requests.
 func (e *Engine) Requests(convID, key, state string, limit int) ([]*api.RequestState, error) {
-	if _, err := e.member(convID, key); err != nil {
+	c, err := e.member(convID, key)
+	if err != nil {
 		return nil, err
 	}
-	var out []*api.RequestState
-	err := e.st.ForEach(store.Requests, func(_ string, v []byte) error {
-		r, err := decodeRequest(v)
-		if err != nil || r.Conversation != convID {
-			return err
+	out := []*api.RequestState{}
+	if state == gate.StatePending || state == gate.StateExecuting {
+		c.mu.Lock()
+		for _, r := range c.requests {
+			if r.State == state {
+				out = append(out, stateOf(r))
+			}
 		}
-		if state == "" || r.State == state {
-			out = append(out, stateOf(r))
+		c.mu.Unlock()
+		sort.Slice(out, func(i, j int) bool { return out[i].Seq > out[j].Seq })
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
 		}
-		return nil
+		return out, nil
+	}
+	var ids []string
+	err = e.st.Reverse(store.ConvReqs, convID+"/", func(_ string, v []byte) bool {
+		ids = append(ids, string(v))
+		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	c, _ := e.lookup(convID)
-	c.mu.Lock()
-	for i, rs := range out {
-		if r := c.requests[rs.RequestID]; r != nil {
-			out[i] = stateOf(r)
+	for _, id := range ids {
+		c.mu.Lock()
+		r := c.requests[id]
+		if r != nil {
+			r = r.Clone()
 		}
-	}
-	c.mu.Unlock()
-	if state != "" {
-		out = slices.DeleteFunc(out, func(r *api.RequestState) bool { return r.State != state })
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq > out[j].Seq })
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
+		c.mu.Unlock()
+		if r == nil {
+			raw, err := e.st.Get(store.Requests, id)
+			if err != nil || raw == nil {
+				continue
+			}
+			if r, err = decodeRequest(raw); err != nil {
+				return nil, err
+			}
+		}
+		if state == "" || r.State == state {
+			out = append(out, stateOf(r))
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
 	}
 	return out, nil
 }

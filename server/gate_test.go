@@ -646,3 +646,45 @@ func TestSecretTTLAtTheBoundary(t *testing.T) {
 		t.Fatalf("upstream got %d calls, want 1", n)
 	}
 }
+
+func TestRemovedMemberStopsReceivingLive(t *testing.T) {
+	g := newGate(t, 2, 1)
+	ctx := testutil.Ctx(t)
+	ws, err := g.cs[1].Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteJSON(map[string]any{"op": "subscribe", "conversation": g.conv, "after": 0})
+	rec, err := g.cs[0].Propose(ctx, g.conv, gate.ProposePayload{Remove: []string{g.ids[1].KeyID()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Seq == 0 {
+		t.Fatal("no record")
+	}
+	secret, err := g.cs[0].Say(ctx, g.conv, "for members only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var fr struct {
+			Op     string
+			Record *conversation.Record
+			Error  *struct{ Code string }
+		}
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := ws.ReadJSON(&fr); err != nil {
+			t.Fatalf("no refusal before the socket ended: %v", err)
+		}
+		if fr.Op == "record" && fr.Record.Seq >= secret.Seq {
+			t.Fatalf("removed member received record %d (%s)", fr.Record.Seq, fr.Record.Kind)
+		}
+		if fr.Op == "error" {
+			if fr.Error.Code != twokey.ENotMember {
+				t.Fatalf("error %s", fr.Error.Code)
+			}
+			return
+		}
+	}
+}

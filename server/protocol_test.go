@@ -108,9 +108,15 @@ func TestBadInputIsRefusedAndLosesNothing(t *testing.T) {
 	padded := good
 	padded.Signatures = []conversation.Signature{{KeyID: f.alice.KeyID() + "=", Sig: good.Signatures[0].Sig}}
 
-	std := good
-	stdID := base64.StdEncoding.EncodeToString(f.alice.Public())
-	std.Signatures = []conversation.Signature{{KeyID: strings.TrimRight(stdID, "="), Sig: good.Signatures[0].Sig}}
+	// A key whose id has '-' or '_' has a different spelling in the
+	// standard alphabet: the same 32 bytes, another name.
+	dashed := f.alice
+	for !strings.ContainsAny(dashed.KeyID(), "-_") {
+		dashed = testutil.Identity(t, "dashed")
+	}
+	std := f.chat(t, dashed, "hello")
+	stdID := base64.StdEncoding.EncodeToString(dashed.Public())
+	std.Signatures = []conversation.Signature{{KeyID: strings.TrimRight(stdID, "="), Sig: std.Signatures[0].Sig}}
 
 	gw, err := f.ca.Gateway(testutil.Ctx(t))
 	if err != nil {
@@ -479,4 +485,30 @@ func TestShutdownSendsCloseFrame(t *testing.T) {
 
 func testutilCtx(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+func TestLimitsAreRefusedClearly(t *testing.T) {
+	f := newFixture(t)
+	ctx := testutil.Ctx(t)
+	// Text over its limit (the envelope itself fits in 64 KiB).
+	_, err := f.ca.Say(ctx, f.conv, strings.Repeat("x", twokey.MaxTextBytes+1))
+	if twokey.ErrorCode(err) != twokey.ETooLarge || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("long text: %v", err)
+	}
+	// Members over the limit.
+	var ms []conversation.Member
+	for i := 0; i < twokey.MaxMembers; i++ {
+		ms = append(ms, conversation.Member{Key: testutil.Identity(t, "m").KeyID(), Name: fmt.Sprint("m", i)})
+	}
+	if _, err := f.ca.CreateConversation(ctx, "crowd", ms); twokey.ErrorCode(err) != twokey.ETooLarge {
+		t.Fatalf("%d members: %v", len(ms)+1, err)
+	}
+	// A page over the limit.
+	if _, err := f.ca.Records(ctx, f.conv, 0, twokey.MaxPageRecords+1); twokey.ErrorCode(err) != twokey.ETooLarge {
+		t.Fatalf("page of %d: %v", twokey.MaxPageRecords+1, err)
+	}
+	// A name over its limit.
+	if _, err := f.ca.CreateConversation(ctx, strings.Repeat("n", twokey.MaxNameBytes+1), nil); twokey.ErrorCode(err) != twokey.ETooLarge {
+		t.Fatalf("long name: %v", err)
+	}
 }

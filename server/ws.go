@@ -299,6 +299,21 @@ func (c *wsConn) pushRecords() (progressed, ok bool) {
 	}
 	c.mu.Unlock()
 	for _, s := range subs {
+		if s.cursor >= c.hub.eng.Hub().Last(s.conv) {
+			continue // caught up
+		}
+		// Membership can change while subscribed: a removed member stops
+		// receiving at once.
+		if err := c.hub.eng.CheckMember(s.conv, c.key); err != nil {
+			c.mu.Lock()
+			if c.subs[s.conv] == s {
+				c.hub.eng.Hub().Unsubscribe(s.sub)
+				delete(c.subs, s.conv)
+			}
+			c.mu.Unlock()
+			c.fail(nil, err)
+			continue
+		}
 		recs, err := c.hub.eng.ReadRecords(s.conv, s.cursor, wsBatch)
 		if err != nil {
 			c.fail(nil, err)

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,9 +36,12 @@ const (
 	Programs  = "programs"
 	ReqLog    = "reqlog"
 	Usage     = "usage"
+	// ConvReqs indexes requests by conversation and submission seq:
+	// key CONV/%016x(seq), value the request id.
+	ConvReqs = "convreqs"
 )
 
-var allBuckets = []string{Meta, Convs, Log, Requests, Pending, Secrets, Nonces, Proposals, Programs, ReqLog, Usage}
+var allBuckets = []string{Meta, Convs, Log, Requests, Pending, Secrets, Nonces, Proposals, Programs, ReqLog, Usage, ConvReqs}
 
 // ErrLocked is returned when another process holds the database.
 var ErrLocked = errors.New("store: database is locked by another process")
@@ -212,7 +217,11 @@ func (s *Store) commitLoop() {
 
 // run commits a batch in one transaction; if that fails, each write is
 // retried alone so that one bad write cannot fail its neighbours.
+var DebugBusy, DebugTx, DebugWrites, DebugFsync atomic.Int64
+
 func (s *Store) run(batch []*pending) {
+	t0 := time.Now()
+	defer func() { DebugBusy.Add(int64(time.Since(t0))); DebugTx.Add(1); DebugWrites.Add(int64(len(batch))) }()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, p := range batch {
 			if err := s.apply(tx, p.w); err != nil {
@@ -368,4 +377,30 @@ func (s *Store) ForEach(bucket string, fn func(k string, v []byte) error) error 
 // Put writes one key durably (through the committer).
 func (s *Store) Put(bucket, key string, value []byte) error {
 	return s.Commit(&Write{Puts: []Put{{Bucket: bucket, Key: key, Value: value}}})
+}
+
+// Reverse calls fn with copies of the keys and values of bucket that start
+// with prefix, last key first, until fn returns false.
+func (s *Store) Reverse(bucket, prefix string, fn func(k string, v []byte) bool) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return fmt.Errorf("store: no bucket %q", bucket)
+		}
+		c := b.Cursor()
+		// Seek past the prefix's range, then step back.
+		end := append([]byte(prefix), 0xff)
+		k, v := c.Seek(end)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Prev() {
+			if !fn(string(k), append([]byte(nil), v...)) {
+				return nil
+			}
+		}
+		return nil
+	})
 }
