@@ -1,8 +1,8 @@
 package engine
 
 import (
-	"fmt"
 	"encoding/base64"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
