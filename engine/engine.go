@@ -303,6 +303,15 @@ type change struct {
 	requests  map[string]*gate.Request // changed requests (copies)
 	secrets   map[string]*vault.Secret // changed secrets; nil value = removed
 	after     []func()                 // run after a successful commit, under the lock
+	abort     []func()                 // run when the change is dropped instead
+}
+
+// drop undoes what building the change reserved outside it.
+func (ch *change) drop() {
+	for _, f := range ch.abort {
+		f()
+	}
+	ch.abort = nil
 }
 
 func (e *Engine) begin(c *conv) *change {
@@ -382,8 +391,10 @@ func (e *Engine) commit(ch *change) error {
 	}
 	if err := e.st.Commit(&store.Write{Conv: c.st.ID, Records: ch.records, Snapshot: snap, Puts: puts}); err != nil {
 		e.log.Error("commit failed; nothing applied", AttrConv, c.st.ID, AttrError, err.Error())
+		ch.drop()
 		return err
 	}
+	ch.abort = nil
 	c.st = ch.st
 	c.gate = cfg
 	c.proposals = props

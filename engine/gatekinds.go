@@ -276,9 +276,10 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	if _, loaded := e.reserved.LoadOrStore(p.RequestID, true); loaded {
 		return nil, twokey.Errorf(twokey.EDuplicateRequest, "request_id %s was already used on this server; make a new id", p.RequestID)
 	}
-	ch.after = append(ch.after, func() { e.reserved.Delete(p.RequestID) })
+	release := func() { e.reserved.Delete(p.RequestID) }
+	ch.after = append(ch.after, release)
+	ch.abort = append(ch.abort, release)
 	if old, err := e.st.Get(store.Requests, p.RequestID); err != nil || old != nil {
-		e.reserved.Delete(p.RequestID)
 		if err != nil {
 			return nil, err
 		}
@@ -295,7 +296,6 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 		}
 	}
 	if open >= twokey.MaxPendingPerSigner {
-		e.reserved.Delete(p.RequestID)
 		return nil, twokey.Errorf(twokey.ERateLimited, "you have %d pending requests in %s, the most one submitter may hold open; wait for some to settle or cancel them", open, c.st.Name)
 	}
 	required, rule := gate.Threshold(c.gate.RequiredApprovals, c.gate.Rules, gate.Target{Service: p.Service, Path: path, Pattern: pattern, Method: method})

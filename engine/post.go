@@ -115,6 +115,7 @@ func (e *Engine) PostMessage(convID string, m *conversation.Message) (conversati
 		return conversation.Record{}, twokey.Errorf(twokey.ENotMember, "key %s is not a member of conversation %s", conversation.ShortKey(m.Author), c.st.Name)
 	}
 	ch := e.begin(c)
+	defer ch.drop() // a no-op once committed
 	if m.Kind != conversation.KindGateSecret {
 		// The member's message is logged first, then what follows from it.
 		// gate.secret alone is never logged: it carries the sealed key.
@@ -143,7 +144,7 @@ func (e *Engine) PostMessage(convID string, m *conversation.Message) (conversati
 		return conversation.Record{}, err
 	}
 	rec := ch.records[0]
-	e.log.LogAttrs(context.Background(), slog.LevelInfo, "accepted", slog.String(AttrConv, convID), slog.String(AttrKind, m.Kind),
+	e.log.LogAttrs(context.Background(), slog.LevelDebug, "accepted", slog.String(AttrConv, convID), slog.String(AttrKind, m.Kind),
 		slog.Uint64(AttrSeq, rec.Seq), slog.String(AttrAuthor, m.Author))
 	return rec, nil
 }

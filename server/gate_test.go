@@ -688,3 +688,33 @@ func TestRemovedMemberStopsReceivingLive(t *testing.T) {
 		}
 	}
 }
+
+func TestAFailedCommitLosesNothingAndHoldsNoReservation(t *testing.T) {
+	g := newGate(t, 2, 2)
+	ctx := testutil.Ctx(t)
+	before, _ := g.srv.Store().LastSeq(g.conv)
+	g.srv.Store().SetWriteHook(func() error { return fmt.Errorf("no space left on device") })
+	p := gate.RequestPayload{RequestID: client.NewID(), Service: "httpbin", Method: "GET", URL: g.baseURL + "/get",
+		ExpiresAt: conversation.FormatTime(time.Now().Add(time.Hour))}
+	_, err := g.cs[0].Submit(ctx, g.conv, p)
+	if twokey.ErrorCode(err) != twokey.EUnavailable {
+		t.Fatalf("submit on a full disk: %v", err)
+	}
+	if strings.Contains(err.Error(), "no space") {
+		t.Fatalf("the storage error's detail reached the client: %v", err)
+	}
+	g.srv.Store().SetWriteHook(nil)
+	if after, _ := g.srv.Store().LastSeq(g.conv); after != before {
+		t.Fatal("a failed commit left records")
+	}
+	// The same request id is free again, and everything works.
+	if _, err := g.cs[0].Submit(ctx, g.conv, p); err != nil {
+		t.Fatalf("resubmit after the disk recovered: %v", err)
+	}
+	if err := g.approve(t, 1, p.RequestID); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.wait(t, p.RequestID); st.State != gate.StateExecuted {
+		t.Fatalf("state %s", st.State)
+	}
+}
