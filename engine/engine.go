@@ -159,6 +159,13 @@ func New(cfg Config) (*Engine, error) {
 	client := &http.Client{}
 	if cfg.Upstream != nil {
 		client.Transport = cfg.Upstream.Transport
+	} else {
+		// No proxy from the environment: an HTTP proxy would see the
+		// injected key. Keep connections to upstreams warm.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil
+		t.MaxIdleConnsPerHost = 64
+		client.Transport = t
 	}
 	// A redirect is returned as the response, never followed: following
 	// one could carry the injected key to another host.
