@@ -65,11 +65,7 @@ a proposal every signer approves.`,
 		Short: "Show the gate: signers, M, rules, secrets and open proposals",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g, err := c.Gate(cmd.Context(), conv.ID)
+			_, conv, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -134,11 +130,7 @@ a proposal every signer approves.`,
 		Short: "List the rules, most specific first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g, err := c.Gate(cmd.Context(), conv.ID)
+			_, _, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -162,13 +154,29 @@ func (f *factory) conversation(ctx context.Context, ref string) (*client.Client,
 	return c, conv, err
 }
 
-// changeRules proposes a new rule set made by edit from the current one.
-func (f *factory) changeRules(ctx context.Context, ref string, edit func([]gate.Rule) ([]gate.Rule, error)) error {
+// gateOf resolves CONV and fetches its gate.
+func (f *factory) gateOf(ctx context.Context, ref string) (*client.Client, api.Summary, *api.GateInfo, error) {
 	c, conv, err := f.conversation(ctx, ref)
 	if err != nil {
-		return err
+		return nil, conv, nil, err
 	}
 	g, err := c.Gate(ctx, conv.ID)
+	return c, conv, g, err
+}
+
+// request resolves CONV and a request id or unique prefix in it.
+func (f *factory) request(ctx context.Context, convRef, idRef string) (*client.Client, api.Summary, string, error) {
+	c, conv, err := f.conversation(ctx, convRef)
+	if err != nil {
+		return nil, conv, "", err
+	}
+	id, err := c.ResolveRequest(ctx, conv.ID, idRef)
+	return c, conv, id, err
+}
+
+// changeRules proposes a new rule set made by edit from the current one.
+func (f *factory) changeRules(ctx context.Context, ref string, edit func([]gate.Rule) ([]gate.Rule, error)) error {
+	c, conv, g, err := f.gateOf(ctx, ref)
 	if err != nil {
 		return err
 	}

@@ -87,11 +87,7 @@ of the conversation is cancelled (its signers have changed).`,
 		Short: "List members and which are signers",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g, err := c.Gate(cmd.Context(), conv.ID)
+			_, _, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -51,11 +51,7 @@ submits nothing.`,
 		Example: "  twokey request show ops 3f2a --wait",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			id, err := c.ResolveRequest(cmd.Context(), conv.ID, args[1])
+			c, conv, id, err := f.request(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err
 			}

@@ -70,11 +70,7 @@ input, never from the command line.`,
 		Short: "List stored secrets (metadata only)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g, err := c.Gate(cmd.Context(), conv.ID)
+			_, conv, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -18,11 +18,7 @@ for exactly the call you were shown. A unique prefix of the id is enough.`,
 		Example: "  twokey " + verb + " ops 3f2a",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			id, err := c.ResolveRequest(cmd.Context(), conv.ID, args[1])
+			c, conv, id, err := f.request(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -51,11 +47,7 @@ func newCancelCmd(f *factory) *cobra.Command {
 		Short: "Cancel your own pending request",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			id, err := c.ResolveRequest(cmd.Context(), conv.ID, args[1])
+			c, conv, id, err := f.request(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err
 			}
