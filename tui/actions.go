@@ -1,0 +1,562 @@
+package tui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/twokey/twokey/catalog"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/templates"
+)
+
+// commands are the slash commands, in the order /help lists them.
+var commands = []struct{ name, args, help string }{
+	{"/approve", "ID", "approve a pending request (a unique id prefix is enough)"},
+	{"/reject", "ID [reason]", "reject a pending request"},
+	{"/cancel", "ID", "cancel your own pending request"},
+	{"/request", "TEMPLATE k=v ...", "propose a call; the preview shows the URL and M before Enter"},
+	{"/gate", "enable M", "turn the gateway on: M of the members must approve each call (admin)"},
+	{"/secret", "add SERVICE [TTL] | revoke SERVICE", "store an API key (typed hidden, sealed here) or revoke it"},
+	{"/members", "", "members, signers, M and the rules"},
+	{"/propose", "add NAME=KEY | remove NAME", "propose a membership change (every signer must approve)"},
+	{"/help", "", "keys and commands"},
+	{"/quit", "", "leave"},
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// voteSelected approves or rejects the selected card's request (or, for
+// an approval, the selected membership proposal).
+func (m *Model) voteSelected(approve bool) tea.Cmd {
+	c := m.conv()
+	if c == nil {
+		m.setStatus(true, "no conversation selected")
+		return nil
+	}
+	it := c.selected()
+	if it == nil {
+		m.setStatus(true, "nothing selected: move to a request card with j/k")
+		return nil
+	}
+	if it.rec.Kind == conversation.KindMemberPropose && it.msg != nil {
+		if !approve {
+			m.setStatus(true, "a proposal is not rejected: it waits until every signer approves or the membership changes")
+			return nil
+		}
+		return m.approveProposal(c, it)
+	}
+	if it.rec.Kind != conversation.KindGateRequest {
+		m.setStatus(true, "#%d is %s, not a request: move to a request card with j/k", it.rec.Seq, kindLabel(it.rec.Kind))
+		return nil
+	}
+	return m.vote(c, it, approve, "")
+}
+
+// vote signs an approval or rejection of the request in item it. The
+// digest is computed here from the request record on screen, after
+// verifying its signature again, so the vote binds to exactly that call.
+func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cmd {
+	verb := map[bool]string{true: "approve", false: "reject"}[approve]
+	if it.msg == nil {
+		m.setStatus(true, "record #%d does not verify (%v): not signing anything for it", it.rec.Seq, it.err)
+		return nil
+	}
+	r := c.reqs[it.reqID]
+	if r == nil {
+		m.setStatus(true, "record #%d is not a request this TUI understands", it.rec.Seq)
+		return nil
+	}
+	short := shortID(r.id)
+	switch {
+	case r.state != gate.StatePending:
+		m.setStatus(true, "request %s is already %s: it takes no more votes", short, describeState(r))
+		return nil
+	case !m.now().Before(r.expires):
+		m.setStatus(true, "request %s expired at %s: it takes no more votes", short, r.expires.In(m.loc).Format("15:04:05"))
+		return nil
+	case !slices.Contains(r.signers, m.self):
+		m.setStatus(true, "you are not a signer of request %s", short)
+		return nil
+	case r.voted(m.self) != "":
+		m.setStatus(true, "you already %s request %s", r.voted(m.self), short)
+		return nil
+	}
+	vm, err := conversation.Verify(it.rec.Envelope)
+	if err != nil || vm.Kind != conversation.KindGateRequest {
+		m.setStatus(true, "record #%d does not verify as a request: not signing", it.rec.Seq)
+		return nil
+	}
+	var p gate.RequestPayload
+	if json.Unmarshal(vm.Payload, &p) != nil || p.RequestID != r.id {
+		m.setStatus(true, "record #%d is not request %s: not signing", it.rec.Seq, short)
+		return nil
+	}
+	digest := conversation.Digest(vm.Payload)
+	conv, id := c.id, r.id
+	m.setStatus(false, "%sing %s: %s %s", strings.TrimSuffix(verb, "e"), short, p.Method, p.URL)
+	return m.call(verb+" "+short, verb+"d "+short+": "+p.Method+" "+p.URL, func(ctx context.Context, b Backend) error {
+		_, err := b.VoteDigest(ctx, conv, id, digest, approve, reason)
+		return err
+	})
+}
+
+// approveProposal approves a membership proposal, bound to the digest of
+// the proposal record on screen.
+func (m *Model) approveProposal(c *convState, it *item) tea.Cmd {
+	pr := c.props[it.reqID]
+	if pr == nil {
+		m.setStatus(true, "record #%d is not a proposal this TUI understands", it.rec.Seq)
+		return nil
+	}
+	short := shortID(pr.id)
+	switch {
+	case pr.done:
+		m.setStatus(true, "proposal %s is already applied", short)
+		return nil
+	case !slices.Contains(pr.needed, m.self):
+		m.setStatus(true, "proposal %s does not need your approval", short)
+		return nil
+	case slices.Contains(pr.approvals, m.self):
+		m.setStatus(true, "you already approved proposal %s", short)
+		return nil
+	}
+	vm, err := conversation.Verify(it.rec.Envelope)
+	if err != nil || vm.Kind != conversation.KindMemberPropose {
+		m.setStatus(true, "record #%d does not verify as a proposal: not signing", it.rec.Seq)
+		return nil
+	}
+	digest, conv, id := vm.PayloadDigest(), c.id, pr.id
+	m.setStatus(false, "approving proposal %s", short)
+	return m.call("approve proposal "+short, "approved proposal "+short, func(ctx context.Context, b Backend) error {
+		h, err := b.Header(ctx, conv)
+		if err != nil {
+			return err
+		}
+		_, err = b.Post(ctx, conv, conversation.KindMemberApprove, gate.MemberApprovePayload{Header: h, ProposalID: id, ProposalDigest: digest})
+		return err
+	})
+}
+
+func (m *Model) cancelSelected() tea.Cmd {
+	c := m.conv()
+	if c == nil {
+		return nil
+	}
+	it := c.selected()
+	if it == nil || it.rec.Kind != conversation.KindGateRequest {
+		m.setStatus(true, "select one of your own request cards to cancel it")
+		return nil
+	}
+	return m.cancel(c, c.reqs[it.reqID])
+}
+
+func (m *Model) cancel(c *convState, r *reqView) tea.Cmd {
+	if r == nil {
+		m.setStatus(true, "no such request")
+		return nil
+	}
+	short := shortID(r.id)
+	switch {
+	case r.submitter != m.self:
+		m.setStatus(true, "only its submitter may cancel request %s", short)
+		return nil
+	case r.state != gate.StatePending:
+		m.setStatus(true, "request %s is already %s", short, describeState(r))
+		return nil
+	}
+	conv, id := c.id, r.id
+	return m.call("cancel "+short, "cancelled "+short, func(ctx context.Context, b Backend) error {
+		_, err := b.Cancel(ctx, conv, id)
+		return err
+	})
+}
+
+// findRequest resolves a request id or unique prefix in c.
+func (c *convState) findRequest(ref string) (*reqView, *item, error) {
+	if ref == "" {
+		return nil, nil, fmt.Errorf("give a request id (tab completes them)")
+	}
+	var hits []*reqView
+	for id, r := range c.reqs {
+		if id == ref {
+			hits = []*reqView{r}
+			break
+		}
+		if strings.HasPrefix(id, ref) {
+			hits = append(hits, r)
+		}
+	}
+	switch len(hits) {
+	case 0:
+		return nil, nil, fmt.Errorf("no request id starting with %q in %s", ref, c.name)
+	case 1:
+	default:
+		return nil, nil, fmt.Errorf("%q is a prefix of %d request ids; give more of it", ref, len(hits))
+	}
+	r := hits[0]
+	i, ok := slices.BinarySearchFunc(c.items, r.seq, func(it *item, seq uint64) int {
+		return int(it.rec.Seq) - int(seq)
+	})
+	if !ok {
+		return nil, nil, fmt.Errorf("request %s's record is missing", shortID(r.id))
+	}
+	return r, c.items[i], nil
+}
+
+// submitLine runs what was typed on the input line.
+func (m *Model) submitLine(line string) tea.Cmd {
+	c := m.conv()
+	if !strings.HasPrefix(line, "/") {
+		if c == nil {
+			m.setStatus(true, "no conversation to send to")
+			return nil
+		}
+		conv := c.id
+		return m.call("send the message", "", func(ctx context.Context, b Backend) error {
+			_, err := b.Say(ctx, conv, line)
+			return err
+		})
+	}
+	fields := strings.Fields(line)
+	name, args := fields[0], fields[1:]
+	switch name {
+	case "/help":
+		m.overlay = "help"
+		return m.setFocus(paneLog)
+	case "/quit", "/q":
+		m.quitting = true
+		return tea.Quit
+	}
+	if c == nil {
+		m.setStatus(true, "no conversation selected")
+		return nil
+	}
+	switch name {
+	case "/approve", "/reject":
+		if len(args) == 0 {
+			m.setStatus(true, "usage: %s ID", name)
+			return nil
+		}
+		_, it, err := c.findRequest(args[0])
+		if err != nil {
+			m.setStatus(true, "%v", err)
+			return nil
+		}
+		return m.vote(c, it, name == "/approve", strings.Join(args[1:], " "))
+	case "/cancel":
+		if len(args) != 1 {
+			m.setStatus(true, "usage: /cancel ID")
+			return nil
+		}
+		r, _, err := c.findRequest(args[0])
+		if err != nil {
+			m.setStatus(true, "%v", err)
+			return nil
+		}
+		return m.cancel(c, r)
+	case "/request":
+		return m.request(c, args)
+	case "/gate":
+		n, err := 0, error(nil)
+		if len(args) == 2 && args[0] == "enable" {
+			n, err = strconv.Atoi(args[1])
+		}
+		if len(args) != 2 || args[0] != "enable" || err != nil || n < 1 {
+			m.setStatus(true, "usage: /gate enable M (M of the members must approve each call)")
+			return nil
+		}
+		conv := c.id
+		return m.call("enable the gateway", fmt.Sprintf("asked to enable the gateway with M=%d", n), func(ctx context.Context, b Backend) error {
+			_, err := b.EnableGate(ctx, conv, n, nil)
+			return err
+		})
+	case "/secret":
+		return m.secretCmd(c, args)
+	case "/members":
+		m.overlay = "members"
+		return m.setFocus(paneLog)
+	case "/propose":
+		return m.propose(c, args)
+	}
+	m.setStatus(true, "unknown command %s: /help lists them", name)
+	return nil
+}
+
+// template finds a template and its service in the catalog.
+func (m *Model) template(name string) (*templates.Template, *catalog.Service) {
+	if m.cat == nil {
+		return nil, nil
+	}
+	for _, t := range m.cat.Templates {
+		if t.Name == name {
+			return t, findService(m.cat, t.Service)
+		}
+	}
+	return nil, nil
+}
+
+// resolveRequest turns /request arguments into the payload to sign.
+func (m *Model) resolveRequest(args []string) (*templates.Template, *catalog.Service, gate.RequestPayload, error) {
+	var p gate.RequestPayload
+	if len(args) == 0 {
+		return nil, nil, p, fmt.Errorf("usage: /request TEMPLATE k=v ... (tab completes template names)")
+	}
+	t, svc := m.template(args[0])
+	if t == nil || svc == nil {
+		return nil, nil, p, fmt.Errorf("no template %q (tab completes template names)", args[0])
+	}
+	kv, err := templates.ParseArgs(args[1:])
+	if err != nil {
+		return t, svc, p, err
+	}
+	res, err := t.Resolve(svc.BaseURL, kv)
+	if err != nil {
+		return t, svc, p, err
+	}
+	p = gate.RequestPayload{Template: t.Name, Service: t.Service, Method: res.Method, URL: res.URL,
+		Headers: res.Headers, Body: res.Body, Params: kv}
+	if len(p.Params) == 0 {
+		p.Params = nil
+	}
+	return t, svc, p, nil
+}
+
+func (m *Model) request(c *convState, args []string) tea.Cmd {
+	t, _, p, err := m.resolveRequest(args)
+	if err != nil {
+		m.setStatus(true, "%s", errText(err))
+		return nil
+	}
+	p.ExpiresAt = conversation.FormatTime(m.now().Add(m.ttl))
+	conv := c.id
+	return m.call("submit "+t.Name, "submitted "+t.Name+" (it counts as your approval)", func(ctx context.Context, b Backend) error {
+		_, err := b.Submit(ctx, conv, p)
+		return err
+	})
+}
+
+func (m *Model) secretCmd(c *convState, args []string) tea.Cmd {
+	if len(args) == 2 && args[0] == "revoke" {
+		conv, svc := c.id, args[1]
+		return m.call("revoke the key of "+svc, "asked to revoke the key of "+svc, func(ctx context.Context, b Backend) error {
+			_, err := b.RevokeSecret(ctx, conv, "", svc)
+			return err
+		})
+	}
+	if len(args) < 2 || len(args) > 3 || args[0] != "add" {
+		m.setStatus(true, "usage: /secret add SERVICE [TTL] | /secret revoke SERVICE")
+		return nil
+	}
+	var ttl time.Duration
+	if len(args) == 3 {
+		d, err := time.ParseDuration(args[2])
+		if err != nil || d <= 0 {
+			m.setStatus(true, "TTL %q: give a duration such as 720h", args[2])
+			return nil
+		}
+		ttl = d
+	}
+	if m.cat != nil && findService(m.cat, args[1]) == nil {
+		m.setStatus(true, "no service %q in the catalog (tab completes service names)", args[1])
+		return nil
+	}
+	m.secretFor, m.secretTTL = args[1], ttl
+	m.secret.Reset()
+	m.secret.prompt = "key for " + args[1] + ": "
+	m.setStatus(false, "type the key for %s: hidden, and sealed here to the gateway · enter stores · esc cancels", args[1])
+	return m.setFocus(paneInput)
+}
+
+// storeSecret seals and posts the hidden key.
+func (m *Model) storeSecret() tea.Cmd {
+	c := m.conv()
+	value := []byte(m.secret.Value())
+	svc, ttl := m.secretFor, m.secretTTL
+	m.secret.Reset()
+	m.secretFor = ""
+	m.setFocus(paneLog)
+	if c == nil || len(value) == 0 {
+		m.setStatus(true, "no key typed: nothing stored")
+		return nil
+	}
+	conv := c.id
+	return m.call("store the key for "+svc, "stored a key for "+svc+" (sealed here; the value is never shown)", func(ctx context.Context, b Backend) error {
+		_, err := b.AddSecret(ctx, conv, svc, "", "", ttl, value)
+		clear(value)
+		return err
+	})
+}
+
+func (m *Model) propose(c *convState, args []string) tea.Cmd {
+	usage := "usage: /propose add NAME=KEY | /propose remove NAME"
+	if len(args) != 2 {
+		m.setStatus(true, "%s", usage)
+		return nil
+	}
+	var p gate.ProposePayload
+	switch args[0] {
+	case "add":
+		name, key, ok := strings.Cut(args[1], "=")
+		if !ok || name == "" {
+			m.setStatus(true, "%s", usage)
+			return nil
+		}
+		if _, err := conversation.ParseKeyID(key); err != nil {
+			m.setStatus(true, "KEY: %s", errText(err))
+			return nil
+		}
+		p.Add = []conversation.Member{{Key: key, Name: name}}
+	case "remove":
+		key := c.keyOf(args[1])
+		if key == "" {
+			m.setStatus(true, "no member %q in %s (/members lists them)", args[1], c.name)
+			return nil
+		}
+		p.Remove = []string{key}
+	default:
+		m.setStatus(true, "%s", usage)
+		return nil
+	}
+	conv := c.id
+	return m.call("propose", "proposed: "+args[0]+" "+args[1]+" (it counts as your approval)", func(ctx context.Context, b Backend) error {
+		_, err := b.Propose(ctx, conv, p)
+		return err
+	})
+}
+
+// keyOf finds a member by name, key id or key prefix.
+func (c *convState) keyOf(ref string) string {
+	for _, mb := range c.members {
+		if mb.Name == ref || mb.Key == ref {
+			return mb.Key
+		}
+	}
+	for _, mb := range c.members {
+		if len(ref) >= 6 && strings.HasPrefix(mb.Key, ref) {
+			return mb.Key
+		}
+	}
+	return ""
+}
+
+// completions lists what the current word of the input may become.
+func (m *Model) completions(words []string) []string {
+	c := m.conv()
+	var out []string
+	switch len(words) {
+	case 0, 1:
+		for _, cmd := range commands {
+			out = append(out, cmd.name)
+		}
+		return out
+	}
+	arg := len(words) - 1 // the index of the word being completed
+	switch words[0] {
+	case "/approve", "/reject", "/cancel":
+		if arg != 1 || c == nil {
+			return nil
+		}
+		for _, r := range c.reqs {
+			if r.state == gate.StatePending && (words[0] != "/cancel" || r.submitter == m.self) {
+				out = append(out, shortID(r.id))
+			}
+		}
+	case "/request":
+		if m.cat == nil {
+			return nil
+		}
+		if arg == 1 {
+			for _, t := range m.cat.Templates {
+				out = append(out, t.Name)
+			}
+		} else if t, _ := m.template(words[1]); t != nil {
+			given := map[string]bool{}
+			for _, w := range words[2:arg] {
+				k, _, _ := strings.Cut(w, "=")
+				given[k] = true
+			}
+			for _, p := range t.Params {
+				if !given[p.Name] {
+					out = append(out, p.Name+"=")
+				}
+			}
+		}
+	case "/gate":
+		if arg == 1 {
+			out = []string{"enable"}
+		}
+	case "/secret":
+		if arg == 1 {
+			out = []string{"add", "revoke"}
+		} else if arg == 2 && m.cat != nil {
+			for _, s := range m.cat.Services {
+				out = append(out, s.Name)
+			}
+		}
+	case "/propose":
+		if arg == 1 {
+			out = []string{"add", "remove"}
+		} else if arg == 2 && words[1] == "remove" && c != nil {
+			for _, mb := range c.members {
+				if mb.Name != "" {
+					out = append(out, mb.Name)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// complete completes the word under the cursor (the last word) on Tab.
+func (m *Model) complete() {
+	v := m.input.Value()
+	words := strings.Fields(v)
+	if strings.HasSuffix(v, " ") || len(words) == 0 {
+		words = append(words, "")
+	}
+	cur := words[len(words)-1]
+	var hits []string
+	for _, cand := range m.completions(words) {
+		if strings.HasPrefix(cand, cur) {
+			hits = append(hits, cand)
+		}
+	}
+	if len(hits) == 0 {
+		m.setStatus(true, "nothing to complete")
+		return
+	}
+	repl := hits[0]
+	if len(hits) > 1 {
+		repl = commonPrefix(hits)
+		m.setStatus(false, "%s", strings.Join(hits, "  "))
+	} else if !strings.HasSuffix(repl, "=") {
+		repl += " "
+		m.status = ""
+	}
+	m.input.SetValue(v[:len(v)-len(cur)] + repl)
+}
+
+func commonPrefix(s []string) string {
+	p := s[0]
+	for _, x := range s[1:] {
+		for !strings.HasPrefix(x, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	return p
+}

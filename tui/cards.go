@@ -1,0 +1,503 @@
+package tui
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"sort"
+	"strings"
+	"time"
+
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+)
+
+// Colours: the basic ANSI ones, which every terminal has.
+var (
+	colRed    = lipgloss.Color("1")
+	colGreen  = lipgloss.Color("2")
+	colYellow = lipgloss.Color("3")
+	colBlue   = lipgloss.Color("4")
+	colPurple = lipgloss.Color("5")
+	colCyan   = lipgloss.Color("6")
+	colGrey   = lipgloss.Color("8")
+
+	styleBold  = lipgloss.NewStyle().Bold(true)
+	styleFaint = lipgloss.NewStyle().Foreground(colGrey)
+	styleRed   = lipgloss.NewStyle().Foreground(colRed)
+	styleErr   = lipgloss.NewStyle().Foreground(colRed).Bold(true)
+	styleGreen = lipgloss.NewStyle().Foreground(colGreen)
+)
+
+// Folding: a response body shows this many lines until expanded; a
+// request's body this many.
+const (
+	foldResponse = 10
+	foldRequest  = 8
+)
+
+func (c *convState) name1(key, gateway string) string {
+	if key == gateway && gateway != "" {
+		return "gateway"
+	}
+	if n := c.names[key]; n != "" {
+		return n
+	}
+	return conversation.ShortKey(key)
+}
+
+func (c *convState) nameList(keys []string, gateway string) string {
+	if len(keys) == 0 {
+		return "nobody"
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = c.name1(k, gateway)
+	}
+	return strings.Join(out, ", ")
+}
+
+func approvalsNote(r *reqView) string { return fmt.Sprintf("%d/%d", len(r.approvals), r.m) }
+
+// kindLabel names a kind for a sentence.
+func kindLabel(kind string) string {
+	switch kind {
+	case conversation.KindChatMessage:
+		return "a chat message"
+	case conversation.KindGateApprove:
+		return "an approval"
+	case conversation.KindGateReject:
+		return "a rejection"
+	case conversation.KindGateExecuted:
+		return "an execution"
+	case conversation.KindGateResponse:
+		return "a response"
+	}
+	return kind
+}
+
+var reasons = map[string]string{
+	gate.ReasonNoSecret:          "no live API key for the service: nothing was sent",
+	gate.ReasonInterrupted:       "the server stopped during the call; it is never sent again",
+	gate.ReasonTimeout:           "the upstream did not answer in time",
+	gate.ReasonConnection:        "the upstream refused the connection",
+	gate.ReasonUpstreamError:     "the call to the upstream failed",
+	gate.ReasonMembershipChanged: "the membership changed while it was pending",
+	gate.ReasonExpired:           "not enough approvals before it expired",
+	gate.ReasonRejected:          "so many signers rejected it that M is out of reach",
+	gate.ReasonCancelled:         "its submitter cancelled it",
+	gate.ReasonStorage:           "the server could not store the outcome",
+}
+
+// explain says why a request closed, in words, with the protocol's reason.
+func explain(reason string) string {
+	if s, ok := reasons[reason]; ok {
+		return s + " (" + reason + ")"
+	}
+	return reason
+}
+
+func describeState(r *reqView) string {
+	switch r.state {
+	case gate.StateExecuted:
+		return fmt.Sprintf("executed (status %d)", r.status)
+	case gate.StateFailed, gate.StateCancelled:
+		return fmt.Sprintf("%s (%s)", r.state, r.reason)
+	}
+	return r.state
+}
+
+func (m *Model) clock(received string) string {
+	t, err := time.Parse(time.RFC3339Nano, received)
+	if err != nil {
+		return received
+	}
+	return t.In(m.loc).Format("15:04:05")
+}
+
+func timeLeft(exp, now time.Time) string {
+	d := exp.Sub(now)
+	if d <= 0 {
+		return "expired"
+	}
+	return "expires in " + d.Truncate(time.Second).String()
+}
+
+// pretty indents a JSON body (anything else is left as it is).
+func pretty(body string) []string {
+	var buf bytes.Buffer
+	if json.Indent(&buf, []byte(body), "", "  ") == nil {
+		body = buf.String()
+	}
+	return strings.Split(strings.TrimRight(body, "\n"), "\n")
+}
+
+// fold keeps the first n lines and says how many more there are.
+func fold(lines []string, n int, expanded bool, hint string) []string {
+	if expanded || len(lines) <= n {
+		return lines
+	}
+	return append(lines[:n:n], styleFaint.Render(fmt.Sprintf("… %d more lines%s", len(lines)-n, hint)))
+}
+
+func sortedParams(p map[string]string) string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + safeLine(p[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// cardSpec is what a record looks like: a boxed card, or one plain line.
+type cardSpec struct {
+	boxed bool
+	tone  color.Color
+	title string // left of the first line
+	by    string // right of the first line
+	lines []string
+}
+
+// spec describes item i of c.
+func (m *Model) spec(c *convState, it *item) cardSpec {
+	head := fmt.Sprintf("#%d", it.rec.Seq)
+	when := m.clock(it.rec.ReceivedAt)
+	if it.msg == nil {
+		return cardSpec{boxed: true, tone: colRed, title: styleErr.Render(head + " ✗ DOES NOT VERIFY"), by: when, lines: []string{
+			styleRed.Render(safeLine(fmt.Sprintf("claims to be %s by %s (%s)", it.rec.Kind, c.name1(it.rec.Author, m.gateway), conversation.ShortKey(it.rec.Author)))),
+			styleErr.Render(safeLine(it.err.Error())),
+			styleRed.Render("not trusted: it changes nothing here and cannot be approved"),
+		}}
+	}
+	who := c.name1(it.msg.Author, m.gateway)
+	by := who + " · " + when
+	payload := it.disp
+	switch it.msg.Kind {
+	case conversation.KindConversationCreate:
+		var p conversation.CreatePayload
+		_ = json.Unmarshal(payload, &p)
+		keys := make([]string, len(p.Members))
+		for i, mb := range p.Members {
+			keys[i] = mb.Key
+		}
+		return cardSpec{title: fmt.Sprintf("%s %s %s created %q with %s", head, when, who, p.Name, c.nameList(keys, m.gateway))}
+	case conversation.KindChatMessage:
+		var p conversation.ChatPayload
+		_ = json.Unmarshal(payload, &p)
+		return cardSpec{title: fmt.Sprintf("%s %s %s: %s", head, when, styleBold.Render(who), p.Text)}
+	case conversation.KindMemberAdd, conversation.KindMemberRemove:
+		var p conversation.MemberPayload
+		_ = json.Unmarshal(payload, &p)
+		verb := map[bool]string{true: "added", false: "removed"}[it.msg.Kind == conversation.KindMemberAdd]
+		return cardSpec{title: fmt.Sprintf("%s %s %s %s member %s (%s)", head, when, who, verb, c.name1(p.Key, m.gateway), conversation.ShortKey(p.Key))}
+	case conversation.KindGateEnable:
+		var p gate.EnablePayload
+		_ = json.Unmarshal(payload, &p)
+		lines := []string{fmt.Sprintf("asks to turn the gateway on: %d approvals per call", p.RequiredApprovals)}
+		for _, r := range p.Rules {
+			lines = append(lines, fmt.Sprintf("rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
+		}
+		return cardSpec{boxed: true, tone: colBlue, title: head + " GATE ENABLE", by: by, lines: lines}
+	case conversation.KindGateEnabled:
+		var p gate.EnabledPayload
+		_ = json.Unmarshal(payload, &p)
+		lines := []string{fmt.Sprintf("%d of %d signers must approve each call: %s", p.RequiredApprovals, len(p.Signers), c.nameList(p.Signers, m.gateway))}
+		for _, r := range p.Rules {
+			lines = append(lines, fmt.Sprintf("rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
+		}
+		return cardSpec{boxed: true, tone: colBlue, title: styleBold.Render(head + " GATE ENABLED"), by: by, lines: lines}
+	case conversation.KindGateSecretStored:
+		var p gate.SecretStoredPayload
+		_ = json.Unmarshal(payload, &p)
+		exp := "no expiry"
+		if p.ExpiresAt != "" {
+			exp = "expires " + m.clockDate(p.ExpiresAt)
+		}
+		return cardSpec{boxed: true, tone: colPurple, title: head + " SECRET STORED", by: by, lines: []string{
+			fmt.Sprintf("a key for %s, sent as %s: %s", p.Service, p.HeaderName, p.HeaderTemplate),
+			fmt.Sprintf("provisioned by %s · %s · the value is never shown", c.name1(p.ProvisionedBy, m.gateway), exp),
+		}}
+	case conversation.KindGateSecretRevoke:
+		var p gate.RevokePayload
+		_ = json.Unmarshal(payload, &p)
+		what := "the key of " + p.Service
+		if p.SecretID != "" {
+			what = "secret " + shortID(p.SecretID)
+		}
+		return cardSpec{boxed: true, tone: colPurple, title: head + " SECRET REVOKE", by: by, lines: []string{"asks to revoke " + what}}
+	case conversation.KindGateSecretRevoked:
+		var p gate.RevokedPayload
+		_ = json.Unmarshal(payload, &p)
+		return cardSpec{boxed: true, tone: colPurple, title: head + " SECRET REVOKED", by: by, lines: []string{
+			fmt.Sprintf("%d secret(s) revoked at the request of %s", len(p.SecretIDs), c.name1(p.By, m.gateway))}}
+	case conversation.KindGateRequest:
+		return m.requestSpec(c, it, head, by)
+	case conversation.KindGateApprove, conversation.KindGateReject:
+		var p gate.VotePayload
+		_ = json.Unmarshal(payload, &p)
+		if it.msg.Kind == conversation.KindGateApprove {
+			line := "approves"
+			if it.note != "" {
+				line = "approvals now " + it.note
+			}
+			return cardSpec{boxed: true, tone: colGreen, title: head + " APPROVE " + shortID(p.RequestID), by: by, lines: []string{line}}
+		}
+		reason := "no reason given"
+		if p.Reason != "" {
+			reason = "reason: " + safeLine(p.Reason)
+		}
+		return cardSpec{boxed: true, tone: colRed, title: head + " REJECT " + shortID(p.RequestID), by: by, lines: []string{reason}}
+	case conversation.KindGateCancel:
+		var p gate.CancelPayload
+		_ = json.Unmarshal(payload, &p)
+		return cardSpec{boxed: true, tone: colGrey, title: head + " CANCEL " + shortID(p.RequestID), by: by, lines: []string{"the submitter withdraws the request"}}
+	case conversation.KindGateExecuted:
+		var p gate.ExecutedPayload
+		_ = json.Unmarshal(payload, &p)
+		lines := []string{styleGreen.Render(fmt.Sprintf("status %d in %d ms", p.Status, p.DurationMS)) + " · approved by " + c.nameList(p.Approvers, m.gateway)}
+		if r := c.reqs[p.RequestID]; r != nil {
+			lines = append(lines, r.p.Method+" "+r.p.URL)
+		}
+		return cardSpec{boxed: true, tone: colGreen, title: styleBold.Render(head + " EXECUTED " + shortID(p.RequestID)), by: by, lines: lines}
+	case conversation.KindGateResponse:
+		var p gate.ResponsePayload
+		_ = json.Unmarshal(payload, &p)
+		meta := fmt.Sprintf("%d %s · %d bytes", p.Status, p.ContentType, len(p.Body))
+		if p.Redactions > 0 {
+			meta += fmt.Sprintf(" · %d redacted", p.Redactions)
+		}
+		if p.Truncated {
+			meta += " · truncated at 64 KiB"
+		}
+		lines := []string{meta}
+		if p.Body != "" {
+			hint := " · enter expands"
+			body := pretty(p.Body)
+			lines = append(lines, fold(body, foldResponse, c.expanded[it.rec.Seq], hint)...)
+			if c.expanded[it.rec.Seq] && len(body) > foldResponse {
+				lines = append(lines, styleFaint.Render("enter folds"))
+			}
+		}
+		return cardSpec{boxed: true, tone: colCyan, title: head + " RESPONSE " + shortID(p.RequestID), by: by, lines: lines}
+	case conversation.KindGateFailed, conversation.KindGateExpired, conversation.KindGateRejected, conversation.KindGateCancelled:
+		var p gate.ClosedPayload
+		_ = json.Unmarshal(payload, &p)
+		word := strings.ToUpper(strings.TrimPrefix(it.msg.Kind, "gate."))
+		tone := colGrey
+		if it.msg.Kind == conversation.KindGateFailed || it.msg.Kind == conversation.KindGateRejected {
+			tone = colRed
+		}
+		return cardSpec{boxed: true, tone: tone, title: head + " " + word + " " + shortID(p.RequestID), by: by, lines: []string{explain(safeLine(p.Reason))}}
+	case conversation.KindMemberPropose:
+		return m.proposalSpec(c, it, head, by)
+	case conversation.KindMemberApprove:
+		var p gate.MemberApprovePayload
+		_ = json.Unmarshal(payload, &p)
+		line := "approves the proposal"
+		if it.note != "" {
+			line = "approvals now " + it.note
+		}
+		return cardSpec{boxed: true, tone: colGreen, title: head + " APPROVE PROPOSAL " + shortID(p.ProposalID), by: by, lines: []string{line}}
+	case conversation.KindMemberChanged:
+		var p gate.ChangedPayload
+		_ = json.Unmarshal(payload, &p)
+		lines := []string{
+			fmt.Sprintf("signers %s · %d of %d must approve", c.nameList(p.Signers, m.gateway), p.RequiredApprovals, len(p.Signers)),
+		}
+		for _, r := range p.Rules {
+			lines = append(lines, fmt.Sprintf("rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
+		}
+		lines = append(lines, "pending requests are cancelled")
+		return cardSpec{boxed: true, tone: colBlue, title: styleBold.Render(head + " MEMBERS CHANGED"), by: by, lines: lines}
+	}
+	return cardSpec{title: fmt.Sprintf("%s %s %s %s", head, when, who, it.msg.Kind)}
+}
+
+func (m *Model) clockDate(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.In(m.loc).Format("2006-01-02 15:04")
+}
+
+// requestSpec is the request card: the call exactly as signed, the
+// approvals so far against M, the countdown and your own vote.
+func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
+	r := c.reqs[it.reqID]
+	if r == nil {
+		return cardSpec{boxed: true, tone: colRed, title: head + " REQUEST", by: by, lines: []string{styleRed.Render("a request this TUI cannot read")}}
+	}
+	p := r.p
+	title := head + " REQUEST " + shortID(r.id)
+	if p.Template != "" {
+		title += " · " + p.Template
+	}
+	lines := []string{styleBold.Render(p.Method + " " + p.URL)}
+	svc := "service " + p.Service
+	if len(p.Params) > 0 {
+		svc += " · params " + sortedParams(p.Params)
+	}
+	lines = append(lines, svc)
+	if len(p.Headers) > 0 {
+		keys := make([]string, 0, len(p.Headers))
+		for k := range p.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			lines = append(lines, "header "+k+": "+p.Headers[k])
+		}
+	}
+	if len(p.Body) > 0 {
+		lines = append(lines, "body")
+		for _, l := range fold(pretty(string(p.Body)), foldRequest, c.expanded[it.rec.Seq], "") {
+			lines = append(lines, "  "+l)
+		}
+	}
+	if p.Program != "" {
+		lines = append(lines, "proposed by the program "+p.Program+" (its own approval never counts)")
+	}
+	votes := fmt.Sprintf("approvals %d/%d: %s", len(r.approvals), r.m, c.nameList(r.approvals, m.gateway))
+	if len(r.rejects) > 0 {
+		votes += " · rejected by " + c.nameList(r.rejects, m.gateway)
+	}
+	lines = append(lines, votes)
+	tone := colYellow
+	var state string
+	switch r.state {
+	case gate.StatePending:
+		if m.now().Before(r.expires) {
+			state = styleBold.Render("PENDING") + " · " + timeLeft(r.expires, m.now())
+		} else {
+			state = "pending, past its expiry (the gateway will close it)"
+			tone = colGrey
+		}
+		if r.rule != nil {
+			state += fmt.Sprintf(" · rule %s %s %s", r.rule.Service, r.rule.Method, r.rule.Endpoint)
+		}
+	case gate.StateExecuting:
+		tone, state = colCyan, "EXECUTING · the gateway is making the call"
+	case gate.StateExecuted:
+		tone, state = colGreen, styleGreen.Render(fmt.Sprintf("EXECUTED · status %d in %d ms", r.status, r.duration))
+	case gate.StateFailed, gate.StateRejected:
+		tone, state = colRed, styleRed.Render(strings.ToUpper(r.state)+" · "+explain(r.reason))
+	default:
+		tone, state = colGrey, strings.ToUpper(r.state)+" · "+explain(r.reason)
+	}
+	lines = append(lines, state)
+	lines = append(lines, m.yourVote(r))
+	return cardSpec{boxed: true, tone: tone, title: styleBold.Render(title), by: by, lines: lines}
+}
+
+// yourVote says where the user stands on a request.
+func (m *Model) yourVote(r *reqView) string {
+	open := r.state == gate.StatePending && m.now().Before(r.expires)
+	switch v := r.voted(m.self); {
+	case r.submitter == m.self && v == "approved":
+		return "you: submitted it (your approval)" + map[bool]string{true: " · c cancels", false: ""}[open]
+	case v != "":
+		return "you: " + v
+	case !contains(r.signers, m.self):
+		return "you: not a signer of this request"
+	case open:
+		return styleBold.Foreground(colYellow).Render("you: not voted yet · a approve · r reject")
+	}
+	return "you: did not vote"
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Model) proposalSpec(c *convState, it *item, head, by string) cardSpec {
+	pr := c.props[it.reqID]
+	if pr == nil {
+		return cardSpec{boxed: true, tone: colRed, title: head + " PROPOSAL", by: by, lines: []string{styleRed.Render("a proposal this TUI cannot read")}}
+	}
+	var parts []string
+	for _, a := range pr.p.Add {
+		parts = append(parts, "add "+a.Name+" ("+conversation.ShortKey(a.Key)+")")
+	}
+	for _, k := range pr.p.Remove {
+		parts = append(parts, "remove "+c.name1(k, m.gateway))
+	}
+	if pr.p.RequiredApprovals != 0 {
+		parts = append(parts, fmt.Sprintf("set M to %d", pr.p.RequiredApprovals))
+	}
+	if pr.p.Rules != nil {
+		parts = append(parts, fmt.Sprintf("set %d rules", len(*pr.p.Rules)))
+	}
+	lines := []string{strings.Join(parts, ", "),
+		fmt.Sprintf("approvals %d/%d: %s · needs %s", len(pr.approvals), len(pr.needed), c.nameList(pr.approvals, m.gateway), c.nameList(pr.needed, m.gateway))}
+	tone := colBlue
+	switch {
+	case pr.done:
+		lines = append(lines, styleGreen.Render("applied"))
+		tone = colGreen
+	case contains(pr.approvals, m.self):
+		lines = append(lines, "you: approved")
+	case contains(pr.needed, m.self):
+		lines = append(lines, styleBold.Foreground(colYellow).Render("you: not approved yet · a approve"))
+	default:
+		lines = append(lines, "you: your approval is not needed")
+	}
+	return cardSpec{boxed: true, tone: tone, title: head + " PROPOSAL " + shortID(pr.id), by: by, lines: lines}
+}
+
+// renderItem draws item i of c at width w.
+func (m *Model) renderItem(c *convState, i, w int) string {
+	it := c.items[i]
+	s := m.spec(c, it)
+	sel := i == c.cursor
+	if !s.boxed {
+		mark := "  "
+		if sel {
+			mark = styleBold.Render("▶ ")
+		}
+		// Continuation lines hang off a gutter, so that no text can pass
+		// for a card of its own.
+		body := ansi.Wrap(s.title, max(1, w-4), "")
+		lines := strings.Split(body, "\n")
+		for j := range lines {
+			if j == 0 {
+				lines[j] = mark + lines[j]
+			} else {
+				lines[j] = styleFaint.Render("  ┊ ") + lines[j]
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	inner := max(1, w-4) // border and one space of padding each side
+	first := s.title
+	if s.by != "" {
+		gap := inner - ansi.StringWidth(s.title) - ansi.StringWidth(s.by)
+		if gap >= 2 {
+			first = s.title + strings.Repeat(" ", gap) + styleFaint.Render(s.by)
+		} else {
+			first = s.title + "  " + styleFaint.Render(s.by)
+		}
+	}
+	var body []string
+	for _, l := range append([]string{first}, s.lines...) {
+		body = append(body, strings.Split(ansi.Wrap(l, inner, ""), "\n")...)
+	}
+	st := lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).BorderForeground(s.tone).Padding(0, 1).Width(w)
+	if sel {
+		st = st.Border(lipgloss.ThickBorder()).BorderForeground(s.tone)
+	}
+	return st.Render(strings.Join(body, "\n"))
+}

@@ -1,0 +1,82 @@
+package tui
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+)
+
+// What others write reaches the screen only through safe: a control
+// character (an escape sequence could recolour, move the cursor or redraw
+// a card) or a bidirectional override (which could make a URL read
+// differently from what it is) shows as U+FFFD instead.
+
+func unsafeRune(r rune) bool {
+	switch {
+	case r == '\n':
+		return false
+	case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		return true
+	}
+	return false
+}
+
+// safe makes text from a record or a server fit to print. Newlines stay
+// (a chat message or a body may have several lines); tabs become spaces.
+func safe(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == '\t' || unsafeRune(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\t':
+			b.WriteString("    ")
+		case unsafeRune(r):
+			b.WriteRune(0xfffd)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// safeLine is safe for text that must stay on one line (a name, a kind).
+func safeLine(s string) string { return strings.ReplaceAll(safe(s), "\n", "\ufffd") }
+
+// cleanJSON returns payload with every string (and object key) made safe,
+// for display only: digests are always of the payload bytes as signed.
+func cleanJSON(payload []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return payload // a verified payload is strict JSON; this does not happen
+	}
+	out, err := json.Marshal(cleanValue(v))
+	if err != nil {
+		return payload
+	}
+	return out
+}
+
+func cleanValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		return safe(x)
+	case []any:
+		for i := range x {
+			x[i] = cleanValue(x[i])
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[safeLine(k)] = cleanValue(e)
+		}
+		return out
+	}
+	return v
+}

@@ -1,0 +1,117 @@
+package tui
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+)
+
+// Request ids of the scenario.
+const (
+	convOps = "0b7c2e4a-1f3d-4c5b-9a8e-000000000001"
+	convDev = "0b7c2e4a-1f3d-4c5b-9a8e-000000000002"
+	r1      = "3f2a9c1d-5b6e-4f70-8a91-000000000001" // httpbin.headers, executed
+	r2      = "7c1e0b42-5b6e-4f70-8a91-000000000002" // httpbin.echo, rejected
+	r3      = "a41d9e03-5b6e-4f70-8a91-000000000003" // leet.translate, expired
+	r4      = "c9b2f104-5b6e-4f70-8a91-000000000004" // httpbin.headers, failed
+	r5      = "d0e3a205-5b6e-4f70-8a91-000000000005" // dogs.breed, cancelled
+	r6      = "e5f6a706-5b6e-4f70-8a91-000000000006" // hn.get-item, pending for bob
+	prop1   = "f1a2b3c4-5b6e-4f70-8a91-000000000007"
+)
+
+// scenario is a conversation that holds every kind of card, and the seq
+// of the first record of each.
+func scenario(t testing.TB, ps *people) (*logBuilder, map[string]uint64) {
+	l := newLog(t, ps, convOps)
+	at := map[string]uint64{}
+	mark := func(name string) { at[name] = uint64(len(l.recs)) }
+	l.create("ops")
+	mark("create")
+	l.chat(ps.alice, "I'd like to check what our httpbin integration sends.")
+	mark("chat")
+	l.enable(2, []gate.Rule{{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 3}})
+	at["gate_enable"] = at["chat"] + 1
+	mark("gate_enabled")
+	l.gateway(conversation.KindGateSecretStored, gate.SecretStoredPayload{Header: l.header(), SecretID: "5ec2e7a1-0000-4000-8000-000000000001",
+		Service: "httpbin", HeaderName: "Authorization", HeaderTemplate: "Bearer {value}",
+		ExpiresAt: conversation.FormatTime(t0.Add(720 * time.Hour)), ProvisionedBy: ps.alice.KeyID()})
+	mark("secret_stored")
+
+	req1 := l.request(ps.alice, r1, "httpbin.headers", nil, time.Hour)
+	mark("request_executed")
+	l.vote(ps.bob, req1, true, "")
+	mark("approve")
+	l.gateway(conversation.KindGateExecuted, gate.ExecutedPayload{Header: l.header(), RequestID: r1, Status: 200, DurationMS: 12,
+		Approvers: []string{ps.alice.KeyID(), ps.bob.KeyID()}})
+	mark("executed")
+	l.gateway(conversation.KindGateResponse, gate.ResponsePayload{Header: l.header(), RequestID: r1, Status: 200,
+		ContentType: "application/json", Body: `{"headers":{"Accept-Encoding":["gzip"],"Authorization":["[redacted]"],"Host":["127.0.0.1:9000"],"User-Agent":["Go-http-client/1.1"],"X-Forwarded-For":["127.0.0.1"]}}`,
+		BodyDigest: "sha256:" + zeros, Redactions: 1})
+	mark("response")
+
+	req2 := l.request(ps.alice, r2, "httpbin.echo", map[string]string{"data": "drop-tables"}, time.Hour)
+	mark("request_rejected")
+	l.vote(ps.bob, req2, false, "not today")
+	mark("reject")
+	l.gateway(conversation.KindGateRejected, gate.ClosedPayload{Header: l.header(), RequestID: r2, Reason: gate.ReasonRejected})
+	mark("rejected")
+
+	l.request(ps.carol, r3, "leet.translate", map[string]string{"text": "two keys"}, -5*time.Minute)
+	l.gateway(conversation.KindGateExpired, gate.ClosedPayload{Header: l.header(), RequestID: r3, Reason: gate.ReasonExpired})
+	mark("expired")
+
+	l.add(ps.alice, conversation.KindGateSecretRevoke, gate.RevokePayload{Header: l.header(), Service: "httpbin"})
+	mark("secret_revoke")
+	l.gateway(conversation.KindGateSecretRevoked, gate.RevokedPayload{Header: l.header(), SecretIDs: []string{"5ec2e7a1-0000-4000-8000-000000000001"}, By: ps.alice.KeyID()})
+	mark("secret_revoked")
+	req4 := l.request(ps.bob, r4, "httpbin.headers", nil, time.Hour)
+	l.vote(ps.carol, req4, true, "")
+	l.gateway(conversation.KindGateFailed, gate.ClosedPayload{Header: l.header(), RequestID: r4, Reason: gate.ReasonNoSecret})
+	mark("failed")
+
+	l.request(ps.alice, r5, "dogs.breed", map[string]string{"breed": "hound"}, time.Hour)
+	l.add(ps.alice, conversation.KindGateCancel, gate.CancelPayload{Header: l.header(), RequestID: r5})
+	mark("cancel")
+	l.gateway(conversation.KindGateCancelled, gate.ClosedPayload{Header: l.header(), RequestID: r5, Reason: gate.ReasonCancelled})
+	mark("cancelled")
+
+	prop := l.add(ps.alice, conversation.KindMemberPropose, gate.ProposePayload{Header: l.header(), ProposalID: prop1,
+		Add: []conversation.Member{{Key: ps.dave.KeyID(), Name: "dave"}}})
+	mark("propose")
+	pm, _ := conversation.Verify(prop.Envelope)
+	for _, who := range []*conversation.Identity{ps.bob, ps.carol} {
+		l.add(who, conversation.KindMemberApprove, gate.MemberApprovePayload{Header: l.header(), ProposalID: prop1, ProposalDigest: pm.PayloadDigest()})
+		if who == ps.bob {
+			mark("member_approve")
+		}
+	}
+	all := []string{ps.alice.KeyID(), ps.bob.KeyID(), ps.carol.KeyID(), ps.dave.KeyID()}
+	l.gateway(conversation.KindMemberChanged, gate.ChangedPayload{Header: l.header(), ProposalID: prop1, Signers: all,
+		Members:           []conversation.Member{{Key: ps.alice.KeyID(), Name: "alice"}, {Key: ps.bob.KeyID(), Name: "bob"}, {Key: ps.carol.KeyID(), Name: "carol"}, {Key: ps.dave.KeyID(), Name: "dave"}},
+		RequiredApprovals: 2, Rules: gate.Normalize([]gate.Rule{{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 3}})})
+	mark("member_changed")
+
+	l.request(ps.carol, r6, "hn.get-item", map[string]string{"id": "8863"}, time.Hour)
+	mark("request_pending")
+	l.chat(ps.carol, "bob, can you approve the hn call?")
+	mark("last")
+	return l, at
+}
+
+const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// forgedLog is a second conversation holding records that fail
+// verification: a request whose signature is not its author's, an
+// approval from an impostor, and a gateway record signed by a member.
+func forgedLog(t testing.TB, ps *people) *logBuilder {
+	l := newLog(t, ps, convDev)
+	l.create("dev")
+	l.enable(2, nil)
+	req := l.request(ps.alice, "0a0a0a0a-5b6e-4f70-8a91-00000000000a", "httpbin.headers", nil, time.Hour)
+	m, _ := conversation.Verify(req.Envelope)
+	l.forged(ps.bob, ps.dave, conversation.KindGateApprove, gate.VotePayload{Header: l.header(), RequestID: "0a0a0a0a-5b6e-4f70-8a91-00000000000a", RequestDigest: m.PayloadDigest()})
+	l.add(ps.alice, conversation.KindChatMessage, conversation.ChatPayload{Header: conversation.Header{Conversation: convDev, CreatedAt: conversation.FormatTime(t0)}, Text: "this one is fine"})
+	return l
+}
