@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ const (
 	AttrStatus  = "status"
 	AttrReason  = "reason"
 	AttrError   = "error"
+	AttrCause   = "cause"
 )
 
 // Config assembles an engine.
@@ -241,31 +243,61 @@ func (e *Engine) load() error {
 	if err != nil {
 		return err
 	}
-	var interrupted []*gate.Request
+	var ids []string
 	err = e.st.ForEach(store.Pending, func(id string, _ []byte) error {
-		raw, err := e.st.Get(store.Requests, id)
-		if err != nil || raw == nil {
-			return fmt.Errorf("pending request %s has no record: %v", id, err)
-		}
-		var r gate.Request
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return fmt.Errorf("request %s: %w", id, err)
-		}
-		c := e.convs[r.Conversation]
-		if c == nil {
-			return fmt.Errorf("request %s names unknown conversation %s", id, r.Conversation)
-		}
-		c.requests[r.ID] = &r
-		switch r.State {
-		case gate.StateExecuting:
-			interrupted = append(interrupted, &r)
-		case gate.StatePending:
-			e.expiry.add(r.ExpiresAt, r.Conversation, r.ID)
-		}
+		ids = append(ids, id)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	// The open requests are read a chunk at a time in one transaction and
+	// decoded on every core: decoding is most of a restart's work.
+	var interrupted []*gate.Request
+	const chunk = 4096
+	for len(ids) > 0 {
+		part := ids[:min(chunk, len(ids))]
+		ids = ids[len(part):]
+		raws, err := e.st.GetAll(store.Requests, part)
+		if err != nil {
+			return err
+		}
+		reqs := make([]*gate.Request, len(part))
+		errs := make([]error, len(part))
+		var wg sync.WaitGroup
+		for w, n := 0, runtime.GOMAXPROCS(0); w < n; w++ {
+			wg.Go(func() {
+				for i := w; i < len(part); i += n {
+					if raws[i] == nil {
+						errs[i] = fmt.Errorf("pending request %s has no record", part[i])
+						continue
+					}
+					var r gate.Request
+					if err := json.Unmarshal(raws[i], &r); err != nil {
+						errs[i] = fmt.Errorf("request %s: %w", part[i], err)
+						continue
+					}
+					reqs[i] = &r
+				}
+			})
+		}
+		wg.Wait()
+		for i, r := range reqs {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			c := e.convs[r.Conversation]
+			if c == nil {
+				return fmt.Errorf("request %s names unknown conversation %s", part[i], r.Conversation)
+			}
+			c.requests[r.ID] = r
+			switch r.State {
+			case gate.StateExecuting:
+				interrupted = append(interrupted, r)
+			case gate.StatePending:
+				e.expiry.add(r.ExpiresAt, r.Conversation, r.ID)
+			}
+		}
 	}
 	for _, r := range interrupted {
 		c := e.convs[r.Conversation]
@@ -380,7 +412,9 @@ func (e *Engine) commit(ch *change) error {
 		puts = append(puts, store.Put{Bucket: store.Requests, Key: id, Value: b})
 		if r.Terminal() {
 			puts = append(puts, store.Put{Bucket: store.Pending, Key: id})
-		} else {
+		} else if c.requests[id] == nil {
+			// Only a request that was not open yet needs its pending mark:
+			// rewriting an unchanged mark would dirty a page for nothing.
 			puts = append(puts, store.Put{Bucket: store.Pending, Key: id, Value: []byte(r.Conversation)})
 		}
 	}
@@ -397,7 +431,13 @@ func (e *Engine) commit(ch *change) error {
 		puts = append(puts, store.Put{Bucket: store.Secrets, Key: key, Value: b})
 	}
 	if err := e.st.Commit(&store.Write{Conv: c.st.ID, Records: ch.records, Snapshot: snap, Puts: puts}); err != nil {
-		e.log.Error("commit failed; nothing applied", AttrConv, c.st.ID, AttrError, err.Error())
+		attrs := []any{AttrConv, c.st.ID, AttrError, err.Error()}
+		if cause := errors.Unwrap(err); cause != nil {
+			// The client's message is generic; the operator needs the
+			// cause (a full disk, a failing device).
+			attrs = append(attrs, AttrCause, cause.Error())
+		}
+		e.log.Error("commit failed; nothing applied", attrs...)
 		ch.drop()
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/engine"
+	"github.com/twokey/twokey/programs"
+	"github.com/twokey/twokey/reqlog"
 	"github.com/twokey/twokey/store"
 	"github.com/twokey/twokey/vault"
 )
@@ -40,6 +43,24 @@ type Options struct {
 	Logger           *slog.Logger
 	Out              io.Writer // where start-up lines go (default stdout)
 	Upstream         *http.Client
+
+	// The operator surface (docs/operations.md).
+	TLS        TLSOptions
+	Management ManagementOptions // its key is hashed at start and dropped
+	// LogRetention is how long request log entries are kept (default 90 days).
+	LogRetention time.Duration
+	// DisableMetrics turns /metrics off.
+	DisableMetrics bool
+	// ProxyDefaultWait and ProxyMaxWait bound how long a proxied call or a
+	// program's long poll waits (default 30 s and 300 s).
+	ProxyDefaultWait time.Duration
+	ProxyMaxWait     time.Duration
+	// ProgramRequestTTL is how long a program's request waits for
+	// approvals unless it says otherwise (default 1 h).
+	ProgramRequestTTL time.Duration
+	// Effective is the running configuration with secrets masked, shown by
+	// GET /v0/management/config.
+	Effective map[string]any
 }
 
 // Daemon is a running server: it owns the store, the engine and the
@@ -53,6 +74,14 @@ type Daemon struct {
 	ln     net.Listener
 	url    string
 	served chan error
+
+	op          *operator
+	reqlog      *reqlog.Log
+	metrics     *Metrics
+	progs       *programs.Registry
+	https       *http.Server // nil when TLS is off
+	tlsURL      string
+	fingerprint string
 }
 
 // Meta keys in the store.
@@ -141,28 +170,119 @@ func Start(opts Options) (d *Daemon, err error) {
 	if check == nil {
 		fmt.Fprintf(opts.Out, "created gateway keys (signing key %s)\n", gw.KeyID())
 	}
+	d = &Daemon{store: st, served: make(chan error, 2)}
+	// The management key is hashed now and its plaintext dropped.
+	mgmt, err := newManagement(opts.Management, opts.Clock.Now, opts.Logger)
+	opts.Management.Key = ""
+	if err != nil {
+		return nil, err
+	}
+	loaded, err := loadPrograms(st)
+	if err != nil {
+		return nil, err
+	}
+	d.progs = programs.New(loaded, programStore{st}, opts.Clock.Now)
+	d.metrics = NewMetrics(func() int { return d.api.WebSockets() })
+	d.reqlog = reqlog.New(reqlog.Config{Store: st, Clock: opts.Clock, Logger: opts.Logger, Retention: opts.LogRetention,
+		KeyPrefix: func(name string) string {
+			if p, err := d.progs.Get(name); err == nil {
+				return p.Prefix()
+			}
+			return ""
+		}})
+	defer func() {
+		if err != nil {
+			d.reqlog.Close()
+		}
+	}()
 	eng, err := engine.New(engine.Config{
 		Store: st, Vault: v, Catalog: cat, Gateway: gw, BoxPub: boxPub, BoxPriv: boxPriv,
 		Clock: opts.Clock, Logger: opts.Logger, TokenKey: tokenKey, Upstream: opts.Upstream,
 		UpstreamTimeout: opts.UpstreamTimeout, MaxResponseBytes: opts.MaxResponseBytes,
+		Observer: multiObserver{d.reqlog, d.metrics},
 	})
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			eng.Close()
+		}
+	}()
+	var tlsCfg *tlsSetup
+	if opts.TLS.Mode != "" && opts.TLS.Mode != TLSOff {
+		if tlsCfg, err = setupTLS(opts.TLS, opts.DataDir, opts.Clock.Now()); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		eng.Close()
 		return nil, fmt.Errorf("listen on %s: %w (is another server using that port? choose one with --addr)", opts.Addr, err)
 	}
-	api := NewAPI(eng, opts.Logger)
-	d = &Daemon{opts: opts, store: st, engine: eng, api: api, ln: ln, served: make(chan error, 1),
-		url: "http://" + ln.Addr().String(),
-		http: &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}}
+	var tlsLn net.Listener
+	if tlsCfg != nil {
+		if opts.TLS.Addr == "" {
+			opts.TLS.Addr = "127.0.0.1:8443"
+		}
+		if tlsLn, err = tls.Listen("tcp", opts.TLS.Addr, tlsCfg.config); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen for HTTPS on %s: %w (choose another with tls.addr or --tls-addr)", opts.TLS.Addr, err)
+		}
+	}
+	d.opts, d.engine, d.ln, d.url = opts, eng, ln, "http://"+ln.Addr().String()
+	d.api = NewAPI(eng, opts.Logger)
+	d.op = newOperator(d, mgmt)
+	d.op.routes(d.api)
+	if !opts.DisableMetrics {
+		d.api.Handle("GET /metrics", d.metrics.Handler())
+	}
+	handler := d.metrics.Middleware(d.api)
+	errLog := slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)
+	plain := handler
+	if tlsLn != nil && opts.TLS.Force {
+		_, port, _ := net.SplitHostPort(tlsLn.Addr().String())
+		plain = redirectToTLS(port)
+	}
+	d.http = &http.Server{Handler: plain, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
 	go func() { d.served <- d.http.Serve(ln) }()
 	fmt.Fprintf(opts.Out, "listening on %s\n", d.url)
-	opts.Logger.Info("serving", "addr", ln.Addr().String(), "data_dir", opts.DataDir, "gateway", gw.KeyID())
+	if tlsLn != nil {
+		d.tlsURL, d.fingerprint = "https://"+tlsLn.Addr().String(), tlsCfg.fingerprint
+		d.https = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
+		go func() { d.served <- d.https.Serve(tlsLn) }()
+		fmt.Fprintf(opts.Out, "%s\n", tlsCfg.note)
+		fmt.Fprintf(opts.Out, "tls certificate %s (clients pin it with --pin %s)\n", d.fingerprint, d.fingerprint)
+		fmt.Fprintf(opts.Out, "listening on %s\n", d.tlsURL)
+		if opts.TLS.Force {
+			fmt.Fprintf(opts.Out, "plain HTTP on %s redirects to HTTPS (tls.force)\n", d.url)
+		}
+	}
+	if mgmt.enabled() {
+		fmt.Fprintf(opts.Out, "management API at %s/v0/management/ (loopback only: %v)\n", d.url, !opts.Management.AllowRemote)
+	}
+	opts.Logger.Info("serving", "addr", ln.Addr().String(), "tls_addr", d.tlsURL, "data_dir", opts.DataDir, "gateway", gw.KeyID())
 	return d, nil
+}
+
+// newOperator builds the operator surface of d.
+func newOperator(d *Daemon, mgmt *management) *operator {
+	o := &operator{eng: d.engine, progs: d.progs, logs: d.reqlog, metrics: d.metrics, mgmt: mgmt, log: d.opts.Logger,
+		effective: d.opts.Effective, defaultWait: d.opts.ProxyDefaultWait, maxWait: d.opts.ProxyMaxWait,
+		requestTTL: d.opts.ProgramRequestTTL}
+	if o.maxWait <= 0 {
+		o.maxWait = 300 * time.Second
+	}
+	if o.defaultWait <= 0 {
+		o.defaultWait = min(30*time.Second, o.maxWait)
+	}
+	if o.requestTTL <= 0 {
+		o.requestTTL = time.Hour
+	}
+	if o.effective == nil {
+		o.effective = map[string]any{"addr": d.opts.Addr, "data_dir": d.opts.DataDir, "tls": map[string]any{"mode": d.opts.TLS.Mode}}
+	}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	return o
 }
 
 func loadCatalog(opts Options) (*catalog.Catalog, error) {
@@ -273,14 +393,37 @@ func (d *Daemon) Store() *store.Store { return d.store }
 // API returns the HTTP handler.
 func (d *Daemon) API() *API { return d.api }
 
-// Close shuts down in order: stop accepting, close WebSockets with a close
-// frame, let the engine finish calls in flight, close the database.
+// TLSURL returns the HTTPS base URL, or "" when TLS is off.
+func (d *Daemon) TLSURL() string { return d.tlsURL }
+
+// Fingerprint returns the TLS certificate's pin (sha256:HEX), or "".
+func (d *Daemon) Fingerprint() string { return d.fingerprint }
+
+// Metrics returns the server's metrics.
+func (d *Daemon) Metrics() *Metrics { return d.metrics }
+
+// Programs returns the program keys.
+func (d *Daemon) Programs() *programs.Registry { return d.progs }
+
+// RequestLog returns the request log.
+func (d *Daemon) RequestLog() *reqlog.Log { return d.reqlog }
+
+// Close shuts down in order: end long polls, stop accepting, close
+// WebSockets with a close frame, let the engine finish calls in flight,
+// write the request log, close the database.
 func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	d.op.cancel()
 	d.api.CloseWebSockets()
 	err := d.http.Shutdown(ctx)
+	if d.https != nil {
+		if terr := d.https.Shutdown(ctx); err == nil {
+			err = terr
+		}
+	}
 	d.engine.Close()
+	d.reqlog.Close()
 	if cerr := d.store.Close(); err == nil {
 		err = cerr
 	}

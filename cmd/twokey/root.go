@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +39,8 @@ type factory struct {
 	server   string
 	identity string
 	ctx      context.Context
+	caCert   string // --ca-cert: trust this CA (or self-signed) certificate for HTTPS
+	pin      string // --pin: trust exactly the certificate with this sha256: fingerprint
 }
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -78,13 +86,98 @@ func (f *factory) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(f.serverURL(), id), nil
+	c := client.New(f.serverURL(), id)
+	tr, err := f.transport()
+	if err != nil {
+		return nil, err
+	}
+	if tr != nil {
+		c.HTTP.Transport = tr
+	}
+	return c, nil
 }
 
 // anonClient returns a client with no identity (for public endpoints).
 func (f *factory) anonClient() *client.Client {
-	return client.New(f.serverURL(), nil)
+	c := client.New(f.serverURL(), nil)
+	if tr, err := f.transport(); err != nil {
+		c.HTTP.Transport = errTransport{err}
+	} else if tr != nil {
+		c.HTTP.Transport = tr
+	}
+	return c
 }
+
+// transport returns the HTTP transport for --ca-cert and --pin (env
+// TWOKEY_CA_CERT, TWOKEY_PIN), or nil for Go's default. With --ca-cert the
+// server's certificate must chain to that file's certificates (a
+// self-signed one may be its own CA); with --pin the leaf certificate's
+// SHA-256 must equal the pin, checked on every connection, resumed ones
+// included; with both, both hold.
+func (f *factory) transport() (*http.Transport, error) {
+	ca, pin := f.caCert, f.pin
+	if ca == "" {
+		ca = f.getenv("TWOKEY_CA_CERT")
+	}
+	if pin == "" {
+		pin = f.getenv("TWOKEY_PIN")
+	}
+	if ca == "" && pin == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pemBytes, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, usagef("--ca-cert: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return nil, usagef("--ca-cert %s holds no PEM certificate", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if pin != "" {
+		want, err := parsePin(pin)
+		if err != nil {
+			return nil, err
+		}
+		// The pin replaces the CA check unless --ca-cert asks for both.
+		cfg.InsecureSkipVerify = ca == ""
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server sent no certificate")
+			}
+			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if subtle.ConstantTimeCompare(got[:], want) != 1 {
+				return fmt.Errorf("the server's certificate sha256:%x does not match --pin; it may not be your server", got)
+			}
+			return nil
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return tr, nil
+}
+
+// parsePin reads sha256:HEX (colons between bytes allowed, as openssl
+// prints them).
+func parsePin(s string) ([]byte, error) {
+	h, ok := strings.CutPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:")
+	if !ok {
+		h, ok = strings.CutPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256/")
+	}
+	b, err := hex.DecodeString(strings.ReplaceAll(h, ":", ""))
+	if !ok || err != nil || len(b) != sha256.Size {
+		return nil, usagef("--pin %q: give sha256: and the 64 hex digits 'twokey serve' printed", s)
+	}
+	return b, nil
+}
+
+// errTransport fails every request with err (a bad --ca-cert or --pin).
+type errTransport struct{ err error }
+
+func (t errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, t.err }
 
 // usageError marks a mistake in the command line (exit 2).
 type usageError struct{ msg string }
@@ -151,6 +244,8 @@ TWOKEY_HOME (data and default identity; ~/.twokey).`,
 	}
 	root.PersistentFlags().StringVar(&f.server, "server", "", "server URL (env TWOKEY_SERVER; default "+defaultServer+")")
 	root.PersistentFlags().StringVar(&f.identity, "identity", "", "identity file to act as (env TWOKEY_IDENTITY; default $TWOKEY_HOME/identity.json)")
+	root.PersistentFlags().StringVar(&f.caCert, "ca-cert", "", "trust this PEM certificate for an https:// server, e.g. <data>/ssl/cert.pem (env TWOKEY_CA_CERT)")
+	root.PersistentFlags().StringVar(&f.pin, "pin", "", "trust exactly the https:// server whose certificate has this fingerprint, sha256:HEX as 'twokey serve' prints it (env TWOKEY_PIN)")
 	root.AddCommand(
 		newServeCmd(f),
 		newIDCmd(f),
@@ -166,7 +261,15 @@ TWOKEY_HOME (data and default identity; ~/.twokey).`,
 		newVoteCmd(f, "reject"),
 		newCancelCmd(f),
 		newMemberCmd(f),
+		newKeysCmd(f),
+		newLogsCmd(f),
+		newUsageCmd(f),
+		newSnippetCmd(f),
+		newConfigCmd(f),
+		newAuditCmd(f),
 		newFunServerCmd(f),
+		newBenchCmd(f),
+		newTUICmd(f),
 	)
 	return root
 }

@@ -3,22 +3,17 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"time"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/server"
 )
 
 type serveOptions struct {
-	addr             string
-	dataDir          string
-	masterKeyFile    string
-	catalogs         []string
-	services         []string
-	upstreamTimeout  time.Duration
-	maxResponseBytes int64
-	logLevel         string
+	configFile string
 }
 
 func newServeCmd(f *factory) *cobra.Command {
@@ -31,40 +26,86 @@ signing and box keys and the vault's master key (mode 0600) in the data
 directory and says where; later starts reuse them.
 
 The server prints one line "listening on http://HOST:PORT" once it accepts
-connections; --addr 127.0.0.1:0 takes a free port. SIGINT or SIGTERM stops
-it cleanly: WebSockets get a close frame, calls in flight finish and the
-database is closed.`,
+connections (and "listening on https://HOST:PORT" when TLS is on); --addr
+127.0.0.1:0 takes a free port. SIGINT or SIGTERM stops it cleanly:
+WebSockets get a close frame, calls in flight finish and the database is
+closed.
+
+Settings come from flags, then TWOKEY_* variables, then the configuration
+file (--config, TWOKEY_CONFIG, or twokey.yaml in the data directory), then
+the defaults; 'twokey config show' prints the result with its sources and
+secrets masked, and docs/operations.md describes every setting. A bad
+setting stops the start with the file and line, variable or flag, and the
+field named. Secrets (the management key, the master key) have no flag:
+give them in the environment or the file.`,
 		Example: `  twokey serve
-  twokey serve --addr 127.0.0.1:0 --data-dir /tmp/tk --service httpbin=http://127.0.0.1:9000`,
+  twokey serve --addr 127.0.0.1:0 --data-dir /tmp/tk --service httpbin=http://127.0.0.1:9000
+  TWOKEY_MANAGEMENT_KEY=... twokey serve --tls-mode generate --tls-force
+  twokey serve --config /etc/twokey/twokey.yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runServe(f, o) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(f, cmd.Flags(), o) },
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (:0 for a free port)")
-	fl.StringVar(&o.dataDir, "data-dir", "", "data directory (env TWOKEY_HOME; default ~/.twokey)")
-	fl.StringVar(&o.masterKeyFile, "master-key-file", "", "vault master key file (default <data-dir>/master.key; env TWOKEY_MASTER_KEY holds the key itself)")
-	fl.StringArrayVar(&o.catalogs, "catalog", nil, "extra catalog YAML file (repeatable); its services and templates replace same-named ones")
-	fl.StringArrayVar(&o.services, "service", nil, "override a service's base URL, NAME=URL (repeatable)")
-	fl.DurationVar(&o.upstreamTimeout, "upstream-timeout", 30*time.Second, "timeout of one upstream call")
-	fl.Int64Var(&o.maxResponseBytes, "max-response-bytes", 10<<20, "how much of an upstream response the gateway reads")
-	fl.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addConfigFlags(cmd.Flags(), &o.configFile)
 	return cmd
 }
 
-func runServe(f *factory, o *serveOptions) error {
-	if o.dataDir == "" {
-		o.dataDir = f.home()
+// addConfigFlags defines --config and a flag for every setting.
+func addConfigFlags(fs *pflag.FlagSet, file *string) {
+	fs.StringVar(file, "config", "", "configuration file (env TWOKEY_CONFIG; default <data-dir>/"+config.FileName+" when it exists)")
+	config.BindFlags(fs)
+}
+
+// loadConfig builds the effective configuration as serve would: flags
+// over TWOKEY_* over the file over the defaults, validated.
+func loadConfig(f *factory, fs *pflag.FlagSet, file string) (*config.Config, string, error) {
+	home := f.home()
+	if fs.Changed("data-dir") {
+		home, _ = fs.GetString("data-dir")
+	}
+	path, err := config.Find(file, home, f.getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := config.Load(path, f.getenv)
+	if err != nil {
+		return nil, path, err
+	}
+	if err := cfg.ApplyFlags(fs); err != nil {
+		return nil, path, err
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = f.home()
+	}
+	return cfg, path, cfg.Validate()
+}
+
+func runServe(f *factory, fs *pflag.FlagSet, o *serveOptions) error {
+	cfg, path, err := loadConfig(f, fs, o.configFile)
+	if err != nil {
+		return err
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return usagef("--log-level %q: use debug, info, warn or error", o.logLevel)
-	}
+	_ = level.UnmarshalText([]byte(strings.ToLower(cfg.LogLevel))) // validated
 	logger := slog.New(slog.NewTextHandler(f.io.Err, &slog.HandlerOptions{Level: level}))
-	d, err := server.Start(server.Options{
-		Addr: o.addr, DataDir: o.dataDir, MasterKey: f.getenv("TWOKEY_MASTER_KEY"), MasterKeyFile: o.masterKeyFile,
-		Catalogs: o.catalogs, ServiceOverrides: o.services, UpstreamTimeout: o.upstreamTimeout,
-		MaxResponseBytes: o.maxResponseBytes, Logger: logger, Out: f.io.Out,
-	})
+	if path != "" {
+		fmt.Fprintf(f.io.Out, "configuration %s\n", path)
+	}
+	opts := server.Options{
+		Addr: cfg.Addr, DataDir: cfg.DataDir, MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
+		Catalogs: cfg.Catalogs, ServiceOverrides: cfg.ServiceOverrides(), UpstreamTimeout: cfg.UpstreamTimeout.D(),
+		MaxResponseBytes: cfg.MaxResponseBytes, Logger: logger, Out: f.io.Out,
+		TLS: server.TLSOptions{Mode: cfg.TLS.Mode, Addr: cfg.TLS.Addr, Force: cfg.TLS.Force,
+			CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Names: cfg.TLS.Names},
+		Management: server.ManagementOptions{Key: cfg.Management.Key, AllowRemote: cfg.Management.AllowRemote,
+			TrustedProxies: cfg.Management.TrustedProxies, MaxFailures: cfg.Management.MaxFailures, BanFor: cfg.Management.BanFor.D()},
+		LogRetention: cfg.RequestLogs.Retention.D(), DisableMetrics: !cfg.Metrics.Enabled,
+		ProxyDefaultWait: cfg.Proxy.DefaultWait.D(), ProxyMaxWait: cfg.Proxy.MaxWait.D(),
+		ProgramRequestTTL: cfg.Programs.RequestTTL.D(),
+		Effective:         cfg.Map(),
+	}
+	// The server hashes the management key; drop the plaintext here.
+	cfg.Management.Key, cfg.MasterKey = "", ""
+	d, err := server.Start(opts)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twokey/twokey/server"
+)
+
+// snippetTools are the tools `twokey snippet` knows, with the service each
+// points at unless --service says otherwise.
+var snippetTools = map[string]string{
+	"curl": "httpbin", "python": "httpbin", "node": "httpbin", "codex": "openai", "claude-code": "anthropic",
+}
+
+type snippetOptions struct {
+	keyName, conversation, service string
+}
+
+func newSnippetCmd(f *factory) *cobra.Command {
+	o := &snippetOptions{}
+	var mkey string
+	cmd := &cobra.Command{
+		Use:   "snippet curl|python|node|codex|claude-code --key-name N",
+		Short: "Print how to point a tool at the gateway's proxy with a program key",
+		Long: `Print what a tool needs to call an API through twokey's proxy mode with a
+program key: the base URL /v1/proxy/CONVERSATION/SERVICE and the key as a
+bearer token. Each call becomes a request the conversation's signers must
+approve; the proxy answers with the upstream's response once they have
+(waiting up to Prefer: wait=N seconds), or 202 with the request's Location.
+
+The key itself is never printed (the server does not have it): the
+snippets read it from TWOKEY_PROGRAM_KEY. With TWOKEY_MANAGEMENT_KEY set the
+key's conversation is looked up; otherwise give --conversation.`,
+		Example: "  twokey snippet curl --key-name ci\n" +
+			"  twokey snippet claude-code --key-name claude-code --conversation ops",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"curl", "python", "node", "codex", "claude-code"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tool := args[0]
+			def, ok := snippetTools[tool]
+			if !ok {
+				return usagef("no snippet for %q; choose curl, python, node, codex or claude-code", tool)
+			}
+			if o.keyName == "" {
+				return usagef("--key-name is required (twokey keys ls lists them)")
+			}
+			conv := o.conversation
+			if mk := orDefault(mkey, f.getenv("TWOKEY_MANAGEMENT_KEY")); mk != "" {
+				m, err := f.mgmt(mk)
+				if err != nil {
+					return err
+				}
+				var k server.KeyInfo
+				if err := m.do(cmd.Context(), "GET", "/v0/management/keys/"+url.PathEscape(o.keyName), nil, &k); err != nil {
+					return err
+				}
+				if conv == "" {
+					conv = orDefault(k.ConversationName, k.Conversation)
+				}
+			}
+			if conv == "" {
+				return usagef("give --conversation (or set TWOKEY_MANAGEMENT_KEY so that the key's conversation is looked up)")
+			}
+			svc := orDefault(o.service, def)
+			base := strings.TrimSuffix(f.serverURL(), "/")
+			proxy := base + "/v1/proxy/" + url.PathEscape(conv) + "/" + url.PathEscape(svc)
+			note := ""
+			if cat, err := f.anonClient().Catalog(cmd.Context()); err == nil {
+				names := []string{}
+				for _, s := range cat.Services {
+					names = append(names, s.Name)
+				}
+				if !slices.Contains(names, svc) {
+					note = fmt.Sprintf("note: this server has no service %q yet; add it in a catalog file (twokey serve --catalog FILE) with its base URL and key header, and provision its key with 'twokey secret add %s --service %s'.\n", svc, conv, svc)
+				}
+			}
+			writeSnippet(f.io.Out, tool, o.keyName, base, proxy, svc)
+			if note != "" {
+				fmt.Fprint(f.io.Out, "\n"+note)
+			}
+			return nil
+		},
+	}
+	addMgmtFlag(cmd, &mkey)
+	cmd.Flags().StringVar(&o.keyName, "key-name", "", "the program key's name (required)")
+	cmd.Flags().StringVar(&o.conversation, "conversation", "", "the key's conversation (looked up when TWOKEY_MANAGEMENT_KEY is set)")
+	cmd.Flags().StringVar(&o.service, "service", "", "the catalog service to call (default: httpbin; openai for codex; anthropic for claude-code)")
+	return cmd
+}
+
+func writeSnippet(w io.Writer, tool, name, base, proxy, svc string) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("# Program key %q, service %s, through %s\n", name, svc, base)
+	p("# Set the key 'twokey keys create --name %s' printed (it is shown only once):\n", name)
+	p("export TWOKEY_PROGRAM_KEY=tk_...\n\n")
+	switch tool {
+	case "curl":
+		p("# The call waits (Prefer: wait, at most 300 s) for the signers' approval,\n")
+		p("# then answers with the upstream's status, headers and body:\n")
+		p("curl -sS -i -H \"Authorization: Bearer $TWOKEY_PROGRAM_KEY\" -H 'Prefer: wait=60' \\\n  %s/get\n\n", proxy)
+		p("# Not approved in time: 202 with Location: /v1/programs/requests/ID. Poll it:\n")
+		p("curl -sS -H \"Authorization: Bearer $TWOKEY_PROGRAM_KEY\" '%s/v1/programs/requests/ID?wait=60s'\n\n", base)
+		p("# Or submit a template call and wait on it:\n")
+		p("curl -sS -H \"Authorization: Bearer $TWOKEY_PROGRAM_KEY\" -H 'Content-Type: application/json' \\\n")
+		p("  -d '{\"template\": \"httpbin.headers\"}' %s/v1/programs/requests\n", base)
+	case "python":
+		p("import os, requests\n\n")
+		p("BASE = %q\n", base)
+		p("PROXY = %q\n", proxy)
+		p("s = requests.Session()\n")
+		p("s.headers.update({\"Authorization\": f\"Bearer {os.environ['TWOKEY_PROGRAM_KEY']}\", \"Prefer\": \"wait=60\"})\n\n")
+		p("r = s.get(PROXY + \"/get\", timeout=90)\n")
+		p("if r.status_code == 202:  # not approved within the wait: poll the request\n")
+		p("    state = s.get(BASE + r.headers[\"Location\"], params={\"wait\": \"60s\"}, timeout=90).json()\n")
+		p("    print(state[\"state\"], state.get(\"response\", {}).get(\"body\"))\n")
+		p("else:\n")
+		p("    print(r.status_code, r.text)\n")
+	case "node":
+		p("// Node 18+ (global fetch); save as call.mjs\n")
+		p("const base = %q;\n", base)
+		p("const proxy = %q;\n", proxy)
+		p("const headers = { Authorization: `Bearer ${process.env.TWOKEY_PROGRAM_KEY}`, Prefer: \"wait=60\" };\n\n")
+		p("let res = await fetch(`${proxy}/get`, { headers });\n")
+		p("if (res.status === 202) { // not approved within the wait: poll the request\n")
+		p("  const state = await (await fetch(`${base}${res.headers.get(\"location\")}?wait=60s`, { headers })).json();\n")
+		p("  console.log(state.state, state.response?.body);\n")
+		p("} else {\n")
+		p("  console.log(res.status, await res.text());\n")
+		p("}\n")
+	case "codex":
+		p("# ~/.codex/config.toml: a provider whose base URL is the proxy\n")
+		p("model_provider = \"twokey\"\n\n")
+		p("[model_providers.twokey]\n")
+		p("name = \"OpenAI through twokey\"\n")
+		p("base_url = \"%s/v1\"\n", proxy)
+		p("env_key = \"TWOKEY_PROGRAM_KEY\"\n")
+		p("wire_api = \"chat\"\n\n")
+		p("# Or for the OpenAI SDKs:\n")
+		p("#   export OPENAI_BASE_URL=%s/v1\n", proxy)
+		p("#   export OPENAI_API_KEY=$TWOKEY_PROGRAM_KEY\n")
+	case "claude-code":
+		p("# Claude Code (and the Anthropic SDKs) with the proxy as their base URL:\n")
+		p("export ANTHROPIC_BASE_URL=%s\n", proxy)
+		p("export ANTHROPIC_AUTH_TOKEN=$TWOKEY_PROGRAM_KEY\n")
+		p("claude\n")
+	}
+	p("\n# Every call needs the signers' approval: raise proxy.default_wait (the wait\n")
+	p("# when a client sends no Prefer header) and the tool's own timeout to match.\n")
+	p("# The proxy forwards JSON bodies, answers once the call is done (no streaming),\n")
+	p("# and returns at most 64 KiB of the response body, with the service's key redacted.\n")
+}

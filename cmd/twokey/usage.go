@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/reqlog"
+)
+
+func newUsageCmd(f *factory) *cobra.Command {
+	var by, since, service string
+	var asJSON bool
+	var mkey string
+	cmd := &cobra.Command{
+		Use:   "usage [--by key|service|day] [--since 30d] [--json]",
+		Short: "Requests submitted, executed, failed, expired and rejected, and upstream latency",
+		Long: `Add up the request log by submitter (a signer's key, or program:NAME), by
+service or by day (UTC): requests submitted, executed, failed, expired,
+rejected and cancelled, and the p50 and p95 latency of the upstream calls
+in milliseconds. The log keeps request_logs.retention (default 90 days).
+
+This reads the management API: it needs TWOKEY_MANAGEMENT_KEY.`,
+		Example: "  twokey usage --by key\n  twokey usage --by day --since 7d",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if by != reqlog.ByKey && by != reqlog.ByService && by != reqlog.ByDay {
+				return usagef("--by %q: use key, service or day", by)
+			}
+			m, err := f.mgmt(mkey)
+			if err != nil {
+				return err
+			}
+			q := url.Values{"by": {by}}
+			if since != "" {
+				q.Set("since", since)
+			}
+			if service != "" {
+				q.Set("service", service)
+			}
+			var out struct {
+				Rows []reqlog.Usage `json:"rows"`
+			}
+			if err := m.do(cmd.Context(), "GET", "/v0/management/usage?"+q.Encode(), nil, &out); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSONOut(f, out.Rows)
+			}
+			if len(out.Rows) == 0 {
+				fmt.Fprintln(f.io.Out, "no requests in the log for this period")
+				return nil
+			}
+			tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "%s\tSUBMITTED\tEXECUTED\tFAILED\tEXPIRED\tREJECTED\tCANCELLED\tP50 MS\tP95 MS\n", strings.ToUpper(by))
+			for _, u := range out.Rows {
+				g := u.Group
+				if by == reqlog.ByKey && !strings.HasPrefix(g, "program:") {
+					g = conversation.ShortKey(g)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\n", g, u.Submitted, u.Executed, u.Failed, u.Expired, u.Rejected, u.Cancelled, u.P50MS, u.P95MS)
+			}
+			return tw.Flush()
+		},
+	}
+	addMgmtFlag(cmd, &mkey)
+	cmd.Flags().StringVar(&by, "by", "key", "group by key (signer or program), service or day")
+	cmd.Flags().StringVar(&since, "since", "", "only this recent a period (24h, 30d) or since an RFC 3339 time")
+	cmd.Flags().StringVar(&service, "service", "", "only this service")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

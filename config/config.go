@@ -1,0 +1,232 @@
+// Package config is the server's configuration: built-in defaults, a YAML
+// file (twokey.yaml), TWOKEY_* environment variables and command-line
+// flags, each overriding the one before. The source of every value is kept,
+// so a bad value is reported with the file and line, the variable or the
+// flag it came from, and `twokey config show` can say where each setting
+// came from with its secrets masked.
+//
+// Every setting has one dotted path (tls.mode), one variable
+// (TWOKEY_TLS_MODE) and one flag (--tls-mode), derived from the YAML name
+// unless a struct tag says otherwise; secrets have no flag, so they never
+// appear in a process listing.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the server's effective configuration.
+type Config struct {
+	Addr             string            `yaml:"addr" help:"HTTP listen address; 127.0.0.1:0 takes a free port"`
+	DataDir          string            `yaml:"data_dir" env:"TWOKEY_HOME" help:"data directory (database, keys, ssl/); default ~/.twokey"`
+	MasterKeyFile    string            `yaml:"master_key_file" help:"vault master key file (default <data_dir>/master.key)"`
+	MasterKey        string            `yaml:"master_key" secret:"true" flag:"-" help:"vault master key itself, base64 (prefer the variable or the file)"`
+	Catalogs         []string          `yaml:"catalogs" flag:"catalog" help:"extra catalog YAML files; their services and templates replace same-named ones"`
+	Services         map[string]string `yaml:"services" flag:"service" help:"service base URL overrides, NAME=URL"`
+	UpstreamTimeout  Duration          `yaml:"upstream_timeout" help:"timeout of one upstream call"`
+	MaxResponseBytes int64             `yaml:"max_response_bytes" help:"how much of an upstream response the gateway reads"`
+	LogLevel         string            `yaml:"log_level" help:"server log level: debug, info, warn or error"`
+	TLS              TLS               `yaml:"tls"`
+	Management       Management        `yaml:"management"`
+	RequestLogs      RequestLogs       `yaml:"request_logs"`
+	Metrics          Metrics           `yaml:"metrics"`
+	Proxy            Proxy             `yaml:"proxy"`
+	Programs         Programs          `yaml:"programs"`
+
+	src map[string]string // dotted path -> where its value came from
+}
+
+// TLS configures the HTTPS listener.
+type TLS struct {
+	Mode     string   `yaml:"mode" help:"off, generate (a self-signed certificate in <data_dir>/ssl) or files"`
+	Addr     string   `yaml:"addr" help:"HTTPS listen address"`
+	Force    bool     `yaml:"force" help:"answer every plain HTTP request with a 308 redirect to HTTPS"`
+	CertFile string   `yaml:"cert_file" help:"certificate chain PEM (mode files)"`
+	KeyFile  string   `yaml:"key_file" help:"private key PEM (mode files)"`
+	Names    []string `yaml:"names" help:"extra DNS names or IPs for the generated certificate"`
+}
+
+// Management configures the management API under /v0/management/.
+type Management struct {
+	Key            string   `yaml:"key" secret:"true" flag:"-" help:"the management key; empty disables the management API (404)"`
+	AllowRemote    bool     `yaml:"allow_remote" help:"answer management clients that are not on loopback"`
+	TrustedProxies []string `yaml:"trusted_proxies" help:"proxies (IPs or CIDRs) whose X-Forwarded-For is believed"`
+	MaxFailures    int      `yaml:"max_failures" help:"wrong management keys from one address before it is blocked"`
+	BanFor         Duration `yaml:"ban_for" help:"how long a blocked address stays blocked"`
+}
+
+// RequestLogs configures the durable request log.
+type RequestLogs struct {
+	Retention Duration `yaml:"retention" help:"how long request log entries are kept; older ones are pruned in the background"`
+}
+
+// Metrics configures /metrics.
+type Metrics struct {
+	Enabled bool `yaml:"enabled" help:"serve Prometheus metrics at /metrics"`
+}
+
+// Proxy configures proxy mode (/v1/proxy/...).
+type Proxy struct {
+	DefaultWait Duration `yaml:"default_wait" help:"how long a proxied call waits for approval when the client sends no Prefer: wait=N"`
+	MaxWait     Duration `yaml:"max_wait" help:"the longest wait a client may ask for (Prefer: wait=N, ?wait=)"`
+}
+
+// Programs configures program keys' requests.
+type Programs struct {
+	RequestTTL Duration `yaml:"request_ttl" help:"how long a program's request waits for approvals unless it says otherwise"`
+}
+
+// Default returns the built-in defaults.
+func Default() *Config {
+	return &Config{
+		Addr:             "127.0.0.1:8080",
+		UpstreamTimeout:  Duration(30 * time.Second),
+		MaxResponseBytes: 10 << 20,
+		LogLevel:         "info",
+		TLS:              TLS{Mode: "off", Addr: "127.0.0.1:8443"},
+		Management:       Management{MaxFailures: 5, BanFor: Duration(30 * time.Minute)},
+		RequestLogs:      RequestLogs{Retention: Duration(90 * 24 * time.Hour)},
+		Metrics:          Metrics{Enabled: true},
+		Proxy:            Proxy{DefaultWait: Duration(30 * time.Second), MaxWait: Duration(300 * time.Second)},
+		Programs:         Programs{RequestTTL: Duration(time.Hour)},
+		src:              map[string]string{},
+	}
+}
+
+// Source says where the value at path (e.g. "tls.mode") came from: "default",
+// "FILE:LINE", "env NAME" or "flag --name".
+func (c *Config) Source(path string) string {
+	if s, ok := c.src[path]; ok {
+		return s
+	}
+	return "default"
+}
+
+func (c *Config) setSource(path, src string) {
+	if c.src == nil {
+		c.src = map[string]string{}
+	}
+	c.src[path] = src
+}
+
+// ServiceOverrides returns Services as NAME=URL, sorted by name.
+func (c *Config) ServiceOverrides() []string {
+	out := make([]string, 0, len(c.Services))
+	for _, k := range sortedKeys(c.Services) {
+		out = append(out, k+"="+c.Services[k])
+	}
+	return out
+}
+
+// Validate checks every value and names the source of each bad one.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Sprintf("%s: %s: %s", c.Source(path), path, fmt.Sprintf(format, args...)))
+	}
+	checkAddr := func(path, v string) {
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			bad(path, "%q is not HOST:PORT (e.g. 127.0.0.1:8080; port 0 takes a free one)", v)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad(path, "port %q is not a number from 0 to 65535", port)
+		}
+	}
+	checkAddr("addr", c.Addr)
+	if c.UpstreamTimeout <= 0 {
+		bad("upstream_timeout", "must be positive, e.g. 30s")
+	}
+	if c.MaxResponseBytes <= 0 {
+		bad("max_response_bytes", "must be a positive number of bytes")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	for _, name := range sortedKeys(c.Services) {
+		u, err := url.Parse(c.Services[name])
+		if name == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("services", "%q=%q: give NAME=URL with an http or https URL", name, c.Services[name])
+		}
+	}
+	switch c.TLS.Mode {
+	case "off", "generate":
+	case "files":
+		if c.TLS.CertFile == "" {
+			bad("tls.cert_file", "tls.mode files needs a certificate file")
+		}
+		if c.TLS.KeyFile == "" {
+			bad("tls.key_file", "tls.mode files needs a key file")
+		}
+	default:
+		bad("tls.mode", "%q is not one of off, generate, files", c.TLS.Mode)
+	}
+	if c.TLS.Mode != "off" {
+		checkAddr("tls.addr", c.TLS.Addr)
+	}
+	if c.TLS.Force && c.TLS.Mode == "off" {
+		bad("tls.force", "redirecting to HTTPS needs tls.mode generate or files")
+	}
+	for _, n := range c.TLS.Names {
+		if n == "" || strings.ContainsAny(n, " /:@") && net.ParseIP(n) == nil {
+			bad("tls.names", "%q is not a DNS name or IP address", n)
+		}
+	}
+	for _, p := range c.Management.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				bad("management.trusted_proxies", "%q is not an IP address or CIDR (e.g. 10.0.0.0/8)", p)
+			}
+		}
+	}
+	if c.Management.MaxFailures < 1 {
+		bad("management.max_failures", "must be at least 1")
+	}
+	if c.Management.BanFor <= 0 {
+		bad("management.ban_for", "must be positive, e.g. 30m")
+	}
+	if c.RequestLogs.Retention < Duration(time.Hour) {
+		bad("request_logs.retention", "must be at least 1h (e.g. 90d)")
+	}
+	if c.Proxy.MaxWait <= 0 || c.Proxy.MaxWait > Duration(time.Hour) {
+		bad("proxy.max_wait", "must be between 1s and 1h")
+	}
+	if c.Proxy.DefaultWait < 0 || c.Proxy.DefaultWait > c.Proxy.MaxWait {
+		bad("proxy.default_wait", "must be between 0 and proxy.max_wait (%s)", c.Proxy.MaxWait)
+	}
+	if c.Programs.RequestTTL < Duration(time.Minute) || c.Programs.RequestTTL > Duration(7*24*time.Hour) {
+		bad("programs.request_ttl", "must be between 1m and 7d")
+	}
+	if len(errs) > 0 {
+		return &Error{Problems: errs}
+	}
+	return nil
+}
+
+// Error lists what is wrong with a configuration, each problem led by
+// where its value came from.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return "bad configuration: " + e.Problems[0]
+	}
+	return "bad configuration:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

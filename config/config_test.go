@@ -1,0 +1,230 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func write(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), FileName)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS.Addr != "127.0.0.1:8443" || c.RequestLogs.Retention.D() != 90*24*time.Hour || c.Proxy.MaxWait.D() != 300*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// TestPrecedence checks flags > env > file > defaults, and that each
+// value's source is kept.
+func TestPrecedence(t *testing.T) {
+	p := write(t, `
+addr: 127.0.0.1:9000
+tls:
+  mode: generate
+  names: [gw.example]
+request_logs:
+  retention: 30d
+services:
+  httpbin: http://127.0.0.1:1/httpbin
+`)
+	c, err := Load(p, env(map[string]string{"TWOKEY_ADDR": "127.0.0.1:9001", "TWOKEY_TLS_FORCE": "true",
+		"TWOKEY_MANAGEMENT_KEY": "s3cret-management", "TWOKEY_SERVICES": "fun=http://127.0.0.1:2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	BindFlags(fs)
+	if fs.Lookup("management-key") != nil || fs.Lookup("master-key") != nil {
+		t.Fatal("a secret has a flag: it would show in the process list")
+	}
+	if err := fs.Parse([]string{"--addr", "127.0.0.1:9002", "--service", "httpbin=http://127.0.0.1:3", "--tls-addr=127.0.0.1:9443"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyFlags(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ path, got, want, src string }{
+		{"addr", c.Addr, "127.0.0.1:9002", "flag --addr"},
+		{"tls.mode", c.TLS.Mode, "generate", p + ":4"},
+		{"tls.force", "x", "x", "env TWOKEY_TLS_FORCE"},
+		{"tls.addr", c.TLS.Addr, "127.0.0.1:9443", "flag --tls-addr"},
+		{"request_logs.retention", c.RequestLogs.Retention.String(), "30d", p + ":7"},
+		{"management.key", c.Management.Key, "s3cret-management", "env TWOKEY_MANAGEMENT_KEY"},
+		{"upstream_timeout", c.UpstreamTimeout.String(), "30s", "default"},
+	}
+	for _, ck := range checks {
+		if ck.got != ck.want || c.Source(ck.path) != ck.src {
+			t.Errorf("%s = %q from %q; want %q from %q", ck.path, ck.got, c.Source(ck.path), ck.want, ck.src)
+		}
+	}
+	want := []string{"fun=http://127.0.0.1:2", "httpbin=http://127.0.0.1:3"}
+	if got := c.ServiceOverrides(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("services %v, want %v", got, want)
+	}
+	out, err := c.Show()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	if strings.Contains(s, "s3cret") || !strings.Contains(s, "key: '"+Mask+"'") && !strings.Contains(s, "key: "+Mask) {
+		t.Fatalf("secret not masked:\n%s", s)
+	}
+	if !strings.Contains(s, "addr: 127.0.0.1:9002 # flag --addr") || !strings.Contains(s, "# "+p+":4") {
+		t.Fatalf("sources not shown:\n%s", s)
+	}
+	if strings.Index(s, "addr:") > strings.Index(s, "tls:") {
+		t.Fatalf("not in declaration order:\n%s", s)
+	}
+	if m := c.Map(); m["management"].(map[string]any)["key"] != Mask || m["master_key"] != "" {
+		t.Fatalf("map: %v", m)
+	}
+}
+
+// TestErrorsNameTheSource checks that every bad value is reported with the
+// file and line, variable or flag it came from, and the field.
+func TestErrorsNameTheSource(t *testing.T) {
+	cases := []struct {
+		name, file string
+		env        map[string]string
+		flags      []string
+		want       []string
+	}{
+		{name: "unknown field", file: "addr: 127.0.0.1:1\ntls:\n  mode: off\n  mdoe: generate\n",
+			want: []string{":4: field \"mdoe\" is not known in tls; the fields are: mode, addr, force"}},
+		{name: "unknown top-level field", file: "adr: x\n", want: []string{":1: field \"adr\" is not known at the top level; the fields are: addr, data_dir"}},
+		{name: "bad mode", file: "tls:\n  mode: gen\n", want: []string{":2: tls.mode: \"gen\" is not one of off, generate, files"}},
+		{name: "bad duration", file: "request_logs:\n  retention: forever\n", want: []string{":2: ", "\"forever\" is not a duration"}},
+		{name: "wrong type", file: "max_response_bytes: lots\n", want: []string{":1: max_response_bytes: cannot unmarshal"}},
+		{name: "syntax", file: "tls: [\n", want: []string{FileName}},
+		{name: "files without cert", file: "tls:\n  mode: files\n", want: []string{"default: tls.cert_file: tls.mode files needs a certificate file"}},
+		{name: "two documents", file: "addr: a:1\n---\naddr: b:2\n", want: []string{":2: the file holds more than one YAML document"}},
+		{name: "env", env: map[string]string{"TWOKEY_TLS_FORCE": "maybe"}, want: []string{"env TWOKEY_TLS_FORCE: tls.force: \"maybe\" is not true or false"}},
+		{name: "env invalid", env: map[string]string{"TWOKEY_ADDR": "nowhere"}, want: []string{"env TWOKEY_ADDR: addr: \"nowhere\" is not HOST:PORT"}},
+		{name: "flag", flags: []string{"--upstream-timeout", "soon"}, want: []string{"flag --upstream-timeout: upstream_timeout: \"soon\" is not a duration"}},
+		{name: "proxy", file: "proxy:\n  max_wait: 2h\n", want: []string{":2: proxy.max_wait: must be between 1s and 1h"}},
+		{name: "force without tls", flags: []string{"--tls-force"}, want: []string{"flag --tls-force: tls.force: redirecting to HTTPS needs tls.mode"}},
+		{name: "trusted proxy", env: map[string]string{"TWOKEY_MANAGEMENT_TRUSTED_PROXIES": "10.0.0.0/8,not-an-ip"}, want: []string{"env TWOKEY_MANAGEMENT_TRUSTED_PROXIES: management.trusted_proxies: \"not-an-ip\""}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = write(t, tc.file)
+			}
+			c, err := Load(path, env(tc.env))
+			if err == nil && tc.flags != nil {
+				fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+				BindFlags(fs)
+				if err := fs.Parse(tc.flags); err != nil {
+					t.Fatal(err)
+				}
+				err = c.ApplyFlags(fs)
+			}
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestFind(t *testing.T) {
+	home := t.TempDir()
+	none := env(nil)
+	if p, err := Find("", home, none); err != nil || p != "" {
+		t.Fatalf("no file: %q %v", p, err)
+	}
+	if _, err := Find(filepath.Join(home, "missing.yaml"), home, none); err == nil {
+		t.Fatal("a missing --config file is not an error")
+	}
+	def := filepath.Join(home, FileName)
+	os.WriteFile(def, []byte("addr: 127.0.0.1:1\n"), 0o600)
+	if p, _ := Find("", home, none); p != def {
+		t.Fatalf("home file not found: %q", p)
+	}
+	other := write(t, "")
+	if p, _ := Find("", home, env(map[string]string{"TWOKEY_CONFIG": other})); p != other {
+		t.Fatalf("TWOKEY_CONFIG ignored: %q", p)
+	}
+}
+
+func TestDurations(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "30s": 30 * time.Second, "1h30m": 90 * time.Minute, "0d": 0} {
+		if d, err := ParseDuration(in); err != nil || d != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", in, d, err)
+		}
+	}
+	for _, in := range []string{"", "d", "-1d", "1.5d", "ten"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", in)
+		}
+	}
+	if s := Duration(48 * time.Hour).String(); s != "2d" {
+		t.Errorf("48h shows as %s", s)
+	}
+}
+
+func TestEveryFieldHasEnvAndHelp(t *testing.T) {
+	seen := map[string]bool{}
+	for _, f := range Default().fields() {
+		if f.help == "" {
+			t.Errorf("%s has no help", f.path)
+		}
+		if seen[f.env] {
+			t.Errorf("%s: env %s used twice", f.path, f.env)
+		}
+		seen[f.env] = true
+	}
+}
+
+// FuzzLoadYAML: a configuration file never panics the loader, and what
+// loads renders.
+func FuzzLoadYAML(f *testing.F) {
+	f.Add([]byte("addr: 127.0.0.1:8080\ntls:\n  mode: generate\n"))
+	f.Add([]byte("services:\n  httpbin: http://127.0.0.1:1\nrequest_logs: {retention: 90d}\n"))
+	f.Add([]byte("tls: [\n"))
+	f.Add([]byte("management:\n  key: x\n  trusted_proxies: [10.0.0.1]\n  bogus: 1\n"))
+	f.Add([]byte("- a\n- b\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := Default()
+		if err := c.LoadYAML("fuzz.yaml", data); err != nil {
+			if !strings.HasPrefix(err.Error(), "bad configuration") {
+				t.Fatalf("error without the prefix: %v", err)
+			}
+			return
+		}
+		_ = c.Validate()
+		if _, err := c.Show(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

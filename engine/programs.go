@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/google/uuid"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/store"
+)
+
+// Program requests.
+//
+// A program key may propose calls but never approve them. The gateway
+// writes the program's gate.request itself, signed with its own key, with
+// the program's name in the payload's "program" field (docs/protocol.md
+// Part II E). It passes exactly the checks a signer's request passes
+// (submit), the pending cap counts per program, and the program's proposal
+// carries no approval: it needs M signers.
+
+// SubmitProgram writes a gate.request for program into convID and returns
+// the request's state. The caller has authenticated the program and
+// charged its policy; p needs service, method, url and expires_at (and may
+// carry template, params, headers, body and request_id).
+func (e *Engine) SubmitProgram(convID, program string, p gate.RequestPayload) (*api.RequestState, error) {
+	if program == "" {
+		return nil, twokey.Errorf(twokey.EBadPayload, "a program request needs the program's name")
+	}
+	c, err := e.lookup(convID)
+	if err != nil {
+		return nil, err
+	}
+	if p.RequestID == "" {
+		p.RequestID = uuid.NewString()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st.Seq == 0 {
+		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", clip(convID))
+	}
+	if !c.gate.Enabled {
+		return nil, twokey.Errorf(twokey.EGateDisabled, "the gateway is not enabled in %s; its admin enables it with 'twokey gate enable'", c.st.Name)
+	}
+	p.Header = e.header(c.st.ID)
+	p.Program = program
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, twokey.Errorf(twokey.EBadPayload, "the request cannot be encoded: %v", err)
+	}
+	if len(raw) > twokey.MaxEnvelopeBytes {
+		return nil, twokey.Errorf(twokey.ETooLarge, "the request is %d bytes; a request may have at most %d", len(raw), twokey.MaxEnvelopeBytes)
+	}
+	// Verify what the gateway signed exactly as every client will: a
+	// payload a client would refuse (a duplicate key in the body, too deep
+	// a nesting) is refused here, before it reaches the log.
+	m, err := conversation.Verify(conversation.Sign(e.cfg.Gateway, conversation.KindGateRequest, raw))
+	if err != nil {
+		return nil, err
+	}
+	ch := e.begin(c)
+	ch.append(m, e.clock.Now())
+	r, err := e.submit(ch, e.gwKey, program, p, m.PayloadDigest())
+	if err != nil {
+		return nil, err
+	}
+	if err := e.commit(ch); err != nil {
+		return nil, err
+	}
+	e.log.Info("accepted program request", AttrConv, c.st.ID, AttrRequest, r.ID, "program", program, AttrService, p.Service)
+	return stateOf(r), nil
+}
+
+// ResolveConversation finds a conversation by id or by its unique name,
+// for the operator (no membership check): it returns the id and the name.
+func (e *Engine) ResolveConversation(ref string) (id, name string, err error) {
+	e.mu.RLock()
+	all := make([]*conv, 0, len(e.convs))
+	for _, c := range e.convs {
+		all = append(all, c)
+	}
+	e.mu.RUnlock()
+	var hits [][2]string
+	for _, c := range all {
+		c.mu.Lock()
+		if c.st.Seq > 0 && (c.st.ID == ref || c.st.Name == ref) {
+			hits = append(hits, [2]string{c.st.ID, c.st.Name})
+		}
+		c.mu.Unlock()
+	}
+	for _, h := range hits {
+		if h[0] == ref {
+			return h[0], h[1], nil
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0][0], hits[0][1], nil
+	case 0:
+		return "", "", twokey.Errorf(twokey.EUnknownConversation, "no conversation named %q on this server", clip(ref))
+	}
+	return "", "", twokey.Errorf(twokey.EBadPayload, "%d conversations are named %q; give its id", len(hits), clip(ref))
+}
+
+// RequestState returns a request's state with no membership check; the
+// caller has checked that its client may see it (a program, its own).
+func (e *Engine) RequestState(convID, id string) (*api.RequestState, error) {
+	c, err := e.lookup(convID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	r := c.requests[id]
+	if r != nil {
+		r = r.Clone()
+	}
+	c.mu.Unlock()
+	if r == nil {
+		raw, err := e.st.Get(store.Requests, id)
+		if err != nil {
+			return nil, err
+		}
+		if raw != nil {
+			if r, err = decodeRequest(raw); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if r == nil || r.Conversation != convID {
+		return nil, twokey.Errorf(twokey.EUnknownRequest, "no request %s in this conversation", clip(id))
+	}
+	return stateOf(r), nil
+}
+
+// Settled reports whether a request state is final.
+func Settled(state string) bool {
+	return state != gate.StatePending && state != gate.StateExecuting
+}
+
+// WaitSettled returns request id's state once it has settled (executed,
+// failed, expired, rejected or cancelled), or its state when ctx ends
+// first. It wakes on every record the conversation publishes, so it
+// answers as soon as the outcome is committed.
+func (e *Engine) WaitSettled(ctx context.Context, convID, id string) (*api.RequestState, error) {
+	sub := e.hub.Subscribe(convID, nil)
+	defer e.hub.Unsubscribe(sub)
+	for {
+		st, err := e.RequestState(convID, id)
+		if err != nil || Settled(st.State) {
+			return st, err
+		}
+		select {
+		case <-sub.C:
+		case <-ctx.Done():
+			return st, nil
+		case <-e.ctx.Done():
+			return st, nil
+		}
+	}
+}
+
+// Response returns the gate.response of an executed request.
+func (e *Engine) Response(convID string, st *api.RequestState) (*gate.ResponsePayload, error) {
+	if st.State != gate.StateExecuted || st.Result == nil || st.Result.Seq == 0 {
+		return nil, twokey.Errorf(twokey.EUnknownRequest, "request %s has no response (it is %s)", st.RequestID, st.State)
+	}
+	recs, err := e.ReadRecords(convID, st.Result.Seq, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != 1 || recs[0].Kind != conversation.KindGateResponse {
+		return nil, twokey.Errorf(twokey.EInternal, "the response record of request %s is missing", st.RequestID)
+	}
+	var p gate.ResponsePayload
+	if err := json.Unmarshal(recs[0].Body, &p); err != nil || p.RequestID != st.RequestID {
+		return nil, twokey.Errorf(twokey.EInternal, "the response record of request %s is malformed", st.RequestID)
+	}
+	return &p, nil
+}
