@@ -1,0 +1,350 @@
+package trust_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twokey/twokey/audit"
+	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/internal/testutil"
+)
+
+// ack is a message the server acknowledged (answered 201): it must be in
+// the log, at its seq, with its signature, after any crash.
+type ack struct {
+	conv string
+	seq  uint64
+	sig  string
+}
+
+// crashWorld is what survives across the server's deaths: the data dir,
+// the upstream that counts calls, the identities, and what was acked.
+type crashWorld struct {
+	t     *testing.T
+	dir   string
+	up    *testutil.Upstream
+	alice *conversation.Identity
+	bob   *conversation.Identity
+	carol *conversation.Identity
+	duo   string // alice, bob, carol; M = 2
+	solo  string // alice alone; M = 1 (executes at submission)
+	gw    string
+
+	mu    sync.Mutex
+	acks  []ack
+	kept  map[string][]audit.Checkpoint // checkpoints seen after earlier restarts
+	stats struct{ executed, interrupted, failed, expired, rounds, acked int }
+	final bool // the last check, whose figures are the totals
+}
+
+func (w *crashWorld) ack(conv string, rec conversation.Record) {
+	w.mu.Lock()
+	w.acks = append(w.acks, ack{conv: conv, seq: rec.Seq, sig: rec.Envelope.Signatures[0].Sig})
+	w.mu.Unlock()
+}
+
+func (w *crashWorld) client(url string, id *conversation.Identity) *client.Client {
+	c := client.New(url, id)
+	c.HTTP.Timeout = 15 * time.Second
+	return c
+}
+
+// TestCrashRounds kills the real server with SIGKILL at a random moment
+// while clients post messages and approvals and requests execute against a
+// loopback upstream that counts calls; it restarts the server on the same
+// data directory and checks, every round, that every acknowledged message
+// is in the log, that the whole log passes the offline audit (signatures,
+// chain from record 1, every earlier checkpoint, M approvals behind every
+// execution, nothing executed twice), that every call the upstream got was
+// durably marked executing first and reached it once, and that nothing is
+// left executing after the restart. 20 rounds in 'make test', 200 with
+// TWOKEY_LONG=1.
+func TestCrashRounds(t *testing.T) {
+	t.Parallel()
+	rounds, budget := 20, 150*time.Second
+	if long() {
+		rounds, budget = 200, 40*time.Minute
+	}
+	deadline := time.Now().Add(budget)
+	w := &crashWorld{t: t, dir: t.TempDir(), up: testutil.NewUpstream(t), kept: map[string][]audit.Checkpoint{}}
+	w.alice, w.bob, w.carol = testutil.Identity(t, "alice"), testutil.Identity(t, "bob"), testutil.Identity(t, "carol")
+	p := startProc(t, w.dir, w.up)
+	w.setup(t, p.url)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for round := 1; round <= rounds; round++ {
+		if time.Now().After(deadline) {
+			t.Errorf("time budget %s spent after %d of %d rounds", budget, round-1, rounds)
+			break
+		}
+		delay := time.Duration(10+rng.IntN(250)) * time.Millisecond
+		w.load(t, p, round, delay)
+		p = startProc(t, w.dir, w.up)
+		w.verify(t, p.url, round)
+		w.stats.rounds = round
+	}
+	p.kill()
+	// A last start in process, whose stop checks the bbolt file's
+	// consistency page by page.
+	srv := testutil.StartServer(t, w.up, testutil.WithDataDir(w.dir))
+	w.final = true
+	w.verify(t, srv.URL(), rounds+1)
+	srv.Stop(t)
+	t.Logf("crash rounds survived: %d; acknowledged messages kept: %d; executions: %d executed, %d failed (%d interrupted by a kill); %d expired",
+		w.stats.rounds, w.stats.acked, w.stats.executed, w.stats.failed, w.stats.interrupted, w.stats.expired)
+}
+
+func (w *crashWorld) setup(t *testing.T, url string) {
+	ctx := testutil.Ctx(t)
+	ca := w.client(url, w.alice)
+	w.duo = mustConv(t, ca, "duo", []conversation.Member{{Key: w.bob.KeyID(), Name: "bob"}, {Key: w.carol.KeyID(), Name: "carol"}})
+	w.solo = mustConv(t, ca, "solo", nil)
+	for conv, m := range map[string]int{w.duo: 2, w.solo: 1} {
+		if _, err := ca.EnableGate(ctx, conv, m, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ca.AddSecret(ctx, conv, "httpbin", "", "", 0, []byte("sk_crash_"+conv[:8])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw, err := ca.Gateway(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.gw = gw.SigningKey
+}
+
+// load runs the clients against p and kills p after delay.
+func (w *crashWorld) load(t *testing.T, p *proc, round int, delay time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	worker := func(name string, step func(i int) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				if err := step(i); err != nil {
+					return // the server died under us, or refused: the round is over for this worker
+				}
+			}
+		}()
+	}
+	bob := w.client(p.url, w.bob)
+	alice := w.client(p.url, w.alice)
+	carol := w.client(p.url, w.carol)
+	gwHeader := func(conv string) conversation.Header {
+		return conversation.Header{Conversation: conv, CreatedAt: conversation.FormatTime(time.Now()), Gateway: w.gw}
+	}
+	post := func(c *client.Client, id *conversation.Identity, conv, kind string, payload any) (conversation.Record, []byte, error) {
+		env, err := conversation.SignJSON(id, kind, payload)
+		if err != nil {
+			return conversation.Record{}, nil, err
+		}
+		raw, _ := payloadOf(env)
+		rec, err := c.PostEnvelope(ctx, conv, env)
+		if err == nil {
+			w.ack(conv, rec)
+		}
+		return rec, raw, err
+	}
+	worker("chat", func(i int) error {
+		_, _, err := post(bob, w.bob, w.duo, conversation.KindChatMessage, conversation.ChatPayload{
+			Header: conversation.Header{Conversation: w.duo, CreatedAt: conversation.FormatTime(time.Now())},
+			Text:   fmt.Sprintf("round %d message %d", round, i)})
+		return err
+	})
+	// In duo: alice asks, carol approves (the M-th approval executes it);
+	// every third request is left to expire, every fifth is rejected.
+	worker("duo", func(i int) error {
+		rid := client.NewID()
+		ttl := time.Hour
+		if i%3 == 2 {
+			ttl = 1500 * time.Millisecond
+		}
+		req := gate.RequestPayload{Header: gwHeader(w.duo), RequestID: rid, Service: "httpbin", Method: "GET",
+			URL: w.up.URL + "/httpbin/anything/" + rid, ExpiresAt: conversation.FormatTime(time.Now().Add(ttl))}
+		_, raw, err := post(alice, w.alice, w.duo, conversation.KindGateRequest, req)
+		if err != nil || i%3 == 2 {
+			return err
+		}
+		kind := conversation.KindGateApprove
+		if i%5 == 4 {
+			kind = conversation.KindGateReject
+		}
+		_, _, err = post(carol, w.carol, w.duo, kind, gate.VotePayload{Header: gwHeader(w.duo), RequestID: rid, RequestDigest: conversation.Digest(raw)})
+		if err != nil || kind == conversation.KindGateApprove {
+			return err
+		}
+		_, _, err = post(bob, w.bob, w.duo, kind, gate.VotePayload{Header: gwHeader(w.duo), RequestID: rid, RequestDigest: conversation.Digest(raw)})
+		return err
+	})
+	// In solo, M = 1: every request executes at submission.
+	worker("solo", func(i int) error {
+		rid := client.NewID()
+		req := gate.RequestPayload{Header: gwHeader(w.solo), RequestID: rid, Service: "httpbin", Method: "POST",
+			URL: w.up.URL + "/httpbin/anything/" + rid, Body: json.RawMessage(`{"round":` + fmt.Sprint(round) + `}`),
+			ExpiresAt: conversation.FormatTime(time.Now().Add(time.Hour))}
+		_, _, err := post(alice, w.alice, w.solo, conversation.KindGateRequest, req)
+		return err
+	})
+	time.Sleep(delay)
+	p.kill()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("round %d: clients still busy 20 s after the server was killed", round)
+	}
+}
+
+// verify checks everything that must hold after a restart.
+func (w *crashWorld) verify(t *testing.T, url string, round int) {
+	ctx := testutil.Ctx(t)
+	c := w.client(url, w.alice)
+	received := map[string]int{} // upstream path -> calls
+	for _, r := range w.up.Requests() {
+		received[r.Path]++
+	}
+	for path, n := range received {
+		if n > 1 {
+			t.Fatalf("round %d: the upstream got %s %d times: a request executed twice", round, path, n)
+		}
+	}
+	inLog := map[string]string{} // request id -> how it ended
+	for _, conv := range []string{w.duo, w.solo} {
+		x, err := audit.Fetch(ctx, c, conv)
+		if err != nil {
+			t.Fatalf("round %d: fetch %s: %v", round, conv, err)
+		}
+		rep, err := audit.Verify(x, audit.Options{Gateway: w.gw, Checkpoints: w.kept[conv]})
+		if err != nil {
+			t.Fatalf("round %d: the log of %s does not verify after a crash: %v", round, conv, err)
+		}
+		if rep.Executing != 0 {
+			t.Fatalf("round %d: %d requests still executing after the restart; they must be failed as interrupted", round, rep.Executing)
+		}
+		w.kept[conv] = append(w.kept[conv], *x.Checkpoint)
+		if w.final {
+			w.stats.executed += rep.Executed
+			w.stats.failed += rep.Failed
+			w.stats.interrupted += rep.Interrupted
+			w.stats.expired += rep.Expired
+		}
+		for _, r := range x.Records {
+			var p struct {
+				RequestID string `json:"request_id"`
+				Reason    string `json:"reason"`
+			}
+			_ = json.Unmarshal(r.Body, &p)
+			switch r.Kind {
+			case conversation.KindGateRequest:
+				if _, ok := inLog[p.RequestID]; !ok {
+					inLog[p.RequestID] = "submitted"
+				}
+			case conversation.KindGateExecuted:
+				inLog[p.RequestID] = "executed"
+			case conversation.KindGateFailed:
+				inLog[p.RequestID] = "failed " + p.Reason
+			}
+		}
+		w.mu.Lock()
+		for _, a := range w.acks {
+			if a.conv != conv {
+				continue
+			}
+			if a.seq > uint64(len(x.Records)) || x.Records[a.seq-1].Envelope.Signatures[0].Sig != a.sig {
+				w.mu.Unlock()
+				t.Fatalf("round %d: acknowledged record %d of %s is not in the log after a crash", round, a.seq, conv)
+			}
+		}
+		w.stats.acked = len(w.acks)
+		w.mu.Unlock()
+	}
+	for path := range received {
+		rid, ok := strings.CutPrefix(path, "/httpbin/anything/")
+		if !ok {
+			continue
+		}
+		switch end := inLog[rid]; {
+		case end == "executed", end == "failed "+gate.ReasonInterrupted, end == "failed "+gate.ReasonUpstreamError,
+			end == "failed "+gate.ReasonTimeout:
+		default:
+			t.Fatalf("round %d: the upstream got request %s, which the log shows as %q: a call went out before its executing mark was durable", round, rid, end)
+		}
+	}
+	for rid, end := range inLog {
+		if end == "executed" && received["/httpbin/anything/"+rid] != 1 {
+			t.Fatalf("round %d: request %s is executed in the log but the upstream got it %d times", round, rid, received["/httpbin/anything/"+rid])
+		}
+	}
+}
+
+// TestCrashBetweenExecutingMarkAndCall kills the server while an approved
+// call is at the upstream (after the durable executing mark, before the
+// outcome could be recorded). After the restart the request is failed
+// with reason interrupted, and the upstream got it exactly once: it is
+// never re-sent.
+func TestCrashBetweenExecutingMarkAndCall(t *testing.T) {
+	t.Parallel()
+	up := testutil.NewUpstream(t)
+	dir := t.TempDir()
+	p := startProc(t, dir, up)
+	alice := testutil.Identity(t, "alice")
+	c := client.New(p.url, alice)
+	ctx := testutil.Ctx(t)
+	conv := mustConv(t, c, "solo", nil)
+	if _, err := c.EnableGate(ctx, conv, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddSecret(ctx, conv, "httpbin", "", "", 0, []byte("sk_hang_0001")); err != nil {
+		t.Fatal(err)
+	}
+	rid := client.NewID()
+	path := "/httpbin/anything/" + rid + "/hang"
+	if _, err := c.Submit(ctx, conv, gate.RequestPayload{RequestID: rid, Service: "httpbin", Method: "GET", URL: up.URL + path,
+		ExpiresAt: conversation.FormatTime(time.Now().Add(time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); up.Count(path) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream never received the approved call")
+		}
+	}
+	if st, err := c.Request(ctx, conv, rid); err != nil || st.State != gate.StateExecuting {
+		t.Fatalf("while at the upstream the request is %v (%v), want executing", st, err)
+	}
+	p.kill()
+	p = startProc(t, dir, up)
+	c = client.New(p.url, alice)
+	st, err := c.Request(ctx, conv, rid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != gate.StateFailed || st.Result == nil || st.Result.Reason != gate.ReasonInterrupted {
+		t.Fatalf("after the restart the request is %s %+v, want failed interrupted", st.State, st.Result)
+	}
+	time.Sleep(300 * time.Millisecond) // room for a (wrong) re-send to arrive
+	if n := up.Count(path); n != 1 {
+		t.Fatalf("the upstream got the call %d times, want exactly 1", n)
+	}
+	x, err := audit.Fetch(ctx, c, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(x, audit.Options{})
+	if err != nil || rep.Interrupted != 1 {
+		t.Fatalf("audit after the crash: %v %+v", err, rep)
+	}
+	if !strings.Contains(p.errs.String(), "marked failed, not re-sent") {
+		t.Errorf("the restart did not log the interrupted request:\n%s", p.errs)
+	}
+}
