@@ -29,13 +29,15 @@ type wsHub struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 
+	frames frameCache
+
 	mu    sync.Mutex
 	conns map[*wsConn]struct{}
 	shut  bool
 }
 
 func newWSHub(eng *engine.Engine, log *slog.Logger) *wsHub {
-	return &wsHub{eng: eng, log: log, conns: map[*wsConn]struct{}{},
+	return &wsHub{eng: eng, log: log, conns: map[*wsConn]struct{}{}, frames: newFrameCache(wsFrameCacheBytes),
 		upgrader: websocket.Upgrader{
 			ReadBufferSize: 1024, WriteBufferSize: 1024, WriteBufferPool: &sync.Pool{},
 			// Tokens, not cookies, authenticate: a cross-origin page has no token.
@@ -71,7 +73,7 @@ type wsConn struct {
 	ws   *websocket.Conn
 	key  string
 	wake chan struct{}
-	ctrl chan serverFrame
+	ctrl chan *serverFrame // pointers: a full queue of 64 costs 512 bytes, not 5 KiB
 	done chan struct{}
 	once sync.Once
 
@@ -106,7 +108,7 @@ func (h *wsHub) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	c := &wsConn{hub: h, ws: ws, key: key, wake: make(chan struct{}, 1), ctrl: make(chan serverFrame, 64),
+	c := &wsConn{hub: h, ws: ws, key: key, wake: make(chan struct{}, 1), ctrl: make(chan *serverFrame, 64),
 		done: make(chan struct{}), subs: map[string]*wsSub{}}
 	h.mu.Lock()
 	if h.shut {
@@ -118,7 +120,10 @@ func (h *wsHub) serve(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	ws.SetReadLimit(twokey.MaxEnvelopeBytes + 4096)
 	go c.writeLoop()
-	c.readLoop()
+	// The reader gets its own goroutine and the handler returns, so that
+	// net/http lets go of the request's buffers and state (about 13 KiB)
+	// for the life of an idle socket.
+	go c.readLoop()
 }
 
 func (h *wsHub) count() int {
@@ -160,7 +165,7 @@ func (c *wsConn) closeWith(code int, text string) {
 // send queues a control frame; a client that does not read them is dropped.
 func (c *wsConn) send(f serverFrame) {
 	select {
-	case c.ctrl <- f:
+	case c.ctrl <- &f:
 	case <-c.done:
 	default:
 		c.closeWith(websocket.ClosePolicyViolation, "not reading")
@@ -247,6 +252,88 @@ func (c *wsConn) write(f serverFrame) bool {
 	return true
 }
 
+// writeRecord sends a record frame, encoded once for every socket that
+// sends it (fan-out), in one write.
+func (c *wsConn) writeRecord(conv string, r *conversation.Record) bool {
+	data, err := c.hub.frames.get(conv, r)
+	if err != nil {
+		c.fail(nil, err)
+		return true
+	}
+	c.ws.SetWriteDeadline(time.Now().Add(wsWriteWait))
+	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+		c.closeWith(websocket.CloseGoingAway, "write failed")
+		return false
+	}
+	return true
+}
+
+// wsFrameCacheBytes bounds the record frames kept encoded.
+const wsFrameCacheBytes = 8 << 20
+
+// frameCache keeps the JSON of recent record frames, so that a record
+// going to many subscribers is encoded once, not once per socket. A record
+// never changes once committed, so (conversation, seq) names its frame.
+// The oldest frames leave first once the cache holds more than max bytes.
+type frameCache struct {
+	max int
+
+	mu    sync.Mutex
+	m     map[frameKey]*cachedFrame
+	order []frameKey // insertion order, oldest first
+	bytes int
+}
+
+type frameKey struct {
+	conv string
+	seq  uint64
+}
+
+type cachedFrame struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+func newFrameCache(max int) frameCache {
+	return frameCache{max: max, m: map[frameKey]*cachedFrame{}}
+}
+
+// get returns the frame of record r of conv; concurrent callers for the
+// same record wait for one encoding.
+func (fc *frameCache) get(conv string, r *conversation.Record) ([]byte, error) {
+	k := frameKey{conv, r.Seq}
+	fc.mu.Lock()
+	f := fc.m[k]
+	if f == nil {
+		f = &cachedFrame{}
+		fc.m[k] = f
+		fc.order = append(fc.order, k)
+	}
+	fc.mu.Unlock()
+	fresh := false
+	f.once.Do(func() {
+		fresh = true
+		f.data, f.err = json.Marshal(serverFrame{Op: "record", Conversation: conv, Record: r})
+	})
+	if fresh {
+		fc.mu.Lock()
+		if fc.m[k] == f { // not evicted while it was being encoded
+			fc.bytes += len(f.data)
+		}
+		for fc.bytes > fc.max && len(fc.order) > 1 {
+			old := fc.order[0]
+			fc.order = fc.order[1:]
+			if of := fc.m[old]; of != nil {
+				fc.bytes -= len(of.data)
+				delete(fc.m, old)
+			}
+		}
+		fc.mu.Unlock()
+	}
+	return f.data, f.err
+}
+
 // writeLoop is the one writer of the socket: control frames first, then
 // each subscription's records after its cursor, in seq order.
 func (c *wsConn) writeLoop() {
@@ -257,7 +344,7 @@ func (c *wsConn) writeLoop() {
 		for drained := false; !drained; {
 			select {
 			case f := <-c.ctrl:
-				if !c.write(f) {
+				if !c.write(*f) {
 					return
 				}
 			default:
@@ -275,7 +362,7 @@ func (c *wsConn) writeLoop() {
 		case <-c.done:
 			return
 		case f := <-c.ctrl:
-			if !c.write(f) {
+			if !c.write(*f) {
 				return
 			}
 		case <-c.wake:
@@ -320,7 +407,7 @@ func (c *wsConn) pushRecords() (progressed, ok bool) {
 			continue
 		}
 		for i := range recs {
-			if !c.write(serverFrame{Op: "record", Conversation: s.conv, Record: &recs[i]}) {
+			if !c.writeRecord(s.conv, &recs[i]) {
 				return progressed, false
 			}
 			c.mu.Lock()

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -217,11 +216,7 @@ func (s *Store) commitLoop() {
 
 // run commits a batch in one transaction; if that fails, each write is
 // retried alone so that one bad write cannot fail its neighbours.
-var DebugBusy, DebugTx, DebugWrites, DebugFsync atomic.Int64
-
 func (s *Store) run(batch []*pending) {
-	t0 := time.Now()
-	defer func() { DebugBusy.Add(int64(time.Since(t0))); DebugTx.Add(1); DebugWrites.Add(int64(len(batch))) }()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, p := range batch {
 			if err := s.apply(tx, p.w); err != nil {
@@ -355,6 +350,25 @@ func (s *Store) Get(bucket, key string) ([]byte, error) {
 		}
 		if v := b.Get([]byte(key)); v != nil {
 			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// GetAll returns copies of the values at keys of bucket, nil where a key
+// is absent, read in one transaction.
+func (s *Store) GetAll(bucket string, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return fmt.Errorf("store: no bucket %q", bucket)
+		}
+		for i, k := range keys {
+			if v := b.Get([]byte(k)); v != nil {
+				out[i] = append([]byte(nil), v...)
+			}
 		}
 		return nil
 	})

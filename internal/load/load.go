@@ -1,0 +1,316 @@
+// Package load is the logic of 'twokey bench': it measures how fast
+// twokey does its job, and how the cost grows, against this machine's
+// ceiling measured in the same run.
+//
+// It starts a real server on a temp dir and a loopback upstream that
+// records when each call arrives, makes a pool of signers, loads a data set
+// through the engine's own code paths, and then drives the flow over the
+// real HTTP and WebSocket protocol with concurrent clients. Every loop is
+// bounded in count and in time, every connection goes to 127.0.0.1, and
+// the run stops by itself. Figures are reported as ratios beside the
+// absolute values, because the machines are shared and an absolute time
+// from one run means little.
+package load
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"time"
+
+	"github.com/twokey/twokey/conversation"
+)
+
+// Config chooses what a run does.
+type Config struct {
+	// Scales are the load multipliers measured, 1 and 10 by default.
+	Scales []int
+	// Quick shrinks every size to a smoke test (go test uses it).
+	Quick bool
+	// Exe is the twokey binary; when set, restarts run it as a child
+	// process ('twokey serve') so that its memory is measured alone.
+	Exe string
+	// TempDir holds the data directories (default os.TempDir()).
+	TempDir string
+	// ProfileDir, when set, receives a CPU profile of each phase.
+	ProfileDir string
+	// Log receives progress lines.
+	Log io.Writer
+}
+
+// sizes are the bounds of one tier.
+type sizes struct {
+	convs, perConv int           // the loaded data set
+	approvals      []int         // approvals posted at each level of concurrency
+	approvalTime   time.Duration // at most, per level
+	flowConc       int
+	flowOps        int
+	flowTime       time.Duration
+	latencyOps     int
+	fanout         []int
+	fanoutRecords  int
+	idle           int
+	ceilingTime    time.Duration
+	seedWorkers    int
+}
+
+// Concurrency levels of the approvals figure.
+var approvalConc = []int{1, 16, 64}
+
+func sizesFor(scale int, quick bool) sizes {
+	if quick {
+		return sizes{convs: 6 * scale, perConv: 4, approvals: []int{4, 6, 8}, approvalTime: 5 * time.Second,
+			flowConc: 3, flowOps: 9, flowTime: 10 * time.Second, latencyOps: 4, fanout: []int{2, 5},
+			fanoutRecords: 3, idle: 4 * scale, ceilingTime: 50 * time.Millisecond, seedWorkers: 4}
+	}
+	return sizes{convs: 1000 * scale, perConv: 10, approvals: []int{1500, 4000, 4000}, approvalTime: 2 * time.Second,
+		flowConc: 64, flowOps: 4000, flowTime: 2 * time.Second, latencyOps: 400, fanout: []int{10, 100, 1000},
+		fanoutRecords: 200, idle: 500 * scale, ceilingTime: time.Second, seedWorkers: 256}
+}
+
+// Report is one run's figures.
+type Report struct {
+	Start   time.Time
+	Took    time.Duration
+	Procs   int
+	CPUs    int
+	GoVer   string
+	Quick   bool
+	Tiers   []*Tier
+	Profile string
+}
+
+// Tier is every figure at one load multiplier.
+type Tier struct {
+	Scale     int
+	Convs     int
+	Pending   int
+	SeedTook  time.Duration
+	Ceiling   Ceiling
+	Approvals []throughput
+	Flow      flowResult // M = 2, at flowConc
+	Latency   flowResult // the same flow, one client at a time
+	Fanout    []fanoutResult
+	Idle      idleResult
+	Restart   restartResult
+}
+
+// Run measures every tier and returns the report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if len(cfg.Scales) == 0 {
+		cfg.Scales = []int{1, 10}
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.TempDir == "" {
+		cfg.TempDir = os.TempDir()
+	}
+	work, err := os.MkdirTemp(cfg.TempDir, "twokey-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	r := &Report{Start: time.Now(), Procs: runtime.GOMAXPROCS(0), CPUs: runtime.NumCPU(), GoVer: runtime.Version(),
+		Quick: cfg.Quick, Profile: cfg.ProfileDir}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(cfg.Log, "[%6.1fs] %s\n", time.Since(r.Start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	pool := make([]*conversation.Identity, 64)
+	for i := range pool {
+		if pool[i], err = conversation.NewIdentity(fmt.Sprintf("signer%02d", i)); err != nil {
+			return nil, err
+		}
+	}
+	for _, scale := range cfg.Scales {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		t, err := runTier(ctx, cfg, filepath.Join(work, fmt.Sprintf("x%d", scale)), scale, pool, logf)
+		if err != nil {
+			return nil, fmt.Errorf("%dx: %w", scale, err)
+		}
+		r.Tiers = append(r.Tiers, t)
+	}
+	r.Took = time.Since(r.Start)
+	return r, nil
+}
+
+func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*conversation.Identity, logf func(string, ...any)) (*Tier, error) {
+	sz := sizesFor(scale, cfg.Quick)
+	t := &Tier{Scale: scale}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	profile := func(name string, f func() error) error {
+		if cfg.ProfileDir == "" {
+			return f()
+		}
+		pf, err := os.Create(filepath.Join(cfg.ProfileDir, fmt.Sprintf("x%d-%s.pprof", scale, name)))
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return f() // another profile is running (go test -cpuprofile)
+		}
+		defer pprof.StopCPUProfile()
+		return f()
+	}
+
+	up, err := startUpstream()
+	if err != nil {
+		return nil, err
+	}
+	defer up.close()
+	e, err := startEnv(filepath.Join(dir, "data"), up, pool)
+	if err != nil {
+		return nil, err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			e.close()
+		}
+	}()
+
+	logf("%dx: loading %s conversations with %s pending requests through the engine", scale, num(float64(sz.convs)), num(float64(sz.convs*sz.perConv)))
+	var s *seeded
+	// Loading is setup, not a figure: the collector is told to run less
+	// often while it lasts, and set back before anything is measured.
+	gc := debug.SetGCPercent(400)
+	err = profile("seed", func() (err error) { s, err = e.seed(sz.convs, sz.perConv, sz.seedWorkers); return })
+	debug.SetGCPercent(gc)
+	runtime.GC()
+	if err != nil {
+		return nil, err
+	}
+	t.Convs, t.Pending, t.SeedTook = len(s.convs), s.pending, s.took
+	logf("%dx: loaded in %s", scale, s.took.Round(time.Millisecond))
+
+	// The ceiling is taken right before the figures it bounds.
+	logf("%dx: ceiling (%s per measure)", scale, sz.ceilingTime)
+	if t.Ceiling, err = measureCeiling(dir, sz.ceilingTime, 64); err != nil {
+		return nil, fmt.Errorf("ceiling: %w", err)
+	}
+	logf("%dx: ceiling: %s verifies/s (%d procs), %s fsync'd tx/s, %s group-committed writes/s",
+		scale, num(t.Ceiling.VerifyAll), t.Ceiling.Procs, num(t.Ceiling.FsyncSeq), num(t.Ceiling.GroupWrites))
+
+	from := 0
+	err = profile("approvals", func() error {
+		for i, c := range approvalConc {
+			var jobs []job
+			var err error
+			if jobs, from, err = e.approvalJobs(s, from, sz.approvals[i]); err != nil {
+				return err
+			}
+			st0 := e.d.Store().DB().Stats()
+			tp := e.postAll(jobs, c, sz.approvalTime)
+			st1 := e.d.Store().DB().Stats()
+			tx := st1.TxStats.Sub(&st0.TxStats)
+			if tp.Done > 0 {
+				tp.Pages = float64(tx.GetWrite()) / float64(tp.Done)
+				tp.PageTime = tx.GetWriteTime() / time.Duration(max(1, tx.GetWrite()))
+			}
+			if tp.Errors > 0 {
+				return fmt.Errorf("approvals at c=%d: %d errors, first: %s", c, tp.Errors, tp.FirstErr)
+			}
+			t.Approvals = append(t.Approvals, tp)
+			logf("%dx: approvals c=%d: %s/s (%d in %s), %.1f pages written each", scale, c, num(tp.PerSec()), tp.Done, tp.Elapsed.Round(time.Millisecond), tp.Pages)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	convs, err := e.flowConvs(ctx, sz.flowConc+1)
+	if err != nil {
+		return nil, err
+	}
+	e.times.start()
+	err = profile("flow", func() (err error) {
+		t.Flow, err = e.flow(ctx, convs[:sz.flowConc], sz.flowConc, sz.flowOps, sz.flowTime)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if t.Flow.Errors > 0 {
+		return nil, fmt.Errorf("flow: %d errors, first: %s", t.Flow.Errors, t.Flow.FirstErr)
+	}
+	logf("%dx: executed c=%d: %s/s; approval sent -> upstream p50 %s p99 %s", scale, sz.flowConc, num(t.Flow.PerSec()),
+		ms(t.Flow.SentToUpstream.P50), ms(t.Flow.SentToUpstream.P99))
+	t.Latency, err = e.flow(ctx, convs[sz.flowConc:], 1, sz.latencyOps, 30*time.Second)
+	e.times.stop()
+	if err != nil {
+		return nil, err
+	}
+	if t.Latency.Errors > 0 {
+		return nil, fmt.Errorf("latency: %d errors, first: %s", t.Latency.Errors, t.Latency.FirstErr)
+	}
+	logf("%dx: one at a time: approval sent -> upstream p50 %s p99 %s max %s", scale,
+		ms(t.Latency.SentToUpstream.P50), ms(t.Latency.SentToUpstream.P99), ms(t.Latency.SentToUpstream.Max))
+
+	fconv, err := e.fanoutConv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = profile("fanout", func() error {
+		for _, n := range sz.fanout {
+			variants := []int{0}
+			if n == sz.fanout[len(sz.fanout)/2] {
+				variants = append(variants, 1) // the same with one subscriber that never reads
+			}
+			for _, stalled := range variants {
+				recs := sz.fanoutRecords
+				if n*recs > 50000 {
+					recs = max(10, 50000/n) // bound the deliveries of the largest run
+				}
+				f, err := e.fanout(ctx, fconv, n, stalled, recs)
+				if err != nil {
+					return err
+				}
+				t.Fanout = append(t.Fanout, f)
+				logf("%dx: fan-out to %d (+%d stalled): p50 %s p99 %s (last subscriber p99 %s)", scale, n, stalled,
+					ms(f.Delivery.P50), ms(f.Delivery.P99), ms(f.Last.P99))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if t.Idle, err = e.idleSockets(ctx, s, sz.idle); err != nil {
+		return nil, err
+	}
+	logf("%dx: %d idle WebSockets: %.1f KiB heap+stack each, %.1f KiB RSS each", scale, t.Idle.N, t.Idle.HeapPerKiB, t.Idle.RSSPerKiB)
+
+	closed = true
+	if err := e.close(); err != nil {
+		return nil, err
+	}
+	up.close()
+	if t.Restart, err = restart(e.dir, cfg.Exe); err != nil {
+		return nil, err
+	}
+	logf("%dx: restart with %s pending: %s, RSS %s MiB (peak %s MiB), database %s MiB", scale, num(float64(t.Pending)),
+		t.Restart.Took.Round(time.Millisecond), mib(t.Restart.RSS), mib(t.Restart.HWM), mib(t.Restart.DBBytes))
+	return t, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
