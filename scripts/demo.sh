@@ -92,6 +92,14 @@ run as carol "$TK" request show ops "${RID3:0:8}" --wait
 step "The conversation is the audit trail (every signature and the chain verified)"
 run as carol "$TK" log ops --short
 
+step "An offline audit: export the log, then re-check it with no server"
+printf '$ as carol twokey audit export ops > $DEMO/ops-audit.json\n'
+as carol "$TK" audit export ops >"$work/ops-audit.json"
+# Pin the gateway key the server printed at its first start: an export
+# signed by any other gateway would fail.
+GW=$(sed -n 's/.*(signing key \([A-Za-z0-9_-]*\)).*/\1/p' "$work/server.log")
+run "$TK" audit verify "$work/ops-audit.json" --gateway "$GW"
+
 if [ "${KEEP:-}" = 1 ]; then
   step "Left running (KEEP=1)"
   echo "server:   $TWOKEY_SERVER   data: $work/server"
