@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -282,7 +281,7 @@ func (v *verifier) record(r *conversation.Record) error {
 	if m.Author != r.Author {
 		return v.fail(CheckRecord, "the record names author %s but the envelope is signed by %s", clip(r.Author), m.Author)
 	}
-	if !sameJSON(r.Body, m.Payload) {
+	if !conversation.SameJSON(r.Body, m.Payload) {
 		return v.fail(CheckRecord, "its body is not the signed payload")
 	}
 	at, err := conversation.ParseTime(r.ReceivedAt)
@@ -850,20 +849,4 @@ func (v *verifier) finish() (*Report, error) {
 	slices.Sort(rep.Checkpoints)
 	slices.Sort(rep.Anchors)
 	return rep, nil
-}
-
-// sameJSON reports whether body is payload as a JSON encoder may re-encode
-// it (compacted, with <, >, & and U+2028/9 escaped, or indented).
-func sameJSON(body, payload []byte) bool {
-	norm := func(b []byte) ([]byte, bool) {
-		var c, h bytes.Buffer
-		if err := json.Compact(&c, b); err != nil {
-			return nil, false
-		}
-		json.HTMLEscape(&h, c.Bytes())
-		return h.Bytes(), true
-	}
-	a, ok1 := norm(body)
-	b, ok2 := norm(payload)
-	return ok1 && ok2 && bytes.Equal(a, b)
 }

@@ -87,7 +87,7 @@ func (v *ChainVerifier) Check(r Record) error {
 	if m.Author != r.Author {
 		return fmt.Errorf("record %d: author does not match its envelope's signer", r.Seq)
 	}
-	if !sameJSON(r.Body, m.Payload) {
+	if !SameJSON(r.Body, m.Payload) {
 		return fmt.Errorf("record %d: body does not match its envelope's signed payload", r.Seq)
 	}
 	if v.Gateway != "" {
@@ -119,10 +119,10 @@ func ProgramRequest(m *Message) bool {
 	return json.Unmarshal(m.Payload, &p) == nil && p.Program != ""
 }
 
-// sameJSON reports whether body is payload as a JSON encoder may re-encode
-// it: encoding a json.RawMessage compacts it and may escape <, >, &, U+2028
-// and U+2029. Anything more is an edit.
-func sameJSON(body, payload []byte) bool {
+// SameJSON reports whether body is payload as a JSON encoder may re-encode
+// it: encoding a json.RawMessage compacts it (or indents it) and may escape
+// <, >, &, U+2028 and U+2029. Anything more is an edit.
+func SameJSON(body, payload []byte) bool {
 	norm := func(b []byte) ([]byte, bool) {
 		var c, h bytes.Buffer
 		if err := json.Compact(&c, b); err != nil {

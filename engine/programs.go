@@ -10,7 +10,6 @@ import (
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
-	"github.com/twokey/twokey/store"
 )
 
 // Program requests.
@@ -112,27 +111,7 @@ func (e *Engine) RequestState(convID, id string) (*api.RequestState, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	r := c.requests[id]
-	if r != nil {
-		r = r.Clone()
-	}
-	c.mu.Unlock()
-	if r == nil {
-		raw, err := e.st.Get(store.Requests, id)
-		if err != nil {
-			return nil, err
-		}
-		if raw != nil {
-			if r, err = decodeRequest(raw); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if r == nil || r.Conversation != convID {
-		return nil, twokey.Errorf(twokey.EUnknownRequest, "no request %s in this conversation", clip(id))
-	}
-	return stateOf(r), nil
+	return e.requestState(c, convID, id)
 }
 
 // Settled reports whether a request state is final.

@@ -156,6 +156,12 @@ func (e *Engine) Request(convID, key, id string) (*api.RequestState, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.requestState(c, convID, id)
+}
+
+// requestState returns the state of request id of conversation c (convID),
+// open or closed.
+func (e *Engine) requestState(c *conv, convID, id string) (*api.RequestState, error) {
 	c.mu.Lock()
 	r := c.requests[id]
 	if r != nil {
