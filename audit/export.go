@@ -180,7 +180,6 @@ func (x *Export) target(p *gate.RequestPayload) (gate.Target, error) {
 		if tm.Service != p.Service || tm.Method != p.Method || !templates.MatchEndpoint(tm.Endpoint, path) {
 			return gate.Target{}, fmt.Errorf("the request does not fit its template %s (%s %s %s)", tm.Name, tm.Method, tm.Service, tm.Endpoint)
 		}
-		t.Pattern = tm.Endpoint
 	}
 	return t, nil
 }

@@ -253,7 +253,7 @@ func (e *Engine) load() error {
 	}
 	// The open requests are read a chunk at a time in one transaction and
 	// decoded on every core: decoding is most of a restart's work.
-	var interrupted []*gate.Request
+	var interrupted, pending []*gate.Request
 	const chunk = 4096
 	for len(ids) > 0 {
 		part := ids[:min(chunk, len(ids))]
@@ -295,9 +295,15 @@ func (e *Engine) load() error {
 			case gate.StateExecuting:
 				interrupted = append(interrupted, r)
 			case gate.StatePending:
-				e.expiry.add(r.ExpiresAt, r.Conversation, r.ID)
+				pending = append(pending, r)
 			}
 		}
+	}
+	// Timers are armed only once every map is filled: an overdue request's
+	// timer fires at once, and its expiry takes the conversation's lock,
+	// which the loading above does not hold.
+	for _, r := range pending {
+		e.expiry.add(r.ExpiresAt, r.Conversation, r.ID)
 	}
 	for _, r := range interrupted {
 		c := e.convs[r.Conversation]

@@ -44,21 +44,49 @@ func TestSelectBySpecificityEveryTier(t *testing.T) {
 
 func TestEndpointMatchesPatternOrPath(t *testing.T) {
 	rules := []Rule{{"hackernews", "/item/{id}.json", "*", 3}}
-	if r := Select(rules, Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}); r == nil {
-		t.Fatal("pattern rule did not apply to a templated request")
+	if r := Select(rules, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r == nil {
+		t.Fatal("pattern rule did not apply to the concrete path")
 	}
-	if r := Select(rules, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r != nil {
-		t.Fatal("pattern rule applied to a request that names no template")
+	for _, path := range []string{"/item/8863.json/x", "/item/.json/", "/items/8863.json", "/item/8863.jsonx"} {
+		if r := Select(rules, Target{Service: "hackernews", Path: path, Method: "GET"}); r != nil {
+			t.Fatalf("pattern rule applied to %s", path)
+		}
 	}
 	concrete := []Rule{{"hackernews", "/item/8863.json", "*", 3}}
-	if r := Select(concrete, Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}); r == nil {
+	if r := Select(concrete, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r == nil {
 		t.Fatal("concrete-path rule did not apply")
 	}
 	// Pattern and path rules tie at one score: the stricter wins, so a
 	// weaker rule spelled the other way cannot shadow it.
 	both := []Rule{{"hackernews", "/item/{id}.json", "GET", 3}, {"hackernews", "/item/8863.json", "GET", 1}}
-	if r := Select(both, Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}); r.RequiredApprovals != 3 {
+	if r := Select(both, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r.RequiredApprovals != 3 {
 		t.Fatalf("tie went to the weaker rule: %v", r)
+	}
+}
+
+// Other spellings of one endpoint (a trailing slash, path parameters after
+// ';') fall under the same rules, concrete or pattern.
+func TestEndpointSpellingsCannotEscapeARule(t *testing.T) {
+	rules := []Rule{{"bank", "/admin", "*", 3}, {"bank", "/users/{id}", "DELETE", 3}, {"bank", "*", "*", 1}}
+	for _, tc := range []struct {
+		path, method string
+		want         int
+	}{
+		{"/admin", "GET", 3},
+		{"/admin/", "GET", 3},
+		{"/admin;x=1", "GET", 3},
+		{"/admin;", "POST", 3},
+		{"/users/7", "DELETE", 3},
+		{"/users/7/", "DELETE", 3},
+		{"/users/7;v=2", "DELETE", 3},
+		{"/users;a/7;b", "DELETE", 3},
+		{"/administrator", "GET", 1},
+		{"/users/7/keys", "DELETE", 1},
+		{"/", "GET", 1},
+	} {
+		if m, _ := Threshold(1, rules, Target{Service: "bank", Path: tc.path, Method: tc.method}); m != tc.want {
+			t.Errorf("%s %s: M=%d, want %d", tc.method, tc.path, m, tc.want)
+		}
 	}
 }
 
@@ -73,6 +101,11 @@ func TestValidateRules(t *testing.T) {
 		"duplicate triple":  {[]Rule{{"s", "/a", "GET", 2}, {"s", "/a", "get", 3}}, false},
 		"endpoint no slash": {[]Rule{{"s", "a", "GET", 2}}, false},
 		"empty field":       {[]Rule{{"", "*", "*", 1}}, false},
+		"pattern":           {[]Rule{{"s", "/item/{id}.json", "GET", 2}}, true},
+		"broken pattern":    {[]Rule{{"s", "/item/{id.json", "GET", 2}}, false},
+		"query in endpoint": {[]Rule{{"s", "/api.php?amount=1", "GET", 2}}, false},
+		"fragment":          {[]Rule{{"s", "/a#b", "GET", 2}}, false},
+		"space":             {[]Rule{{"s", "/a b", "GET", 2}}, false},
 	} {
 		err := ValidateRules(tc.rules, 3)
 		if (err == nil) != tc.ok {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/templates"
 )
 
 // Any is the rule wildcard.
@@ -39,16 +40,19 @@ func (r Rule) String() string {
 }
 
 // Target is what a rule is matched against: the service, the request's
-// concrete endpoint path, the template's endpoint pattern (if any) and
-// the method.
+// concrete endpoint path (derived from its URL, never from a stated field)
+// and the method.
 type Target struct {
 	Service string
 	Path    string
-	Pattern string
 	Method  string
 }
 
-// Matches reports whether r applies to t.
+// Matches reports whether r applies to t. A rule's endpoint is a concrete
+// path or a pattern with {name} placeholders (a template's endpoint); both
+// are matched against the request's concrete path, whether or not the
+// request names a template, so leaving the template out cannot escape a
+// pattern rule. Paths are compared in their MatchPath form.
 func (r Rule) Matches(t Target) bool {
 	if r.Service != Any && r.Service != t.Service {
 		return false
@@ -56,10 +60,36 @@ func (r Rule) Matches(t Target) bool {
 	if r.Method != Any && !strings.EqualFold(r.Method, t.Method) {
 		return false
 	}
-	if r.Endpoint != Any && r.Endpoint != t.Path && (t.Pattern == "" || r.Endpoint != t.Pattern) {
-		return false
+	if r.Endpoint == Any {
+		return true
 	}
-	return true
+	path := MatchPath(t.Path)
+	if strings.Contains(r.Endpoint, "{") {
+		return templates.MatchEndpoint(MatchPath(r.Endpoint), path)
+	}
+	return MatchPath(r.Endpoint) == path
+}
+
+// MatchPath is the form in which rules compare paths: every segment cut at
+// its first ';' (path parameters, which many servers ignore) and a
+// trailing '/' dropped (but for the root), so that /admin/ and /admin;x
+// are the same endpoint as /admin to every rule. Percent-escapes need no
+// folding: a request's path is checked to be in one canonical spelling
+// before it gets here (templates.CheckPath).
+func MatchPath(p string) string {
+	if strings.IndexByte(p, ';') >= 0 {
+		segs := strings.Split(p, "/")
+		for i, s := range segs {
+			if j := strings.IndexByte(s, ';'); j >= 0 {
+				segs[i] = s[:j]
+			}
+		}
+		p = strings.Join(segs, "/")
+	}
+	if len(p) > 1 && strings.HasSuffix(p, "/") {
+		p = p[:len(p)-1]
+	}
+	return p
 }
 
 // Normalize fills empty fields with the wildcard and upper-cases the method.
@@ -96,11 +126,13 @@ func ValidateRules(rules []Rule, signers int) error {
 		if r.RequiredApprovals < 1 || r.RequiredApprovals > signers {
 			return twokey.Errorf(twokey.EBadPayload, "rule %d (%s): required_approvals %d must lie between 1 and the %d signers", i+1, r, r.RequiredApprovals, signers)
 		}
-		if r.Endpoint != Any && !strings.HasPrefix(r.Endpoint, "/") {
-			return twokey.Errorf(twokey.EBadPayload, "rule %d: endpoint %q must start with / (a path below the service's base URL) or be *", i+1, r.Endpoint)
-		}
 		if len(r.Service) > 128 || len(r.Endpoint) > 1024 || len(r.Method) > 16 {
 			return twokey.Errorf(twokey.EBadPayload, "rule %d: a field is too long", i+1)
+		}
+		if r.Endpoint != Any {
+			if err := templates.CheckPattern(r.Endpoint); err != nil {
+				return twokey.Errorf(twokey.EBadPayload, "rule %d: endpoint %q %v; give a path below the service's base URL, e.g. /v1/charges or /item/{id}.json, or *", i+1, r.Endpoint, err)
+			}
 		}
 		k := [3]string{r.Service, r.Endpoint, strings.ToUpper(r.Method)}
 		if j, ok := seen[k]; ok {
@@ -112,10 +144,10 @@ func ValidateRules(rules []Rule, signers int) error {
 }
 
 // Select returns the most specific rule that applies to t, or nil.
-// ValidateRules guarantees no ties between distinct triples; a rule whose
-// endpoint names the pattern and another naming the path tie at the same
-// score, and then the stricter one (larger M) wins, so that no rule can
-// weaken another by spelling the endpoint differently.
+// ValidateRules guarantees no two rules on one triple, but a pattern and a
+// concrete path (or two patterns) may both match one request at the same
+// score: then the stricter one (larger M) wins, so that no rule can weaken
+// another by spelling the endpoint differently.
 func Select(rules []Rule, t Target) *Rule {
 	var best *Rule
 	for i := range rules {

@@ -573,8 +573,9 @@ func TestRulesAreChosenBySpecificity(t *testing.T) {
 	if st := g.state(t, get); st.RequiredApprovals != 2 || st.Rule == nil || st.Rule.Service != "httpbin" {
 		t.Fatalf("GET /get: M=%d rule=%v, want the service rule's 2", st.RequiredApprovals, st.Rule)
 	}
-	// The POST rule names a template pattern; a concrete path matches it
-	// only through a template, so without one the service rule applies.
+	// The POST rule names a template pattern; it applies to the concrete
+	// path whether or not the request names a template, so leaving the
+	// template out cannot escape it.
 	p := gate.RequestPayload{Service: "httpbin", Method: "POST", URL: g.baseURL + "/anything/x", ExpiresAt: conversation.FormatTime(time.Now().Add(time.Hour)), Body: json.RawMessage(`{"a":1}`)}
 	rec, err = g.cs[0].Submit(ctx, g.conv, p)
 	if err != nil {
@@ -582,8 +583,18 @@ func TestRulesAreChosenBySpecificity(t *testing.T) {
 	}
 	var sp gate.RequestPayload
 	_ = json.Unmarshal(rec.Body, &sp)
-	if st := g.state(t, sp.RequestID); st.RequiredApprovals != 2 {
-		t.Fatalf("POST without a template: M=%d", st.RequiredApprovals)
+	if st := g.state(t, sp.RequestID); st.RequiredApprovals != 3 || st.Rule == nil || st.Rule.Endpoint != "/anything/{x}" {
+		t.Fatalf("POST without a template: M=%d rule=%v, want the pattern rule's 3", st.RequiredApprovals, st.Rule)
+	}
+	// Another spelling of the same endpoint falls under the same rule.
+	p.URL = g.baseURL + "/anything/y/"
+	rec, err = g.cs[0].Submit(ctx, g.conv, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.Unmarshal(rec.Body, &sp)
+	if st := g.state(t, sp.RequestID); st.RequiredApprovals != 3 {
+		t.Fatalf("POST /anything/y/: M=%d, want the pattern rule's 3", st.RequiredApprovals)
 	}
 	// A rule set with the same triple twice is refused.
 	dup := append(rules, gate.Rule{Service: "httpbin", Endpoint: "*", Method: "*", RequiredApprovals: 3})

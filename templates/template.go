@@ -269,6 +269,27 @@ func parsePattern(p string) ([]segment, error) {
 	return segs, nil
 }
 
+// CheckPattern checks an endpoint pattern as a threshold rule may name it:
+// a path starting with '/', literal text of path bytes only (no query, no
+// fragment), and well-formed {name} placeholders.
+func CheckPattern(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("does not start with '/'")
+	}
+	segs, err := parsePattern(p)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		for i := 0; i < len(s.lit); i++ {
+			if c := s.lit[i]; !isPathLiteralByte(c) && c != '%' {
+				return fmt.Errorf("contains %q, which a path may not hold unescaped (a rule names a path, never a query)", string(rune(c)))
+			}
+		}
+	}
+	return nil
+}
+
 // isPathLiteralByte reports whether c may appear unescaped in an endpoint's
 // literal text: RFC 3986 unreserved, sub-delims, ':', '@' and '/'.
 func isPathLiteralByte(c byte) bool {
