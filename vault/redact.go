@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Redactor removes one injected key from what an upstream service returns.
@@ -32,6 +35,11 @@ func newRedactor(value, headerValue []byte) *Redactor {
 	hex.Encode(lower, value)
 	upper := bytes.ToUpper(lower)
 	pats = append(pats, lower, upper)
+	// An upstream that answers JSON (httpbin's /headers) escapes what it
+	// echoes: every spelling above as a JSON string's encoders write it.
+	for _, p := range slices.Clone(pats) {
+		pats = append(pats, jsonForms(p)...)
+	}
 
 	var uniq [][]byte
 	for _, p := range pats {
@@ -52,11 +60,106 @@ func newRedactor(value, headerValue []byte) *Redactor {
 	return &Redactor{patterns: uniq}
 }
 
+// jsonEscape is one way of writing a string inside JSON quotes.
+type jsonEscape uint8
+
+const (
+	escHTML     jsonEscape = 1 << iota // <, > and & as \u003c, \u003e, \u0026 (Go's encoding/json)
+	escNonASCII                        // every non-ASCII rune as \uXXXX, surrogate pairs above U+FFFF (Python's json.dumps)
+	escSlash                           // / as \/ (PHP's json_encode)
+	escLineSep                         // U+2028 and U+2029 as \u2028, \u2029 (Go, JavaScript-safe encoders)
+	escUpper                           // \uXXXX with upper-case hex digits
+	escAll      = escHTML | escNonASCII | escSlash | escLineSep | escUpper
+)
+
+// jsonForms returns the spellings of p inside a JSON string that differ
+// from p itself, one for each combination of the escapes encoders in
+// common use apply beyond the ones JSON requires (" and \ and control
+// characters), without duplicates.
+func jsonForms(p []byte) [][]byte {
+	var out [][]byte
+	for mode := jsonEscape(0); mode <= escAll; mode++ {
+		f := appendJSONEscaped(nil, p, mode)
+		if bytes.Equal(f, p) || slices.ContainsFunc(out, func(q []byte) bool { return bytes.Equal(q, f) }) {
+			clear(f)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// appendJSONEscaped appends p as it appears between the quotes of a JSON
+// string written with the escapes of mode. A byte that is not UTF-8 is
+// kept as is by the plainest modes, and written as \ufffd (as Go does) by
+// the others.
+func appendJSONEscaped(dst, p []byte, mode jsonEscape) []byte {
+	const lowerHex, upperHex = "0123456789abcdef", "0123456789ABCDEF"
+	digits := lowerHex
+	if mode&escUpper != 0 {
+		digits = upperHex
+	}
+	u := func(dst []byte, r rune) []byte {
+		return append(dst, '\\', 'u', digits[r>>12&0xf], digits[r>>8&0xf], digits[r>>4&0xf], digits[r&0xf])
+	}
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c == '\b':
+				dst = append(dst, '\\', 'b')
+			case c == '\f':
+				dst = append(dst, '\\', 'f')
+			case c < ' ':
+				dst = u(dst, rune(c))
+			case mode&escHTML != 0 && (c == '<' || c == '>' || c == '&'):
+				dst = u(dst, rune(c))
+			case mode&escSlash != 0 && c == '/':
+				dst = append(dst, '\\', '/')
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(p[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			if mode&(escNonASCII|escHTML|escLineSep) != 0 {
+				dst = u(dst, utf8.RuneError)
+			} else {
+				dst = append(dst, c)
+			}
+		case mode&escNonASCII != 0:
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				dst = u(u(dst, r1), r2)
+			} else {
+				dst = u(dst, r)
+			}
+		case mode&escLineSep != 0 && (r == '\u2028' || r == '\u2029'):
+			dst = u(dst, r)
+		default:
+			dst = append(dst, p[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
 // Redact replaces every occurrence of the key, of the whole injected header
 // value, and of the key's standard and URL-safe base64 (padded or not) and
-// hex (either case) encodings with "[redacted]", preferring the longest match
-// at each position, and returns the result and the number of replacements.
-// With nothing to replace it returns b itself.
+// hex (either case) encodings with "[redacted]", and of each of these as a
+// JSON string's encoders escape it (see jsonForms), preferring the longest
+// match at each position, and returns the result and the number of
+// replacements. With nothing to replace it returns b itself.
 func (r *Redactor) Redact(b []byte) ([]byte, int) {
 	if r == nil {
 		return b, 0

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf16"
+
+	"github.com/twokey/twokey"
 )
 
 // held returns the buffers r holds, so tests can see that Close zeroes them.
@@ -168,4 +173,115 @@ func TestRedactConcurrentClose(t *testing.T) {
 	}
 	wg.Go(r.Close)
 	wg.Wait()
+}
+
+// jsonEchoes encodes v the ways common JSON encoders do: Go's default
+// (HTML-escaped), Go without HTML escaping, and \uXXXX for every non-ASCII
+// rune as Python's json.dumps writes it, with lower and upper case hex.
+func jsonEchoes(t *testing.T, v any) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["go"] = string(b)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	out["go, no HTML escaping"] = buf.String()
+	var ascii, asciiUpper strings.Builder
+	for _, r := range buf.String() {
+		if r < 0x80 {
+			ascii.WriteRune(r)
+			asciiUpper.WriteRune(r)
+			continue
+		}
+		for _, u := range utf16.Encode([]rune{r}) {
+			fmt.Fprintf(&ascii, `\u%04x`, u)
+			fmt.Fprintf(&asciiUpper, `\u%04X`, u)
+		}
+	}
+	out["ASCII only"] = ascii.String()
+	out["ASCII only, upper-case hex"] = asciiUpper.String()
+	out["slashes escaped"] = strings.ReplaceAll(buf.String(), "/", `\/`)
+	return out
+}
+
+// TestRedactJSONEscapedEchoes is the echo of httpbin's /headers: the key
+// and the whole header value inside a JSON string, escaped the way the
+// upstream's encoder does, are redacted, and no piece of the key remains.
+func TestRedactJSONEscapedEchoes(t *testing.T) {
+	cases := []struct{ name, value, template string }{
+		{"HTML characters", "sk_<live>&/x9", "Bearer {value}"},
+		{"quoted template", "sk_live_4eC39HqLyjWD", `Token token="{value}"`},
+		{"non-ASCII template", "sk_live_<4eC39>", "Clé-é€𝄞 {value}"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := injectValue(t, tc.value, "Authorization", tc.template)
+			header := strings.Replace(tc.template, "{value}", tc.value, 1)
+			for how, body := range jsonEchoes(t, map[string]any{"headers": map[string]string{"Authorization": header}, "key": tc.value}) {
+				out, n := r.RedactString(body)
+				if n != 2 || strings.Contains(out, "4eC39") || strings.Contains(out, "live") {
+					t.Errorf("%s: %q redacted to %q (%d replacements), want both echoes gone", how, body, out, n)
+				}
+			}
+		})
+	}
+}
+
+// TestRedactStoredQuotedKey: a key stored before the vault refused '"' and
+// '\' (the reviewer's sk_"quoted"_\secret) is still injected, and its
+// JSON-escaped echo is redacted.
+func TestRedactStoredQuotedKey(t *testing.T) {
+	const value = `sk_"quoted"_\secret`
+	v := newTestVault(t, 1)
+	s := &Secret{ID: "a", Conversation: "c1", Service: "svc"}
+	if err := v.Store(s, []byte(value)); twokey.ErrorCode(err) != twokey.EBadPayload {
+		t.Fatalf("Store(%q) = %v, want bad_payload", value, err)
+	}
+	blob, err := v.Seal([]byte(value), SecretAAD(s.Conversation, s.ID, s.Service))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Ciphertext = blob
+	req := newRequest(t)
+	r, err := v.Inject(req, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got := req.Header.Get("Authorization"); got != "Bearer "+value {
+		t.Fatalf("injected %q", got)
+	}
+	for how, body := range jsonEchoes(t, map[string]any{"headers": map[string]string{"Authorization": "Bearer " + value}}) {
+		out, n := r.RedactString(body)
+		if n != 1 || strings.Contains(out, "quoted") || strings.Contains(out, "secret") {
+			t.Errorf("%s: %q redacted to %q (%d)", how, body, out, n)
+		}
+	}
+}
+
+func TestJSONFormsAreDistinctAndOnlyWhenNeeded(t *testing.T) {
+	if f := jsonForms([]byte("sk_live_4eC39HqLyjWD")); len(f) != 0 {
+		t.Errorf("a plain key has JSON forms %q; want none", f)
+	}
+	f := jsonForms([]byte(`a<"é`))
+	want := []string{`a<\"é`, `a\u003c\"é`, `a<\"\u00e9`, `a\u003c\"\u00e9`, `a<\"\u00E9`, `a\u003C\"\u00E9`}
+	for _, w := range want {
+		if !slices.ContainsFunc(f, func(b []byte) bool { return string(b) == w }) {
+			t.Errorf("jsonForms lacks %s; has %q", w, f)
+		}
+	}
+	for i := range f {
+		for j := range i {
+			if bytes.Equal(f[i], f[j]) {
+				t.Errorf("form %q twice", f[i])
+			}
+		}
+	}
 }

@@ -121,8 +121,9 @@ func isTokenChar(c byte) bool {
 
 // Store seals value as the secret s, setting s.Ciphertext; the associated
 // data is SecretAAD(s.Conversation, s.ID, s.Service), so the ciphertext opens
-// only under this record. value must be a non-empty header-safe key of at
-// most MaxSecretSize bytes (else bad_payload); Store does not keep it.
+// only under this record. value must be a non-empty key of at most
+// MaxSecretSize bytes in visible printable ASCII without '"' or '\' (else
+// bad_payload, see checkValue); Store does not keep it.
 func (v *Vault) Store(s *Secret, value []byte) error {
 	if s == nil {
 		return errors.New("vault: Store of a nil secret")
@@ -142,8 +143,9 @@ func (v *Vault) Store(s *Secret, value []byte) error {
 // a ciphertext moved under another record fails, and sets the header
 // s.HeaderName (canonicalized, replacing any value in any letter case) to
 // s.HeaderTemplate with {value} replaced by the key. An empty HeaderName or
-// HeaderTemplate means the default. Inject does not check expiry; callers
-// use Live first.
+// HeaderTemplate means the default. It also sets Accept-Encoding: identity
+// (replacing any), so that what comes back can be searched for the key.
+// Inject does not check expiry; callers use Live first.
 //
 // It returns a Redactor that knows the key for redacting the response; the
 // caller must Close it to zero the key. Every other plaintext buffer Inject
@@ -167,7 +169,7 @@ func (v *Vault) Inject(req *http.Request, s *Secret) (*Redactor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: secret %s of conversation %s for %s: %w", s.ID, s.Conversation, s.Service, err)
 	}
-	if err := checkValue(value); err != nil {
+	if err := checkInjectable(value); err != nil {
 		clear(value)
 		return nil, fmt.Errorf("vault: secret %s of conversation %s: %w", s.ID, s.Conversation, err)
 	}
@@ -186,5 +188,15 @@ func (v *Vault) Inject(req *http.Request, s *Secret) (*Redactor, error) {
 		}
 	}
 	req.Header[http.CanonicalHeaderKey(name)] = []string{string(hv)}
+	// Ask for the body as is: a compressed echo of the key would get past
+	// redaction. (Without the header Go's transport asks for gzip and
+	// unpacks it itself; with it, an encoding still present in the
+	// response is the caller's to refuse.)
+	for k := range req.Header {
+		if strings.EqualFold(k, "Accept-Encoding") {
+			delete(req.Header, k)
+		}
+	}
+	req.Header.Set("Accept-Encoding", "identity")
 	return newRedactor(value, hv), nil
 }

@@ -238,12 +238,21 @@ func TestStoreRefusesValues(t *testing.T) {
 		{"cr", "a\rb"},
 		{"nul", "a\x00b"},
 		{"del", "a\x7fb"},
+		{"tab", "sk_a\tb"},
+		{"space", "sk_live abc"},
+		{"double quote", `sk_"quoted"_secret`},
+		{"backslash", `sk_quoted_\secret`},
+		{"non-ASCII", "sk_live_caf\u00e9"},
+		{"curly quote", "\u201csk_live_abc\u201d"},
+		{"invalid UTF-8", "sk_\xff\xfe"},
 		{"too large", strings.Repeat("k", MaxSecretSize+1)},
 	} {
 		s := &Secret{ID: "a"}
 		err := v.Store(s, []byte(tc.value))
 		if twokey.ErrorCode(err) != twokey.EBadPayload {
 			t.Errorf("%s: err = %v, want bad_payload", tc.name, err)
+		} else if msg := twokey.ErrorMessage(err); len(tc.value) > 6 && strings.Contains(msg, tc.value[3:]) {
+			t.Errorf("%s: the message %q quotes the value", tc.name, msg)
 		}
 		if s.Ciphertext != nil {
 			t.Errorf("%s: ciphertext set", tc.name)
@@ -266,5 +275,46 @@ func TestInjectRefusesBadHeader(t *testing.T) {
 	}
 	if fmt.Sprint(req.Header) != "map[]" {
 		t.Errorf("headers changed: %v", req.Header)
+	}
+}
+
+// Every visible printable ASCII byte but '"' and '\' is a key byte.
+func TestStoreTakesPrintableASCII(t *testing.T) {
+	v := newTestVault(t, 1)
+	var all []byte
+	for c := byte('!'); c <= '~'; c++ {
+		if c != '"' && c != '\\' {
+			all = append(all, c)
+		}
+	}
+	if err := v.Store(&Secret{ID: "a"}, all); err != nil {
+		t.Fatalf("Store(%q) = %v", all, err)
+	}
+}
+
+// Inject asks for the body uncompressed, replacing whatever the request
+// asked for in any letter case: a gzip echo of the key would not be found.
+func TestInjectAsksForIdentityEncoding(t *testing.T) {
+	v := newTestVault(t, 1)
+	s := &Secret{ID: "a", Conversation: "c1", Service: "svc"}
+	if err := v.Store(s, []byte(testValue)); err != nil {
+		t.Fatal(err)
+	}
+	req := newRequest(t)
+	req.Header["accept-encoding"] = []string{"gzip"}
+	req.Header.Set("Accept-Encoding", "br")
+	r, err := v.Inject(req, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []string
+	for k, vs := range req.Header {
+		if strings.EqualFold(k, "Accept-Encoding") {
+			got = append(got, vs...)
+		}
+	}
+	if len(got) != 1 || got[0] != "identity" {
+		t.Errorf("Accept-Encoding = %q, want [identity]", got)
 	}
 }
