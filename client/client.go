@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -329,14 +330,18 @@ func (c *Client) ResolveRequest(ctx context.Context, conv, ref string) (string, 
 	if len(ref) == 36 {
 		return ref, nil
 	}
-	all, err := c.Requests(ctx, conv, "")
-	if err != nil {
-		return "", err
-	}
+	// Among every open request (the ones a vote or a cancel is for, however
+	// old) and the newest of all.
 	var hits []string
-	for _, r := range all {
-		if strings.HasPrefix(r.RequestID, ref) {
-			hits = append(hits, r.RequestID)
+	for _, state := range []string{"pending", ""} {
+		all, err := c.Requests(ctx, conv, state)
+		if err != nil {
+			return "", err
+		}
+		for _, r := range all {
+			if strings.HasPrefix(r.RequestID, ref) && !slices.Contains(hits, r.RequestID) {
+				hits = append(hits, r.RequestID)
+			}
 		}
 	}
 	switch len(hits) {

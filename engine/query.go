@@ -149,8 +149,8 @@ func decodeRequest(raw []byte) (*gate.Request, error) {
 	return &r, nil
 }
 
-// Request returns a request's state to a member. A unique prefix of the id
-// is accepted among the conversation's open requests.
+// Request returns a request's state to a member, by its full id (clients
+// expand a prefix themselves).
 func (e *Engine) Request(convID, key, id string) (*api.RequestState, error) {
 	c, err := e.member(convID, key)
 	if err != nil {

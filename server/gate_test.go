@@ -3,6 +3,9 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
+	"github.com/twokey/twokey/server"
 )
 
 const testKey = "sk_test_5a1c9e77d2b34f08"
@@ -351,14 +355,62 @@ func TestKeysNeverLeaveTheirService(t *testing.T) {
 	if n := len(g.up.Requests()); n != 0 {
 		t.Fatalf("upstream got %d requests", n)
 	}
-	// A redirect to another host is returned, not followed.
-	id := g.submit(t, 0, "/redirect-away", time.Hour)
+	// A redirect to another host (a real server that records what it gets)
+	// is returned as the response, never followed with the key.
+	other := testutil.NewUpstream(t)
+	id := g.submit(t, 0, "/redirect-to?url="+url.QueryEscape(other.URL+"/stolen"), time.Hour)
 	st := g.wait(t, id)
 	if st.State != gate.StateExecuted || st.Result.Status != 302 {
 		t.Fatalf("redirect: %+v", st.Result)
 	}
 	if n := len(g.up.Requests()); n != 1 {
 		t.Fatalf("upstream got %d requests, want 1", n)
+	}
+	if got := g.up.Requests()[0].Header.Get("Authorization"); got != "Bearer "+testKey {
+		t.Fatalf("the service itself did not get the key: %q", got)
+	}
+	if n := len(other.Requests()); n != 0 {
+		t.Fatalf("the redirect target got %d requests (Authorization %q)", n, other.Requests()[0].Header.Get("Authorization"))
+	}
+}
+
+// A service whose upstream refuses connections fails the request with
+// reason connection_refused, in one attempt.
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	srv := testutil.StartServer(t, nil, func(o *server.Options) { o.ServiceOverrides = []string{"httpbin=" + dead + "/httpbin"} })
+	ctx := testutil.Ctx(t)
+	alice := testutil.Client(srv.URL(), testutil.Identity(t, "alice"), nil)
+	rec, err := alice.CreateConversation(ctx, "solo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp conversation.CreatePayload
+	_ = json.Unmarshal(rec.Body, &cp)
+	if _, err := alice.EnableGate(ctx, cp.Conversation, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddSecret(ctx, cp.Conversation, "httpbin", "", "", 0, []byte(testKey)); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = alice.Submit(ctx, cp.Conversation, gate.RequestPayload{Service: "httpbin", Method: "GET", URL: dead + "/httpbin/get",
+		ExpiresAt: conversation.FormatTime(time.Now().Add(time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p gate.RequestPayload
+	_ = json.Unmarshal(rec.Body, &p)
+	st, err := alice.WaitRequest(ctx, cp.Conversation, p.RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != gate.StateFailed || st.Result == nil || st.Result.Reason != gate.ReasonConnection {
+		t.Fatalf("refused connection: %s %+v, want failed %s", st.State, st.Result, gate.ReasonConnection)
 	}
 }
 
@@ -728,4 +780,90 @@ func TestAFailedCommitLosesNothingAndHoldsNoReservation(t *testing.T) {
 	if st := g.wait(t, p.RequestID); st.State != gate.StateExecuted {
 		t.Fatalf("state %s", st.State)
 	}
+}
+
+// The read endpoints of PROTOCOL 5 and 7 answer with the field names the
+// contract gives, checked on the raw JSON (not through our own structs).
+func TestGateAndRequestStateShapes(t *testing.T) {
+	g := newGate(t, 2, 2)
+	ctx := testutil.Ctx(t)
+	id := g.submit(t, 0, "/get", time.Hour)
+	tok, err := g.cs[0].Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) map[string]json.RawMessage {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", g.srv.URL()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		var m map[string]json.RawMessage
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	need := func(what string, m map[string]json.RawMessage, fields ...string) {
+		t.Helper()
+		for _, f := range fields {
+			if _, ok := m[f]; !ok {
+				t.Errorf("%s has no %q field: %v", what, f, keysOf(m))
+			}
+		}
+	}
+	gi := get("/v1/conversations/" + g.conv + "/gate")
+	need("gate", gi, "enabled", "signers", "required_approvals", "rules", "secrets")
+	if string(gi["enabled"]) != "true" || string(gi["required_approvals"]) != "2" {
+		t.Errorf("gate: enabled=%s required_approvals=%s", gi["enabled"], gi["required_approvals"])
+	}
+	var secrets []map[string]any
+	if err := json.Unmarshal(gi["secrets"], &secrets); err != nil || len(secrets) != 1 {
+		t.Fatalf("gate secrets: %s %v", gi["secrets"], err)
+	}
+	if strings.Contains(string(gi["secrets"]), testKey) {
+		t.Fatal("the gate's secrets metadata holds the key")
+	}
+	st := get("/v1/conversations/" + g.conv + "/requests/" + id)
+	need("request", st, "state", "required_approvals", "approvals", "rejections", "request_digest", "expires_at", "result")
+	var state string
+	var approvals, rejections []string
+	_ = json.Unmarshal(st["state"], &state)
+	_ = json.Unmarshal(st["approvals"], &approvals)
+	_ = json.Unmarshal(st["rejections"], &rejections)
+	if state != "pending" || len(approvals) != 1 || approvals[0] != g.ids[0].KeyID() || rejections == nil || len(rejections) != 0 {
+		t.Errorf("request: state %q approvals %v rejections %v (%s)", state, approvals, rejections, st["rejections"])
+	}
+	var digest string
+	_ = json.Unmarshal(st["request_digest"], &digest)
+	if !strings.HasPrefix(digest, "sha256:") || len(digest) != len("sha256:")+64 {
+		t.Errorf("request_digest %q", digest)
+	}
+	if err := g.approve(t, 1, id); err != nil {
+		t.Fatal(err)
+	}
+	g.wait(t, id)
+	st = get("/v1/conversations/" + g.conv + "/requests/" + id)
+	_ = json.Unmarshal(st["state"], &state)
+	var result map[string]json.RawMessage
+	if err := json.Unmarshal(st["result"], &result); err != nil || state != "executed" {
+		t.Fatalf("executed request: state %q result %s", state, st["result"])
+	}
+	if string(result["status"]) != "200" {
+		t.Errorf("result %s", st["result"])
+	}
+}
+
+func keysOf(m map[string]json.RawMessage) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/audit"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/gate"
 )
@@ -187,6 +188,14 @@ func (f *factory) changeRules(ctx context.Context, ref string, edit func([]gate.
 	if err != nil {
 		return err
 	}
+	// A more specific rule with a smaller M wins over a stricter, broader
+	// one (PROTOCOL 6): legal, but say so before anyone approves it.
+	before := audit.Shadows(g.Rules)
+	for _, sh := range audit.Shadows(rules) {
+		if !slices.Contains(before, sh) {
+			fmt.Fprintf(f.io.Out, "note: %s\n", sh)
+		}
+	}
 	rec, err := c.Propose(ctx, conv.ID, gate.ProposePayload{Rules: &rules})
 	if err != nil {
 		return err
@@ -248,6 +257,9 @@ func printRules(f *factory, rules []gate.Rule) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", r.Service, r.Endpoint, r.Method, r.RequiredApprovals, r.Score())
 	}
 	tw.Flush()
+	for _, sh := range audit.Shadows(rules) {
+		fmt.Fprintf(f.io.Out, "note: %s\n", sh)
+	}
 }
 
 // parseRules reads --rule service=S,endpoint=/p,method=M,approvals=N.

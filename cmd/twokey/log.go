@@ -57,6 +57,7 @@ func runLog(ctx context.Context, f *factory, o *logOptions, ref string) error {
 	if reqs, err := c.Requests(ctx, conv.ID, ""); err == nil {
 		for _, r := range reqs {
 			view.required[r.RequestID] = r.RequiredApprovals
+			view.final[r.RequestID] = r.State
 		}
 	}
 	ver := &conversation.ChainVerifier{Gateway: gw.SigningKey}

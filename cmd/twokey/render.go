@@ -11,6 +11,7 @@ import (
 
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/internal/termtext"
 )
 
 // logView renders records as readable cards. It follows the log as it
@@ -22,12 +23,13 @@ type logView struct {
 	required map[string]int // request id -> M, when known
 	votes    map[string][]string
 	states   map[string]string
-	short    bool // no bodies
+	final    map[string]string // request id -> its state now, when known
+	short    bool              // no bodies
 }
 
 func newLogView(gateway string, members []conversation.Member, now func() time.Time) *logView {
 	v := &logView{names: map[string]string{}, gateway: gateway, now: now,
-		required: map[string]int{}, votes: map[string][]string{}, states: map[string]string{}}
+		required: map[string]int{}, votes: map[string][]string{}, states: map[string]string{}, final: map[string]string{}}
 	for _, m := range members {
 		v.names[m.Key] = m.Name
 	}
@@ -39,7 +41,7 @@ func (v *logView) name(key string) string {
 		return "gateway"
 	}
 	if n := v.names[key]; n != "" {
-		return n
+		return termtext.Line(n)
 	}
 	return conversation.ShortKey(key)
 }
@@ -133,7 +135,9 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	case conversation.KindChatMessage:
 		var p conversation.ChatPayload
 		_ = json.Unmarshal(r.Body, &p)
-		fmt.Fprintf(w, "%s %s\n", head, p.Text)
+		// Later lines of a message are indented, so that no message can
+		// start a line that looks like a record of its own.
+		fmt.Fprintf(w, "%s %s\n", head, strings.ReplaceAll(termtext.Clean(p.Text), "\n", "\n     | "))
 	case conversation.KindMemberAdd, conversation.KindMemberRemove:
 		var p conversation.MemberPayload
 		_ = json.Unmarshal(r.Body, &p)
@@ -187,7 +191,7 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 			who = " for program " + p.Program
 			v.votes[p.RequestID] = nil
 		}
-		fmt.Fprintf(w, "%s REQUEST %s  %s%s\n", head, shortID(p.RequestID), tmpl, who)
+		fmt.Fprintf(w, "%s REQUEST %s  %s%s\n", head, shortID(p.RequestID), termtext.Line(tmpl), termtext.Line(who))
 		fmt.Fprintf(w, "     %s %s  (service %s)\n", p.Method, p.URL, p.Service)
 		if len(p.Params) > 0 {
 			keys := make([]string, 0, len(p.Params))
@@ -197,7 +201,7 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 			sort.Strings(keys)
 			parts := make([]string, len(keys))
 			for i, k := range keys {
-				parts[i] = k + "=" + p.Params[k]
+				parts[i] = termtext.Line(k + "=" + p.Params[k])
 			}
 			fmt.Fprintf(w, "     params %s\n", strings.Join(parts, " "))
 		}
@@ -209,7 +213,9 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 			m = fmt.Sprint(n)
 		}
 		left := ""
-		if exp, err := time.Parse(time.RFC3339Nano, p.ExpiresAt); err == nil {
+		if st := v.final[p.RequestID]; st != "" && st != gate.StatePending {
+			left = " · now " + st // a countdown would mislead on a closed request
+		} else if exp, err := time.Parse(time.RFC3339Nano, p.ExpiresAt); err == nil {
 			left = " · " + timeLeft(exp, v.now())
 		}
 		fmt.Fprintf(w, "     approvals %d/%s (%s)%s\n", len(v.votes[p.RequestID]), m, v.nameList(v.votes[p.RequestID]), left)
@@ -226,7 +232,7 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		} else {
 			reason := ""
 			if p.Reason != "" {
-				reason = ": " + p.Reason
+				reason = ": " + termtext.Line(p.Reason)
 			}
 			fmt.Fprintf(w, "%s REJECT  %s%s\n", head, shortID(p.RequestID), reason)
 		}

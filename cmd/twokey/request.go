@@ -75,7 +75,7 @@ submits nothing.`,
 
 func runRequest(ctx context.Context, f *factory, o *requestOptions, args []string) error {
 	if o.expires <= 0 || o.expires > 7*24*time.Hour {
-		return usagef("--expires %s: give a duration up to 168h", o.expires)
+		return usagef("--expires %s: a request waits at most 7 days (168h) for approvals; give a shorter --expires", o.expires)
 	}
 	kv, err := templates.ParseArgs(args[2:])
 	if err != nil {

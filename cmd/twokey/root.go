@@ -22,6 +22,7 @@ import (
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/internal/termtext"
 )
 
 // Stdio is the command's standard streams.
@@ -34,7 +35,8 @@ type Stdio struct {
 // factory carries what every command needs: streams, environment and the
 // global flags, and builds identities and clients from them.
 type factory struct {
-	io       Stdio
+	io       Stdio // Out and Err pass through termtext: others' text cannot drive the terminal
+	rawOut   io.Writer
 	getenv   func(string) string
 	server   string
 	identity string
@@ -190,7 +192,14 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 func Main(ctx context.Context, args []string, stdio Stdio, getenv func(string) string) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	f := &factory{io: stdio, getenv: getenv, ctx: ctx}
+	// Records, names and bodies are written by other people: whatever a
+	// command prints goes through termtext, so an escape sequence in a chat
+	// message cannot recolour the screen or forge a line. Only the TUI,
+	// which draws its own screen (and cleans what it shows), gets the raw
+	// stream.
+	f := &factory{io: Stdio{In: stdio.In, Out: termtext.NewWriter(stdio.Out), Err: termtext.NewWriter(stdio.Err)},
+		rawOut: stdio.Out, getenv: getenv, ctx: ctx}
+	stdio = f.io
 	root := newRootCmd(f)
 	root.SetArgs(args)
 	root.SetIn(stdio.In)

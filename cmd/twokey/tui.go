@@ -27,7 +27,7 @@ screen, computed here.`,
 			if err != nil {
 				return err
 			}
-			o := tui.Options{Backend: c, Self: c.ID.KeyID(), Input: f.io.In, Output: f.io.Out}
+			o := tui.Options{Backend: c, Self: c.ID.KeyID(), Input: f.io.In, Output: f.rawOut}
 			if len(args) == 1 {
 				o.Conversation = args[0]
 			}
