@@ -233,6 +233,6 @@ func newRequestsCmd(f *factory) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "only requests in this state (pending, executed, failed, expired, rejected, cancelled)")
+	cmd.Flags().StringVar(&state, "state", "", "only requests in this state (pending, executing, executed, failed, expired, rejected, cancelled)")
 	return cmd
 }
