@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twokey/twokey"
@@ -112,12 +113,23 @@ type Engine struct {
 	reserved sync.Map // request ids being submitted right now
 	nonceMu  sync.Mutex
 
+	pruneMu      sync.Mutex // held while nonces are pruned
+	pruneStop    func() bool
+	pruneStopped bool
+
 	expiry *expiry
 	execWG sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
 	client *http.Client
+
+	committed atomic.Pointer[func(conv string, first, last uint64)]
 }
+
+// OnCommitted installs f, called with the seqs of each commit's records
+// right after the commit is durable and before they are published: the
+// bench times fan-out from there. f runs under the conversation's lock.
+func (e *Engine) OnCommitted(f func(conv string, first, last uint64)) { e.committed.Store(&f) }
 
 // conv is one conversation's state in memory, guarded by mu.
 type conv struct {
@@ -182,6 +194,7 @@ func New(cfg Config) (*Engine, error) {
 	if err := e.load(); err != nil {
 		return nil, err
 	}
+	e.pruneTick()
 	return e, nil
 }
 
@@ -203,6 +216,12 @@ func (e *Engine) Now() time.Time { return e.clock.Now() }
 // Close stops scheduling, waits for calls in flight to finish and record
 // their outcome, and leaves the store open for its owner to close.
 func (e *Engine) Close() {
+	e.pruneMu.Lock()
+	e.pruneStopped = true
+	if e.pruneStop != nil {
+		e.pruneStop()
+	}
+	e.pruneMu.Unlock()
 	e.expiry.stop()
 	e.cancel()
 	e.execWG.Wait()
@@ -448,6 +467,9 @@ func (e *Engine) commit(ch *change) error {
 		return err
 	}
 	ch.abort = nil
+	if f := e.committed.Load(); f != nil && *f != nil && len(ch.records) > 0 {
+		(*f)(c.st.ID, ch.records[0].Seq, ch.records[len(ch.records)-1].Seq)
+	}
 	c.st = ch.st
 	c.gate = cfg
 	c.proposals = props
@@ -486,11 +508,12 @@ func (e *Engine) IssueToken(key string, exp time.Time) string {
 	return "tk." + base64.RawURLEncoding.EncodeToString(body) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// CheckToken returns the key id a bearer token speaks for.
-func (e *Engine) CheckToken(tok string) (string, error) {
+// CheckTokenUntil returns the key id a bearer token speaks for and when
+// the token expires.
+func (e *Engine) CheckTokenUntil(tok string) (string, time.Time, error) {
 	bad := twokey.Errorf(twokey.EUnauthorized, "bearer token is missing, malformed or expired; open a new session (POST /v1/sessions)")
 	if len(tok) < 4 || tok[:3] != "tk." {
-		return "", bad
+		return "", time.Time{}, bad
 	}
 	var b64body, b64mac string
 	rest := tok[3:]
@@ -503,24 +526,25 @@ func (e *Engine) CheckToken(tok string) (string, error) {
 	body, err1 := base64.RawURLEncoding.DecodeString(b64body)
 	got, err2 := base64.RawURLEncoding.DecodeString(b64mac)
 	if err1 != nil || err2 != nil {
-		return "", bad
+		return "", time.Time{}, bad
 	}
 	mac := hmac.New(sha256.New, e.cfg.TokenKey)
 	mac.Write(body)
 	if !hmac.Equal(mac.Sum(nil), got) {
-		return "", bad
+		return "", time.Time{}, bad
 	}
 	if len(body) < conversation.KeyIDLen+2 || body[conversation.KeyIDLen] != '.' {
-		return "", bad
+		return "", time.Time{}, bad
 	}
 	var exp int64
 	if _, err := fmt.Sscan(string(body[conversation.KeyIDLen+1:]), &exp); err != nil {
-		return "", bad
+		return "", time.Time{}, bad
 	}
-	if !e.clock.Now().Before(time.Unix(exp, 0)) {
-		return "", bad
+	until := time.Unix(exp, 0).UTC()
+	if !e.clock.Now().Before(until) {
+		return "", time.Time{}, bad
 	}
-	return string(body[:conversation.KeyIDLen]), nil
+	return string(body[:conversation.KeyIDLen]), until, nil
 }
 
 // SessionPayload is session.open.
@@ -570,7 +594,30 @@ func (e *Engine) OpenSession(raw []byte) (string, time.Time, error) {
 	return e.IssueToken(m.Author, exp), exp, nil
 }
 
-// PruneNonces deletes nonces whose window has passed.
+// NoncePruneEvery is how often, on the engine's clock, the session nonces
+// whose window has passed are deleted (and once at start).
+const NoncePruneEvery = time.Minute
+
+// pruneTick prunes nonces and schedules the next pass, until Close.
+func (e *Engine) pruneTick() {
+	e.pruneMu.Lock()
+	defer e.pruneMu.Unlock()
+	if e.pruneStopped {
+		return
+	}
+	if n, err := e.PruneNonces(); err != nil {
+		e.log.Warn("cannot prune session nonces; will retry", AttrError, err.Error())
+	} else if n > 0 {
+		e.log.Debug("pruned session nonces", "count", n)
+	}
+	e.pruneStop = e.clock.AfterFunc(NoncePruneEvery, e.pruneTick)
+}
+
+// PruneNonces deletes nonces whose window has passed: each is kept until
+// twice the session window after its created_at (the window itself, and
+// as much again for clocks that disagree), so a nonce is gone only once
+// its session.open is stale anyway. New runs it at start and every
+// NoncePruneEvery.
 func (e *Engine) PruneNonces() (int, error) {
 	now := e.clock.Now()
 	var old []store.Put

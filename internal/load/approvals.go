@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -49,8 +50,8 @@ func (e *env) approvalJobs(s *seeded, from, budget int) ([]job, int, error) {
 }
 
 // postAll posts jobs over HTTP from conc clients with one in flight each,
-// until all are posted or maxTime has passed.
-func (e *env) postAll(jobs []job, conc int, maxTime time.Duration) throughput {
+// until all are posted, maxTime has passed or ctx is done.
+func (e *env) postAll(ctx context.Context, jobs []job, conc int, maxTime time.Duration) throughput {
 	var next, done, errs atomic.Int64
 	var firstErr atomic.Value
 	var last atomic.Int64
@@ -61,7 +62,7 @@ func (e *env) postAll(jobs []job, conc int, maxTime time.Duration) throughput {
 		wg.Add(1)
 		go loadSide(func() {
 			defer wg.Done()
-			for time.Now().Before(deadline) {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
 				k := int(next.Add(1) - 1)
 				if k >= len(jobs) {
 					return

@@ -1,7 +1,9 @@
 package load
 
 import (
+	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
@@ -19,26 +22,51 @@ import (
 )
 
 // Ceiling is what this machine can do at best, measured in the same run as
-// the figures it bounds.
+// the figures it bounds. The disk figures are taken on bbolt directly,
+// not through the store package: the ceiling must not depend on the code
+// it is a ceiling for. store.Commit's own rate is kept beside it.
 type Ceiling struct {
-	VerifyOne   float64 // Ed25519 verifies/s on one goroutine
-	VerifyAll   float64 // Ed25519 verifies/s on GOMAXPROCS goroutines
-	FsyncSeq    float64 // bbolt transactions/s, one small put and one fsync each, sequential
-	GroupWrites float64 // approval-sized writes/s through store.Commit from many writers
-	GroupWriter int     // how many writers
-	// GroupPages is bbolt pages written per group-committed write, and
-	// GroupPageTime the write-and-sync time per page.
-	GroupPages    float64
-	GroupPageTime time.Duration
-	Procs         int
+	VerifyOne float64 // Ed25519 verifies/s on one goroutine
+	VerifyAll float64 // Ed25519 verifies/s on GOMAXPROCS goroutines
+	FsyncSeq  float64 // raw bbolt transactions/s, one small put and one fsync each, sequential
+	// RawWrites is approval-sized writes/s on raw bbolt from Writers
+	// goroutines calling DB.Batch (a batch commits as soon as every
+	// writer is in it): group commit with nothing of twokey's around it.
+	RawWrites float64
+	// RawPages is bbolt pages written per raw write, and RawPageTime the
+	// write-and-sync time per page.
+	RawPages    float64
+	RawPageTime time.Duration
+	// StoreWrites is the same writes/s through store.Commit (twokey's
+	// group committer), from the same number of writers: not part of
+	// the ceiling, a figure of the code under test.
+	StoreWrites float64
+	Writers     int
+	Procs       int
 }
 
-// Min is the ceiling an approval is held to: min(verifies/s, group-committed writes/s).
-func (c Ceiling) Min() float64 { return min(c.VerifyAll, c.GroupWrites) }
+// Min is the ceiling one approval is held to: min(verifies/s, raw
+// group-committed writes/s), since an approval costs one verify and one
+// durable write.
+func (c Ceiling) Min() float64 { return min(c.VerifyAll, c.RawWrites) }
+
+// What one end-to-end request of the M = 2 flow costs: the submission and
+// the approval are each verified and committed, and the outcome
+// (gate.executed and gate.response) is a third commit.
+const (
+	flowVerifies = 2
+	flowCommits  = 3
+)
+
+// PerRequest is the ceiling of requests/s for the M = 2 flow:
+// min(verifies/s ÷ 2, writes/s ÷ 3).
+func (c Ceiling) PerRequest() float64 {
+	return min(c.VerifyAll/flowVerifies, c.RawWrites/flowCommits)
+}
 
 // measureCeiling measures Ed25519 verification and durable bbolt commits.
-func measureCeiling(dir string, d time.Duration, writers int) (Ceiling, error) {
-	c := Ceiling{Procs: runtime.GOMAXPROCS(0), GroupWriter: writers}
+func measureCeiling(ctx context.Context, dir string, d time.Duration, writers int) (Ceiling, error) {
+	c := Ceiling{Procs: runtime.GOMAXPROCS(0), Writers: writers}
 	id, err := conversation.NewIdentity("ceiling")
 	if err != nil {
 		return c, err
@@ -71,35 +99,33 @@ func measureCeiling(dir string, d time.Duration, writers int) (Ceiling, error) {
 	}
 	c.VerifyOne = verify(1)
 	c.VerifyAll = verify(c.Procs)
+	if err := ctx.Err(); err != nil {
+		return c, err
+	}
+	rec, snap, req := approvalWrite(id)
+	recJSON, err := json.Marshal(rec)
+	if err != nil {
+		return c, err
+	}
+	if err := c.measureRaw(filepath.Join(dir, "ceiling-raw.db"), d, recJSON, snap, req); err != nil {
+		return c, fmt.Errorf("raw bbolt: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return c, err
+	}
 
-	path := filepath.Join(dir, "ceiling.db")
+	// The same writes through store.Commit: a figure, not the ceiling.
+	path := filepath.Join(dir, "ceiling-store.db")
 	st, err := store.Open(path, 2*time.Second)
 	if err != nil {
 		return c, err
 	}
 	defer os.Remove(path)
 	defer st.Close()
-	// One fsync per transaction: one writer, one small put at a time
-	// (each Commit alone in the committer is one bbolt Update).
-	val := make([]byte, 100)
-	n, start := 0, time.Now()
-	for time.Since(start) < d {
-		if err := st.Put(store.Meta, fmt.Sprintf("fsync-%08d", n), val); err != nil {
-			return c, err
-		}
-		n++
-	}
-	c.FsyncSeq = rate(n, time.Since(start))
-
-	// Group commit: writers each make approval-shaped writes (a record
-	// appended to their own conversation's log, its snapshot, the request)
-	// as fast as the committer takes them.
-	rec, snap, req := approvalWrite(id)
-	st0 := st.DB().Stats()
 	var done atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	start = time.Now()
+	start := time.Now()
 	for w := range writers {
 		wg.Add(1)
 		go func() {
@@ -108,9 +134,8 @@ func measureCeiling(dir string, d time.Duration, writers int) (Ceiling, error) {
 			r := rec
 			for seq := uint64(1); time.Since(start) < d; seq++ {
 				r.Seq = seq
-				rid := uuid.NewString()
 				err := st.Commit(&store.Write{Conv: conv, Records: []conversation.Record{r}, Snapshot: snap,
-					Puts: []store.Put{{Bucket: store.Requests, Key: rid, Value: req}}})
+					Puts: []store.Put{{Bucket: store.Requests, Key: uuid.NewString(), Value: req}}})
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -123,14 +148,98 @@ func measureCeiling(dir string, d time.Duration, writers int) (Ceiling, error) {
 	if err, _ := firstErr.Load().(error); err != nil {
 		return c, err
 	}
-	c.GroupWrites = rate(int(done.Load()), time.Since(start))
-	st1 := st.DB().Stats()
+	c.StoreWrites = rate(int(done.Load()), time.Since(start))
+	return c, nil
+}
+
+// measureRaw measures durable commits on a bbolt file of its own, opened
+// as the store opens its own (map freelist, fsync on every commit):
+// sequential one-put transactions, then c.Writers goroutines each making
+// approval-shaped writes (a record appended to its own conversation's
+// log bucket, that conversation's snapshot, the request) through
+// DB.Batch.
+func (c *Ceiling) measureRaw(path string, d time.Duration, rec, snap, req []byte) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return err
+	}
+	defer os.Remove(path)
+	defer db.Close()
+	logB, convsB, reqsB, metaB := []byte("log"), []byte("convs"), []byte("requests"), []byte("meta")
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{logB, convsB, reqsB, metaB} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	val := make([]byte, 100)
+	n, start := 0, time.Now()
+	for time.Since(start) < d {
+		err := db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(metaB).Put(fmt.Appendf(nil, "fsync-%08d", n), val)
+		})
+		if err != nil {
+			return err
+		}
+		n++
+	}
+	c.FsyncSeq = rate(n, time.Since(start))
+
+	// A batch starts as soon as every writer is in it (or after bbolt's
+	// default delay, should one be slow).
+	db.MaxBatchSize = c.Writers
+	st0 := db.Stats()
+	var done atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start = time.Now()
+	for w := range c.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conv := fmt.Appendf(nil, "conv-%03d", w)
+			for seq := uint64(1); time.Since(start) < d; seq++ {
+				var key [8]byte
+				binary.BigEndian.PutUint64(key[:], seq)
+				rid := []byte(uuid.NewString())
+				err := db.Batch(func(tx *bolt.Tx) error {
+					lb, err := tx.Bucket(logB).CreateBucketIfNotExists(conv)
+					if err != nil {
+						return err
+					}
+					if err := lb.Put(key[:], rec); err != nil {
+						return err
+					}
+					if err := tx.Bucket(convsB).Put(conv, snap); err != nil {
+						return err
+					}
+					return tx.Bucket(reqsB).Put(rid, req)
+				})
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	c.RawWrites = rate(int(done.Load()), time.Since(start))
+	st1 := db.Stats()
 	tx := st1.TxStats.Sub(&st0.TxStats)
 	if n := done.Load(); n > 0 {
-		c.GroupPages = float64(tx.GetWrite()) / float64(n)
-		c.GroupPageTime = tx.GetWriteTime() / time.Duration(max(1, tx.GetWrite()))
+		c.RawPages = float64(tx.GetWrite()) / float64(n)
+		c.RawPageTime = tx.GetWriteTime() / time.Duration(max(1, tx.GetWrite()))
 	}
-	return c, nil
+	return nil
 }
 
 // approvalPAE returns the bytes a gate.approve's signature covers.

@@ -127,7 +127,7 @@ func (e *env) flow(ctx context.Context, fcs []flowConv, conc, budget int, maxTim
 				firstErr.CompareAndSwap(nil, err.Error())
 			}
 			for _, op := range ops[w] {
-				if !time.Now().Before(deadline) {
+				if !time.Now().Before(deadline) || ctx.Err() != nil {
 					return
 				}
 				if _, err := e.post(convs[w], op.submit); err != nil {
@@ -158,6 +158,9 @@ func (e *env) flow(ctx context.Context, fcs []flowConv, conc, budget int, maxTim
 						break wait
 					case <-timeout.C:
 						fail(fmt.Errorf("request %s: no result within 10 s", op.id))
+						return
+					case <-ctx.Done():
+						timeout.Stop()
 						return
 					}
 				}

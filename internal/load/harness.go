@@ -16,23 +16,18 @@ import (
 
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
-	"github.com/twokey/twokey/engine"
 	"github.com/twokey/twokey/server"
 )
 
-// commitTimes learns when each record was committed from the engine's
-// own "accepted" log line, which it writes right after the commit and the
-// publish to the hub, in the goroutine that committed. Capturing it needs
-// no hook in the engine and adds no scheduling delay.
+// commitTimes notes when each record's commit became durable, from the
+// engine's OnCommitted hook: it runs right after the store's commit
+// returns and before the records are published to the hub, so a delay
+// measured from it includes the whole publish and delivery.
 type commitTimes struct {
 	on atomic.Bool
 	mu sync.Mutex
 	at map[commitKey]time.Time
 }
-
-// acceptedMsg is the message of the engine's log line for an accepted
-// message (engine/post.go), with the conversation and seq as attributes.
-const acceptedMsg = "accepted"
 
 type commitKey struct {
 	conv string
@@ -48,55 +43,24 @@ func (c *commitTimes) start() {
 
 func (c *commitTimes) stop() { c.on.Store(false) }
 
+// committed is the engine's hook: records first..last of conv are durable.
+func (c *commitTimes) committed(conv string, first, last uint64) {
+	if !c.on.Load() {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	for seq := first; seq <= last; seq++ {
+		c.at[commitKey{conv, seq}] = now
+	}
+	c.mu.Unlock()
+}
+
 func (c *commitTimes) get(conv string, seq uint64) (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := c.at[commitKey{conv, seq}]
 	return t, ok
-}
-
-// captureHandler formats every line as the server would (to io.Discard,
-// so formatting costs what it costs in production) and notes commit times.
-type captureHandler struct {
-	inner slog.Handler
-	times *commitTimes
-}
-
-// Enabled lets debug lines through while commit times are being noted
-// (the engine writes "accepted" at debug level); Handle passes on only
-// what the server's own level would.
-func (h captureHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.inner.Enabled(ctx, l) || h.times.on.Load()
-}
-
-func (h captureHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.times.on.Load() && r.Message == acceptedMsg {
-		var k commitKey
-		r.Attrs(func(a slog.Attr) bool {
-			switch a.Key {
-			case engine.AttrConv:
-				k.conv = a.Value.String()
-			case engine.AttrSeq:
-				k.seq = a.Value.Uint64()
-			}
-			return true
-		})
-		h.times.mu.Lock()
-		h.times.at[k] = r.Time
-		h.times.mu.Unlock()
-	}
-	if !h.inner.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.inner.Handle(ctx, r)
-}
-
-func (h captureHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return captureHandler{h.inner.WithAttrs(as), h.times}
-}
-
-func (h captureHandler) WithGroup(name string) slog.Handler {
-	return captureHandler{h.inner.WithGroup(name), h.times}
 }
 
 // env is one running server with its upstream, the signers, and the
@@ -117,7 +81,9 @@ type env struct {
 // pointed at up. Its goroutines carry the pprof label side=server.
 func startEnv(dir string, up *upstream, pool []*conversation.Identity) (*env, error) {
 	e := &env{dir: dir, up: up, pool: pool, times: &commitTimes{at: map[commitKey]time.Time{}}}
-	logger := slog.New(captureHandler{slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}), e.times})
+	// Lines are formatted as the server's would be (to io.Discard), so
+	// logging costs what it costs in production.
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var err error
 	pprof.Do(context.Background(), pprof.Labels("side", "server"), func(context.Context) {
 		e.d, err = server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: dir, Logger: logger, Out: io.Discard,
@@ -126,6 +92,7 @@ func startEnv(dir string, up *upstream, pool []*conversation.Identity) (*env, er
 	if err != nil {
 		return nil, err
 	}
+	e.d.Engine().OnCommitted(e.times.committed)
 	e.base = e.d.URL()
 	e.gw = e.d.Engine().GatewayKey()
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
@@ -159,19 +126,28 @@ func signed(id *conversation.Identity, kind string, payload any) ([]byte, string
 
 // post sends an envelope over HTTP and returns the seq it was accepted at.
 func (e *env) post(conv string, body []byte) (uint64, error) {
-	resp, err := e.http.Post(e.base+"/v1/conversations/"+conv+"/messages", "application/json", bytes.NewReader(body))
+	data, err := e.postRaw(conv, body)
 	if err != nil {
 		return 0, err
+	}
+	return parseSeq(data), nil
+}
+
+// postRaw sends an envelope over HTTP and returns the record answered.
+func (e *env) postRaw(conv string, body []byte) ([]byte, error) {
+	resp, err := e.http.Post(e.base+"/v1/conversations/"+conv+"/messages", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
 	data, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusCreated {
-		return 0, fmt.Errorf("server answered %s: %s", resp.Status, bytes.TrimSpace(data))
+		return nil, fmt.Errorf("server answered %s: %s", resp.Status, bytes.TrimSpace(data))
 	}
-	return parseSeq(data), nil
+	return data, nil
 }
 
 // parseSeq reads the first "seq": number of a record or a frame.

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/twokey/twokey/conversation"
@@ -42,7 +43,18 @@ type Config struct {
 	ProfileDir string
 	// Log receives progress lines.
 	Log io.Writer
+	// Timeout bounds the whole run (DefaultTimeout when zero); tiers
+	// finished by then are reported, and the run fails naming the limit.
+	Timeout time.Duration
 }
+
+// DefaultTimeout bounds a run: 'make bench' (this, then the Go
+// benchmarks) stays under five minutes even on a slow, shared machine.
+const DefaultTimeout = 3 * time.Minute
+
+// MaxScale is the largest load multiplier: 10x is 10,000 conversations,
+// 100,000 pending requests and 5,000 idle WebSockets.
+const MaxScale = 10
 
 // sizes are the bounds of one tier.
 type sizes struct {
@@ -58,6 +70,11 @@ type sizes struct {
 	idle           int
 	ceilingTime    time.Duration
 	seedWorkers    int
+	// ballast is the bytes queued to the stalled fan-out subscriber (0:
+	// more than the kernel's socket buffers hold), and dropWait how long
+	// the server is given to drop it (0: not waited for).
+	ballast  int64
+	dropWait time.Duration
 }
 
 // Concurrency levels of the approvals figure.
@@ -67,16 +84,26 @@ func sizesFor(scale int, quick bool) sizes {
 	if quick {
 		return sizes{convs: 6 * scale, perConv: 4, approvals: []int{4, 6, 8}, approvalTime: 5 * time.Second,
 			flowConc: 3, flowOps: 9, flowTime: 10 * time.Second, latencyOps: 4, fanout: []int{2, 5},
-			fanoutRecords: 3, idle: 4 * scale, ceilingTime: 50 * time.Millisecond, seedWorkers: 4}
+			fanoutRecords: 3, idle: 4 * scale, ceilingTime: 50 * time.Millisecond, seedWorkers: 4,
+			ballast: 64 << 10}
 	}
 	return sizes{convs: 1000 * scale, perConv: 10, approvals: []int{1500, 4000, 4000}, approvalTime: 2 * time.Second,
 		flowConc: 64, flowOps: 4000, flowTime: 2 * time.Second, latencyOps: 400, fanout: []int{10, 100, 1000},
-		fanoutRecords: 200, idle: 500 * scale, ceilingTime: time.Second, seedWorkers: 256}
+		fanoutRecords: 200, idle: 500 * scale, ceilingTime: time.Second, seedWorkers: 256,
+		dropWait: defaultDropWait}
+}
+
+// files is about how many file descriptors a tier holds at once: both
+// ends of every idle socket, of the largest fan-out and of the flow's
+// connections, and a margin for the database, pipes and the rest.
+func (sz sizes) files() int {
+	return 2*(sz.idle+slices.Max(sz.fanout)+1) + 2*(2*sz.flowConc+1) + 512
 }
 
 // Report is one run's figures.
 type Report struct {
 	Start   time.Time
+	Timeout time.Duration
 	Took    time.Duration
 	Procs   int
 	CPUs    int
@@ -101,7 +128,9 @@ type Tier struct {
 	Restart   restartResult
 }
 
-// Run measures every tier and returns the report.
+// Run measures every tier and returns the report. When a tier fails (or
+// the run times out), the report of the tiers finished before it is
+// returned with the error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Scales) == 0 {
 		cfg.Scales = []int{1, 10}
@@ -112,6 +141,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.TempDir == "" {
 		cfg.TempDir = os.TempDir()
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	for _, scale := range cfg.Scales {
+		if scale < 1 || scale > MaxScale {
+			return nil, fmt.Errorf("scale %d: give whole multipliers from 1 to %d", scale, MaxScale)
+		}
+		if err := checkFiles(sizesFor(scale, cfg.Quick).files()); err != nil {
+			return nil, fmt.Errorf("%dx: %w", scale, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	work, err := os.MkdirTemp(cfg.TempDir, "twokey-bench-")
 	if err != nil {
 		return nil, err
@@ -122,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	r := &Report{Start: time.Now(), Procs: runtime.GOMAXPROCS(0), CPUs: runtime.NumCPU(), GoVer: runtime.Version(),
+	r := &Report{Start: time.Now(), Timeout: cfg.Timeout, Procs: runtime.GOMAXPROCS(0), CPUs: runtime.NumCPU(), GoVer: runtime.Version(),
 		Quick: cfg.Quick, Profile: cfg.ProfileDir}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(cfg.Log, "[%6.1fs] %s\n", time.Since(r.Start).Seconds(), fmt.Sprintf(format, args...))
@@ -134,12 +176,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	for _, scale := range cfg.Scales {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		t, err := runTier(ctx, cfg, filepath.Join(work, fmt.Sprintf("x%d", scale)), scale, pool, logf)
+		if err == nil {
+			err = ctx.Err() // a phase may have stopped early, with partial figures
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%dx: %w", scale, err)
+			r.Took = time.Since(r.Start)
+			if ctx.Err() == context.DeadlineExceeded {
+				err = fmt.Errorf("the run passed its time limit (--timeout %s) during %dx: the machine is too busy or too slow for these sizes; raise --timeout or measure fewer scales (--scales 1)", cfg.Timeout, scale)
+			} else {
+				err = fmt.Errorf("%dx: %w", scale, err)
+			}
+			if len(r.Tiers) == 0 {
+				return nil, err
+			}
+			return r, err
 		}
 		r.Tiers = append(r.Tiers, t)
 	}
@@ -190,7 +241,7 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 	// Loading is setup, not a figure: the collector is told to run less
 	// often while it lasts, and set back before anything is measured.
 	gc := debug.SetGCPercent(400)
-	err = profile("seed", func() (err error) { s, err = e.seed(sz.convs, sz.perConv, sz.seedWorkers); return })
+	err = profile("seed", func() (err error) { s, err = e.seed(ctx, sz.convs, sz.perConv, sz.seedWorkers); return })
 	debug.SetGCPercent(gc)
 	runtime.GC()
 	if err != nil {
@@ -201,11 +252,11 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 
 	// The ceiling is taken right before the figures it bounds.
 	logf("%dx: ceiling (%s per measure)", scale, sz.ceilingTime)
-	if t.Ceiling, err = measureCeiling(dir, sz.ceilingTime, 64); err != nil {
+	if t.Ceiling, err = measureCeiling(ctx, dir, sz.ceilingTime, 64); err != nil {
 		return nil, fmt.Errorf("ceiling: %w", err)
 	}
-	logf("%dx: ceiling: %s verifies/s (%d procs), %s fsync'd tx/s, %s group-committed writes/s",
-		scale, num(t.Ceiling.VerifyAll), t.Ceiling.Procs, num(t.Ceiling.FsyncSeq), num(t.Ceiling.GroupWrites))
+	logf("%dx: ceiling: %s verifies/s (%d procs), %s fsync'd tx/s, %s group-committed writes/s on raw bbolt (store.Commit: %s/s)",
+		scale, num(t.Ceiling.VerifyAll), t.Ceiling.Procs, num(t.Ceiling.FsyncSeq), num(t.Ceiling.RawWrites), num(t.Ceiling.StoreWrites))
 
 	from := 0
 	err = profile("approvals", func() error {
@@ -216,7 +267,7 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 				return err
 			}
 			st0 := e.d.Store().DB().Stats()
-			tp := e.postAll(jobs, c, sz.approvalTime)
+			tp := e.postAll(ctx, jobs, c, sz.approvalTime)
 			st1 := e.d.Store().DB().Stats()
 			tx := st1.TxStats.Sub(&st0.TxStats)
 			if tp.Done > 0 {
@@ -263,28 +314,31 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 	logf("%dx: one at a time: approval sent -> upstream p50 %s p99 %s max %s", scale,
 		ms(t.Latency.SentToUpstream.P50), ms(t.Latency.SentToUpstream.P99), ms(t.Latency.SentToUpstream.Max))
 
-	fconv, err := e.fanoutConv(ctx)
+	fconv, ballast, err := e.fanoutConvs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	err = profile("fanout", func() error {
 		for _, n := range sz.fanout {
-			variants := []int{0}
+			variants := []bool{false}
 			if n == sz.fanout[len(sz.fanout)/2] {
-				variants = append(variants, 1) // the same with one subscriber that never reads
+				variants = append(variants, true) // the same with one subscriber the server cannot write to
 			}
 			for _, stalled := range variants {
 				recs := sz.fanoutRecords
 				if n*recs > 50000 {
 					recs = max(10, 50000/n) // bound the deliveries of the largest run
 				}
-				f, err := e.fanout(ctx, fconv, n, stalled, recs)
+				f, err := e.fanout(ctx, fconv, ballast, n, stalled, recs, sz.ballast, sz.dropWait)
 				if err != nil {
 					return err
 				}
 				t.Fanout = append(t.Fanout, f)
-				logf("%dx: fan-out to %d (+%d stalled): p50 %s p99 %s (last subscriber p99 %s)", scale, n, stalled,
-					ms(f.Delivery.P50), ms(f.Delivery.P99), ms(f.Last.P99))
+				logf("%dx: fan-out to %d: p50 %s p99 %s (last subscriber p99 %s), %d missing", scale, n,
+					ms(f.Delivery.P50), ms(f.Delivery.P99), ms(f.Last.P99), f.Missing)
+				if stalled {
+					logf("%dx: ... with a stalled subscriber (%s MiB queued to it): dropped %v after %s", scale, mib(f.Ballast), f.Dropped, f.DroppedAfter.Round(time.Millisecond))
+				}
 			}
 		}
 		return nil
@@ -303,7 +357,7 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 		return nil, err
 	}
 	up.close()
-	if t.Restart, err = restart(e.dir, cfg.Exe); err != nil {
+	if t.Restart, err = restart(ctx, e.dir, cfg.Exe); err != nil {
 		return nil, err
 	}
 	logf("%dx: restart with %s pending: %s, RSS %s MiB (peak %s MiB), database %s MiB", scale, num(float64(t.Pending)),

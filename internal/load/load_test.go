@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestQuickRun runs every phase at smoke-test sizes: the tool works end to
@@ -15,7 +16,9 @@ func TestQuickRun(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, log.String())
 	}
 	md := r.Markdown()
-	for _, want := range []string{"ceiling = min", "approvals accepted/s, c=64", "requests executed/s", "fan-out", "restart", "idle WebSocket", "2x / 1x"} {
+	for _, want := range []string{"C = ceiling per approval", "C₃ = ceiling per M=2 request", "raw bbolt approval-sized writes/s",
+		"through store.Commit", "approvals accepted/s (verified, committed, acknowledged), c=64", "requests executed/s", "of C₃",
+		"negative", "one more subscriber that never reads", "restart", "idle WebSocket", "growth 2x / 1x", "(absolute "} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
 		}
@@ -24,11 +27,62 @@ func TestQuickRun(t *testing.T) {
 		if tier.Flow.Done == 0 || tier.Latency.Done == 0 {
 			t.Errorf("%dx: no request executed", tier.Scale)
 		}
+		if tier.Ceiling.RawWrites <= 0 || tier.Ceiling.StoreWrites <= 0 || tier.Ceiling.PerRequest() >= tier.Ceiling.Min() {
+			t.Errorf("%dx: ceiling %+v: want raw and store writes, and a per-request ceiling below the per-approval one", tier.Scale, tier.Ceiling)
+		}
+		// The commit times come from the engine's hook: every executed
+		// request has one, and nothing arrives before its commit.
+		if n := tier.Latency.CommitToUpstream.N; n != tier.Latency.SentToUpstream.N || n == 0 {
+			t.Errorf("%dx: %d commit times for %d executions", tier.Scale, n, tier.Latency.SentToUpstream.N)
+		}
+		stalled := 0
 		for _, f := range tier.Fanout {
-			if f.Missing > 0 {
-				t.Errorf("%dx: fan-out to %d: %d deliveries missing", tier.Scale, f.Subs, f.Missing)
+			if f.Missing > 0 || f.Negative > 0 || f.Records == 0 || f.Delivery.N != f.Subs*f.Records {
+				t.Errorf("%dx: fan-out to %d: %d of %d deliveries missing, %d before their commit", tier.Scale, f.Subs, f.Missing, f.Delivery.N, f.Negative)
 			}
+			if f.Stalled {
+				stalled++
+				if f.Ballast < 64<<10 {
+					t.Errorf("%dx: only %d bytes queued to the stalled subscriber", tier.Scale, f.Ballast)
+				}
+			}
+		}
+		if stalled != 1 {
+			t.Errorf("%dx: %d fan-out runs with a stalled subscriber, want 1", tier.Scale, stalled)
 		}
 	}
 	t.Log("\n" + md)
+}
+
+// TestMissedCountsAsSlowest: a delivery that never came sits above every
+// real one in the distribution instead of leaving it.
+func TestMissedCountsAsSlowest(t *testing.T) {
+	ds := []time.Duration{time.Millisecond, 2 * time.Millisecond, missed}
+	d := summarize(ds)
+	if d.Max != missed || d.P99 != missed || d.P50 != 2*time.Millisecond {
+		t.Fatalf("summary %+v", d)
+	}
+	if ms(d.P99) != "missing" {
+		t.Fatalf("a missed delivery prints as %q", ms(d.P99))
+	}
+}
+
+// TestRunBounds: a scale beyond the limit is refused before anything
+// starts, and a run that passes its time limit stops and says which flag
+// to change.
+func TestRunBounds(t *testing.T) {
+	if _, err := Run(context.Background(), Config{Scales: []int{MaxScale + 1}, Quick: true, TempDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "from 1 to 10") {
+		t.Fatalf("scale %d: err %v", MaxScale+1, err)
+	}
+	start := time.Now()
+	r, err := Run(context.Background(), Config{Scales: []int{1}, Quick: true, TempDir: t.TempDir(), Timeout: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "--timeout") {
+		t.Fatalf("1 ms limit: report %v, err %v", r, err)
+	}
+	if r != nil {
+		t.Fatalf("no tier can finish in 1 ms, yet the report holds %d", len(r.Tiers))
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("a run limited to 1 ms took %s", took)
+	}
 }

@@ -53,12 +53,20 @@ func rawSocket(addr, token, conv string, after uint64, rcvbuf int) (net.Conn, er
 	if !strings.HasPrefix(string(head), "HTTP/1.1 101") {
 		return fail(fmt.Errorf("websocket handshake refused: %s", strings.SplitN(string(head), "\r\n", 2)[0]))
 	}
-	msg, _ := json.Marshal(map[string]any{"op": "subscribe", "conversation": conv, "after": after})
-	if _, err := c.Write(maskedText(msg)); err != nil {
+	if err := rawSubscribe(c, conv, after); err != nil {
 		return fail(err)
 	}
 	c.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// rawSubscribe sends a subscribe frame on a raw socket.
+func rawSubscribe(c net.Conn, conv string, after uint64) error {
+	msg, _ := json.Marshal(map[string]any{"op": "subscribe", "conversation": conv, "after": after})
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetWriteDeadline(time.Time{})
+	_, err := c.Write(maskedText(msg))
+	return err
 }
 
 // maskedText frames msg as a client's text message (clients must mask).

@@ -53,6 +53,9 @@ func (e *env) idleSockets(ctx context.Context, s *seeded, n int) (idleResult, er
 	}()
 	hub := e.d.Engine().Hub()
 	for i := range n {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		sc := &s.convs[i%len(s.convs)]
 		member := sc.members[i%len(sc.members)]
 		c, err := rawSocket(addr, toks[member], sc.id, hub.Last(sc.id), 0)
@@ -141,7 +144,7 @@ type restartResult struct {
 // listen and how much memory it holds then. With exe, the server is a
 // child process ('twokey serve'), so its memory is its own; without, it is
 // started in this process and the heap growth is reported instead.
-func restart(dir, exe string) (restartResult, error) {
+func restart(ctx context.Context, dir, exe string) (restartResult, error) {
 	var res restartResult
 	if fi, err := os.Stat(dir + "/twokey.db"); err == nil {
 		res.DBBytes = fi.Size()
@@ -218,6 +221,8 @@ func restart(dir, exe string) (restartResult, error) {
 			return res, nil
 		case <-timeout:
 			return res, fmt.Errorf("restart: no 'listening on' within 60 s")
+		case <-ctx.Done():
+			return res, fmt.Errorf("restart: %w", ctx.Err())
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -45,8 +46,7 @@ func seedMembers(i, pool int) [4]int {
 // signed envelope that Engine.Create or Engine.Post verifies, decides and
 // commits exactly as if it had come over HTTP. Only the HTTP hop is
 // skipped, to load 100,000 requests within the time budget.
-func (e *env) seed(nConvs, perConv, workers int) (*seeded, error) {
-	eng := e.d.Engine()
+func (e *env) seed(ctx context.Context, nConvs, perConv, workers int) (*seeded, error) {
 	s := &seeded{convs: make([]seedConv, nConvs)}
 	exp := conversation.FormatTime(time.Now().Add(24 * time.Hour))
 	var next atomic.Int64
@@ -62,6 +62,10 @@ func (e *env) seed(nConvs, perConv, workers int) (*seeded, error) {
 				if i >= nConvs || firstErr.Load() != nil {
 					return
 				}
+				if err := ctx.Err(); err != nil {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("loading the data set: %w", err))
+					return
+				}
 				if err := e.seedOne(&s.convs[i], i, perConv, exp); err != nil {
 					firstErr.CompareAndSwap(nil, fmt.Errorf("seed conversation %d: %w", i, err))
 					return
@@ -73,7 +77,6 @@ func (e *env) seed(nConvs, perConv, workers int) (*seeded, error) {
 	if err, _ := firstErr.Load().(error); err != nil {
 		return nil, err
 	}
-	_ = eng
 	s.took = time.Since(start)
 	s.pending = nConvs * perConv
 	return s, nil
