@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -61,9 +62,13 @@ type management struct {
 }
 
 type mgmtClient struct {
-	failures int
+	failures int       // wrong keys since the last right one
+	inflight int       // key checks running now, counted against the limit
 	until    time.Time // blocked until
 	last     time.Time
+	// settled is closed (and replaced) whenever a check from this address
+	// ends, waking the requests that wait for a slot.
+	settled chan struct{}
 }
 
 // newManagement hashes the key; the caller drops its copy of the plaintext.
@@ -112,17 +117,20 @@ func (m *management) isTrusted(ip net.IP) bool {
 	return false
 }
 
-// clientIP is the address a request came from: the connection's peer, or,
-// when the peer is a trusted proxy, the nearest untrusted address in
-// X-Forwarded-For.
-func (m *management) clientIP(r *http.Request) net.IP {
+// clientIP is the address a request came from and whether it is known:
+// the connection's peer, or, when the peer is a trusted proxy, the nearest
+// untrusted address in X-Forwarded-For. A trusted proxy that names no
+// valid hop leaves the client unknown: known is false and ip is the
+// proxy's own address, which then keys the failure count but is never
+// taken for a loopback client.
+func (m *management) clientIP(r *http.Request) (ip net.IP, known bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	ip := net.ParseIP(host)
-	if ip == nil || !m.isTrusted(ip) {
-		return ip
+	peer := net.ParseIP(host)
+	if peer == nil || !m.isTrusted(peer) {
+		return peer, peer != nil
 	}
 	var hops []string
 	for _, v := range r.Header.Values("X-Forwarded-For") {
@@ -130,6 +138,7 @@ func (m *management) clientIP(r *http.Request) net.IP {
 			hops = append(hops, strings.TrimSpace(h))
 		}
 	}
+	ip = nil
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop := net.ParseIP(hops[i])
 		if hop == nil {
@@ -140,7 +149,22 @@ func (m *management) clientIP(r *http.Request) net.IP {
 			break
 		}
 	}
-	return ip
+	if ip == nil {
+		return peer, false
+	}
+	return ip, true
+}
+
+// clientAddr is the client's address for log lines.
+func (m *management) clientAddr(r *http.Request) string {
+	ip, known := m.clientIP(r)
+	switch {
+	case ip == nil:
+		return "unknown"
+	case !known:
+		return "unknown via " + ip.String()
+	}
+	return ip.String()
 }
 
 // verify checks a management key against the hash in constant time.
@@ -161,78 +185,121 @@ func (m *management) blocked(addr string, now time.Time) time.Time {
 	return time.Time{}
 }
 
-// failed counts a wrong key from addr and blocks it at the limit.
-func (m *management) failed(addr string, now time.Time) (int, time.Time) {
+// reserve takes a key-check slot for addr. A check in flight counts
+// against the limit as if it had failed, so concurrent wrong keys can
+// never get more than maxFailures checks past the block: once failures
+// plus checks in flight reach the limit, a request waits until one ends
+// (and is then blocked, or checked). It returns the client to settle, or
+// the time addr is blocked until, or ctx's error.
+func (m *management) reserve(ctx context.Context, addr string) (*mgmtClient, time.Time, error) {
+	for {
+		m.mu.Lock()
+		now := m.now()
+		c := m.clients[addr]
+		if c == nil {
+			if len(m.clients) >= maxClients {
+				m.forgetLocked(now)
+			}
+			c = &mgmtClient{settled: make(chan struct{})}
+			m.clients[addr] = c
+		}
+		c.last = now
+		if now.Before(c.until) {
+			m.mu.Unlock()
+			return nil, c.until, nil
+		}
+		if c.failures+c.inflight < m.maxFailures {
+			c.inflight++
+			m.mu.Unlock()
+			return c, time.Time{}, nil
+		}
+		wait := c.settled
+		m.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, time.Time{}, ctx.Err()
+		}
+	}
+}
+
+// settle ends a check reserve started: a wrong key is counted (and blocks
+// the address at the limit), a right one clears the failures. It returns
+// the failures counted and, when this one blocked the address, until when.
+func (m *management) settle(addr string, c *mgmtClient, ok bool) (int, time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := m.clients[addr]
-	if c == nil {
-		if len(m.clients) >= maxClients {
-			m.forgetLocked(now)
+	now := m.now()
+	c.inflight--
+	close(c.settled)
+	c.settled = make(chan struct{})
+	if m.clients[addr] == nil && !ok {
+		m.clients[addr] = c // lifted while in flight: count this one afresh
+	}
+	if ok {
+		c.failures = 0
+		if c.inflight == 0 && c.until.IsZero() && m.clients[addr] == c {
+			delete(m.clients, addr)
 		}
-		c = &mgmtClient{}
-		m.clients[addr] = c
+		return 0, time.Time{}
 	}
 	c.last = now
 	c.failures++
 	if c.failures >= m.maxFailures {
 		c.failures = 0
 		c.until = now.Add(m.banFor)
+		return m.maxFailures, c.until
 	}
-	return c.failures, c.until
+	return c.failures, time.Time{}
 }
 
-// forgetLocked drops addresses that are not blocked, oldest first, to make room.
+// forgetLocked drops addresses that are neither blocked nor being checked,
+// to make room; when every one is, the oldest idle one.
 func (m *management) forgetLocked(now time.Time) {
 	for addr, c := range m.clients {
-		if !now.Before(c.until) {
+		if !now.Before(c.until) && c.inflight == 0 {
 			delete(m.clients, addr)
 		}
 	}
-	if len(m.clients) >= maxClients { // all blocked: drop the oldest
+	if len(m.clients) >= maxClients {
 		var oldest string
 		for addr, c := range m.clients {
-			if oldest == "" || c.last.Before(m.clients[oldest].last) {
+			if c.inflight == 0 && (oldest == "" || c.last.Before(m.clients[oldest].last)) {
 				oldest = addr
 			}
 		}
-		delete(m.clients, oldest)
+		if oldest != "" {
+			delete(m.clients, oldest)
+		}
 	}
 }
 
-func (m *management) succeeded(addr string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if c := m.clients[addr]; c != nil && c.until.IsZero() {
-		delete(m.clients, addr)
-	} else if c != nil {
-		c.failures = 0
-	}
-}
-
-// wrap guards a management handler. The order: disabled (404), not
-// loopback (403), blocked (403), no key (401, not counted), wrong key
-// (401, counted), then the handler.
+// wrap guards a management handler. The order: disabled (404), not a known
+// loopback client (403), blocked (403), no key (401, not counted), wrong
+// key (401, counted), then the handler.
 func (m *management) wrap(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !m.enabled() {
 			writeError(w, m.log, twokey.Errorf(twokey.ENotFound, "no route %s %s; see docs/protocol.md", r.Method, r.URL.Path))
 			return
 		}
-		ip := m.clientIP(r)
+		ip, known := m.clientIP(r)
 		addr := ""
 		if ip != nil {
 			addr = ip.String()
 		}
-		if !m.allowRemote && (ip == nil || !ip.IsLoopback()) {
-			m.log.Warn("management request from a remote address refused", attrClient, addr)
+		if !m.allowRemote && (!known || !ip.IsLoopback()) {
+			m.log.Warn("management request from a remote address refused", attrClient, m.clientAddr(r))
 			writeError(w, m.log, twokey.Errorf(twokey.EForbidden, "the management API answers loopback clients only; set management.allow_remote: true to open it"))
 			return
 		}
-		now := m.now()
-		if until := m.blocked(addr, now); !until.IsZero() {
+		refuseBlocked := func(until time.Time) {
+			now := m.now()
 			w.Header().Set("Retry-After", strconv.Itoa(int(until.Sub(now).Seconds())+1))
 			writeError(w, m.log, twokey.Errorf(twokey.EForbidden, "too many wrong management keys from %s; it is blocked until %s", addr, until.UTC().Format(time.RFC3339)))
+		}
+		if until := m.blocked(addr, m.now()); !until.IsZero() {
+			refuseBlocked(until)
 			return
 		}
 		key := r.Header.Get("X-Management-Key")
@@ -240,17 +307,25 @@ func (m *management) wrap(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, m.log, twokey.Errorf(twokey.EUnauthorized, "send the management key in X-Management-Key (twokey reads it from TWOKEY_MANAGEMENT_KEY)"))
 			return
 		}
-		if !m.verify(key) {
-			n, until := m.failed(addr, now)
-			if !until.IsZero() && n == 0 {
-				m.log.Warn("address blocked after wrong management keys", attrClient, addr, "until", until.UTC().Format(time.RFC3339))
+		c, until, err := m.reserve(r.Context(), addr)
+		if err != nil {
+			return // the client went away while waiting
+		}
+		if !until.IsZero() {
+			refuseBlocked(until)
+			return
+		}
+		ok := m.verify(key)
+		n, until := m.settle(addr, c, ok)
+		if !ok {
+			if !until.IsZero() {
+				m.log.Warn("address blocked after wrong management keys", attrClient, m.clientAddr(r), "until", until.UTC().Format(time.RFC3339))
 			} else {
-				m.log.Warn("wrong management key", attrClient, addr, "failures", n)
+				m.log.Warn("wrong management key", attrClient, m.clientAddr(r), "failures", n)
 			}
 			writeError(w, m.log, twokey.Errorf(twokey.EUnauthorized, "wrong management key"))
 			return
 		}
-		m.succeeded(addr)
 		h(w, r)
 	}
 }
@@ -445,7 +520,7 @@ func (o *operator) keysCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, err)
 		return
 	}
-	o.log.Info("program key created", attrProgram, p.Name, attrKeyPrefix, p.Prefix(), "conversation", convID, attrClient, o.mgmt.clientIP(r).String())
+	o.log.Info("program key created", attrProgram, p.Name, attrKeyPrefix, p.Prefix(), "conversation", convID, attrClient, o.mgmt.clientAddr(r))
 	writeJSON(w, http.StatusCreated, NewKey{Key: key, Program: keyInfo(p, o.eng.Now())})
 }
 
@@ -456,7 +531,7 @@ func (o *operator) keysEnable(on bool) http.HandlerFunc {
 			writeError(w, o.log, err)
 			return
 		}
-		o.log.Info("program key changed", attrProgram, p.Name, "enabled", on, attrClient, o.mgmt.clientIP(r).String())
+		o.log.Info("program key changed", attrProgram, p.Name, "enabled", on, attrClient, o.mgmt.clientAddr(r))
 		writeJSON(w, http.StatusOK, keyInfo(p, o.eng.Now()))
 	}
 }
@@ -481,7 +556,7 @@ func (o *operator) keysRotate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, err)
 		return
 	}
-	o.log.Info("program key rotated", attrProgram, p.Name, attrKeyPrefix, p.Prefix(), "grace", grace.String(), attrClient, o.mgmt.clientIP(r).String())
+	o.log.Info("program key rotated", attrProgram, p.Name, attrKeyPrefix, p.Prefix(), "grace", grace.String(), attrClient, o.mgmt.clientAddr(r))
 	writeJSON(w, http.StatusOK, NewKey{Key: key, Program: keyInfo(p, o.eng.Now())})
 }
 
@@ -491,7 +566,7 @@ func (o *operator) keysDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, err)
 		return
 	}
-	o.log.Info("program key deleted", attrProgram, name, attrClient, o.mgmt.clientIP(r).String())
+	o.log.Info("program key deleted", attrProgram, name, attrClient, o.mgmt.clientAddr(r))
 	writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
 
