@@ -30,6 +30,7 @@ type Request struct {
 	Conversation string         `json:"conversation"`
 	Submitter    string         `json:"submitter"` // key id, or the gateway's for a program request
 	Program      string         `json:"program,omitempty"`
+	KeyPrefix    string         `json:"key_prefix,omitempty"` // a program request's: the display prefix of the key it came with
 	Payload      RequestPayload `json:"payload"`
 	Digest       string         `json:"request_digest"`
 	Endpoint     string         `json:"endpoint"`
@@ -50,7 +51,8 @@ type Result struct {
 	DurationMS int64    `json:"duration_ms,omitempty"`
 	Approvers  []string `json:"approvers,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
-	Seq        uint64   `json:"seq,omitempty"` // the record that closed it
+	Detail     string   `json:"detail,omitempty"` // more than the reason, for a person (as in gate.failed)
+	Seq        uint64   `json:"seq,omitempty"`    // the record that closed it
 	BodyDigest string   `json:"body_digest,omitempty"`
 }
 

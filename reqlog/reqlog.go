@@ -56,7 +56,7 @@ type Entry struct {
 	Approvers    []string  `json:"approvers,omitempty"`
 	Submitter    string    `json:"submitter"` // a signer's key id, or the gateway's for a program
 	Program      string    `json:"program,omitempty"`
-	KeyPrefix    string    `json:"key_prefix,omitempty"` // the program key's display prefix
+	KeyPrefix    string    `json:"key_prefix,omitempty"` // the display prefix of the program key the request came with
 	Reason       string    `json:"reason,omitempty"`
 }
 
@@ -74,8 +74,6 @@ type Config struct {
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	Retention time.Duration // default 90 days
-	// KeyPrefix returns a program's current key prefix, for entries.
-	KeyPrefix func(program string) string
 }
 
 // Log is the durable request log. It implements engine.Observer.
@@ -234,8 +232,12 @@ func entryKey(e *Entry) string {
 	return fmt.Sprintf("%016x/%s/%s", uint64(e.Time.UnixNano()), e.RequestID, e.Event)
 }
 
-// MaskURL replaces every query value with ***, keeping the names.
+// MaskURL replaces every query value with ***, keeping the names: a part
+// with a value becomes name=***, a part without one (?sk_live_abc, a bare
+// token) becomes ***, since it may be the secret itself. A #fragment is
+// dropped.
 func MaskURL(raw string) string {
+	raw, _, _ = strings.Cut(raw, "#")
 	base, query, ok := strings.Cut(raw, "?")
 	if !ok {
 		return raw
@@ -244,6 +246,8 @@ func MaskURL(raw string) string {
 	for i, p := range parts {
 		if name, _, has := strings.Cut(p, "="); has {
 			parts[i] = name + "=***"
+		} else if p != "" {
+			parts[i] = "***"
 		}
 	}
 	return base + "?" + strings.Join(parts, "&")
@@ -252,10 +256,7 @@ func MaskURL(raw string) string {
 func (l *Log) entry(event, conv string, r *gate.Request) *Entry {
 	e := &Entry{Time: l.cfg.Clock.Now().UTC(), Event: event, Conversation: conv, RequestID: r.ID,
 		Template: r.Payload.Template, Service: r.Payload.Service, Method: r.Payload.Method,
-		URL: MaskURL(r.Payload.URL), Submitter: r.Submitter, Program: r.Program}
-	if r.Program != "" && l.cfg.KeyPrefix != nil {
-		e.KeyPrefix = l.cfg.KeyPrefix(r.Program)
-	}
+		URL: MaskURL(r.Payload.URL), Submitter: r.Submitter, Program: r.Program, KeyPrefix: r.KeyPrefix}
 	return e
 }
 

@@ -31,13 +31,24 @@ func req(id, service, program string) *gate.Request {
 func TestMaskURL(t *testing.T) {
 	cases := map[string]string{
 		"http://h/p":                    "http://h/p",
-		"http://h/p?a=1&b=two&c":        "http://h/p?a=***&b=***&c",
+		"http://h/p?a=1&b=two&c":        "http://h/p?a=***&b=***&***",
 		"http://h/p?api_key=s3cr3t%20x": "http://h/p?api_key=***",
 		"http://h/p?":                   "http://h/p?",
+		"http://h/p?sk_live_abc":        "http://h/p?***",
+		"http://h/p?a=1&TOKEN":          "http://h/p?a=***&***",
+		"http://h/p?a=1&&b=":            "http://h/p?a=***&&b=***",
+		"http://h/p?a=1#frag=secret":    "http://h/p?a=***",
+		"http://h/p#tok":                "http://h/p",
+		"http://h/p#x?y=secret":         "http://h/p",
 	}
 	for in, want := range cases {
 		if got := MaskURL(in); got != want {
 			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, in := range []string{"http://h/p?sk_live_abc", "http://h/p?a=1&TOKEN", "http://h/p#TOKEN"} {
+		if got := MaskURL(in); strings.Contains(got, "sk_live_abc") || strings.Contains(got, "TOKEN") {
+			t.Errorf("MaskURL(%q) = %q keeps the secret", in, got)
 		}
 	}
 }
@@ -48,7 +59,7 @@ func TestLogAndUsageSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	st := openStore(t, dir)
 	clk := clock.NewFake(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
-	l := New(Config{Store: st, Clock: clk, KeyPrefix: func(p string) string { return "tk_" + p[:3] }})
+	l := New(Config{Store: st, Clock: clk})
 	for i := 0; i < 10; i++ {
 		svc := "httpbin"
 		prog := ""
@@ -56,6 +67,9 @@ func TestLogAndUsageSurviveRestart(t *testing.T) {
 			svc, prog = "dogceo", "agent"
 		}
 		r := req(fmt.Sprintf("r%02d", i), svc, prog)
+		if prog != "" {
+			r.KeyPrefix = "tk_age"
+		}
 		l.Submitted("c1", r)
 		clk.Advance(time.Minute)
 		switch i {

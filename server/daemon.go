@@ -183,13 +183,7 @@ func Start(opts Options) (d *Daemon, err error) {
 	}
 	d.progs = programs.New(loaded, programStore{st}, opts.Clock.Now)
 	d.metrics = NewMetrics(func() int { return d.api.WebSockets() })
-	d.reqlog = reqlog.New(reqlog.Config{Store: st, Clock: opts.Clock, Logger: opts.Logger, Retention: opts.LogRetention,
-		KeyPrefix: func(name string) string {
-			if p, err := d.progs.Get(name); err == nil {
-				return p.Prefix()
-			}
-			return ""
-		}})
+	d.reqlog = reqlog.New(reqlog.Config{Store: st, Clock: opts.Clock, Logger: opts.Logger, Retention: opts.LogRetention})
 	defer func() {
 		if err != nil {
 			d.reqlog.Close()

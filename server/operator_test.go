@@ -696,3 +696,53 @@ func TestLogsAndUsageSurviveRestart(t *testing.T) {
 		t.Fatalf("the key after restart: %d %s", r.status, r.body)
 	}
 }
+
+// TestRequestLogNamesTheKeyUsed: each entry names the prefix of the key a
+// request came with: an old key used within its grace after a rotation is
+// logged as the old key, and a request whose program is deleted before it
+// executes keeps its key's prefix.
+func TestRequestLogNamesTheKeyUsed(t *testing.T) {
+	g := newGate(t, 2, 1, withMgmt())
+	oldKey, _ := g.program(t, "rot", nil)
+	var nk server.NewKey
+	if r := g.mgmt(t, "POST", "/v0/management/keys/rot/rotate", map[string]string{"grace": "1h"}); r.status != 200 {
+		t.Fatalf("rotate: %d %s", r.status, r.body)
+	} else {
+		r.json(t, &nk)
+	}
+	submitted := map[string]string{} // request id -> prefix of the key used
+	for _, key := range []string{oldKey, nk.Key, oldKey} {
+		r := g.programSubmit(t, key, map[string]any{"template": "httpbin.headers"})
+		if r.status != 201 {
+			t.Fatalf("submit: %d %s", r.status, r.body)
+		}
+		var st server.ProgramState
+		r.json(t, &st)
+		submitted[st.RequestID] = key[:9]
+	}
+	// Approve them all once the program is gone: the log still names the key.
+	if r := g.mgmt(t, "DELETE", "/v0/management/keys/rot", nil); r.status != 200 {
+		t.Fatalf("delete: %d", r.status)
+	}
+	for id := range submitted {
+		if err := g.approve(t, 1, id); err != nil {
+			t.Fatal(err)
+		}
+		g.wait(t, id)
+	}
+	var logs struct{ Entries []reqlog.Entry }
+	g.mgmt(t, "GET", "/v0/management/logs?program=rot", nil).json(t, &logs)
+	if len(logs.Entries) != 6 {
+		t.Fatalf("entries: %+v", logs.Entries)
+	}
+	seen := map[string]int{}
+	for _, e := range logs.Entries {
+		if want := submitted[e.RequestID]; e.KeyPrefix != want {
+			t.Errorf("%s entry of %s logged key %q, want %q (old key %s, new %s)", e.Event, e.RequestID, e.KeyPrefix, want, oldKey[:9], nk.Key[:9])
+		}
+		seen[e.KeyPrefix]++
+	}
+	if seen[oldKey[:9]] != 4 || seen[nk.Key[:9]] != 2 {
+		t.Fatalf("entries per key: %v", seen)
+	}
+}
