@@ -6,6 +6,7 @@ import (
 	"regexp"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/vault"
@@ -20,6 +21,16 @@ func ValidID(what, id string) error {
 	}
 	return nil
 }
+
+// CheckToken returns the key id a bearer token speaks for.
+func (e *Engine) CheckToken(tok string) (string, error) {
+	key, _, err := e.CheckTokenUntil(tok)
+	return key, err
+}
+
+// Clock returns the engine's clock, for timers that must follow its time
+// (a WebSocket closes when its token expires).
+func (e *Engine) Clock() clock.Clock { return e.clock }
 
 // checkCommon applies the rules every posted message obeys.
 func (e *Engine) checkCommon(m *conversation.Message) error {
