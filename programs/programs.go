@@ -419,15 +419,18 @@ func (r *Registry) SetEnabled(name string, on bool) (*Program, error) {
 }
 
 // Rotate gives the program a new key. The old one stays valid for grace
-// (zero: it stops at once). It returns the new key, shown once.
+// (zero: it stops at once). It returns the new key, shown once. The new key
+// is indexed (and the keys it pushes out unindexed) only once the change
+// is saved, so a failed save leaves every key as it was.
 func (r *Registry) Rotate(name string, grace time.Duration) (*Program, string, error) {
-	if grace < 0 || grace > 30*24*time.Hour {
+	if grace < 0 || grace > MaxGrace {
 		return nil, "", twokey.Errorf(twokey.EBadPayload, "grace must be between 0 and 30d")
 	}
 	now := r.now()
 	key := NewKey()
 	var dropped []string
 	p, err := r.change(name, func(p *Program) error {
+		dropped = nil
 		old := slices.Clone(p.Keys)
 		for i := range old {
 			if old[i].Until.IsZero() || old[i].Until.After(now.Add(grace)) {
@@ -441,34 +444,59 @@ func (r *Registry) Rotate(name string, grace time.Duration) (*Program, string, e
 			}
 			p.Keys = p.Keys[:1+MaxOldKeys]
 		}
-		r.byHash[p.Keys[0].Hash] = p.Name
-		for _, h := range dropped {
-			delete(r.byHash, h)
-		}
 		return nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
+	r.mu.Lock()
+	if r.byName[name] != nil { // not deleted meanwhile
+		r.byHash[Hash(key)] = name
+		for _, h := range dropped {
+			if r.byHash[h] == name {
+				delete(r.byHash, h)
+			}
+		}
+	}
+	r.mu.Unlock()
 	return p, key, nil
 }
 
-// Delete removes a program key; its keys stop working at once.
+// MaxGrace is the longest a rotated-out key may stay valid.
+const MaxGrace = 30 * 24 * time.Hour
+
+// DefaultGrace is how long a rotated-out key stays valid when the caller
+// does not say (the CLI's --grace default and the management API's).
+const DefaultGrace = 24 * time.Hour
+
+// Delete removes a program key; its keys stop working at once. It is
+// deleted from the store first: a failed delete leaves it in place, both
+// here and after a restart.
 func (r *Registry) Delete(name string) error {
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
 	r.mu.Lock()
-	p := r.byName[name]
-	if p == nil {
+	if r.byName[name] == nil {
 		r.mu.Unlock()
 		return notFound(name)
 	}
-	delete(r.byName, name)
-	for _, k := range p.Keys {
-		delete(r.byHash, k.Hash)
+	r.mu.Unlock()
+	if err := r.persist.Delete(name); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.byName[name]; p != nil {
+		delete(r.byName, name)
+		for _, k := range p.Keys {
+			if r.byHash[k.Hash] == name {
+				delete(r.byHash, k.Hash)
+			}
+		}
 	}
 	delete(r.limiters, name)
-	v := r.bump(name)
-	r.mu.Unlock()
-	return r.save(name, v)
+	r.saved[name] = r.bump(name) // deleted is what is stored
+	return nil
 }
 
 // Authenticate returns the program a key belongs to, or unauthorized: for
@@ -497,15 +525,25 @@ func (r *Registry) Authenticate(key string) (*Program, error) {
 		return nil, twokey.Errorf(twokey.EUnauthorized, "program key %s is not known here", Display(key))
 	case !k.Until.IsZero() && !now.Before(k.Until):
 		return nil, twokey.Errorf(twokey.EUnauthorized, "program key %s of %q was rotated out at %s; use its new key", k.Prefix, p.Name, k.Until.UTC().Format(time.RFC3339))
-	case !p.Enabled:
-		return nil, twokey.Errorf(twokey.EUnauthorized, "program key %q is disabled; an operator enables it with 'twokey keys enable %s'", p.Name, p.Name)
-	case !p.Policy.ExpiresAt.IsZero() && !now.Before(p.Policy.ExpiresAt):
-		return nil, twokey.Errorf(twokey.EUnauthorized, "program key %q expired at %s; an operator makes a new one", p.Name, p.Policy.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if err := usable(p, now); err != nil {
+		return nil, err
 	}
 	p.LastUsed = now
 	out := p.Clone()
 	out.Keys = []Key{*k} // the key that was used
 	return out, nil
+}
+
+// usable refuses a program that is disabled or expired at now.
+func usable(p *Program, now time.Time) error {
+	switch {
+	case !p.Enabled:
+		return twokey.Errorf(twokey.EUnauthorized, "program key %q is disabled; an operator enables it with 'twokey keys enable %s'", p.Name, p.Name)
+	case !p.Policy.ExpiresAt.IsZero() && !now.Before(p.Policy.ExpiresAt):
+		return twokey.Errorf(twokey.EUnauthorized, "program key %q expired at %s; an operator makes a new one", p.Name, p.Policy.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Charge checks the named program's policy for a call of template ("" for
@@ -519,6 +557,12 @@ func (r *Registry) Charge(name, template string) (refund func(), err error) {
 	if p == nil {
 		r.mu.Unlock()
 		return nil, twokey.Errorf(twokey.EUnauthorized, "program key %q has been deleted", clip(name))
+	}
+	// Checked again: the key may have been disabled, or have expired,
+	// since it was authenticated.
+	if err := usable(p, now); err != nil {
+		r.mu.Unlock()
+		return nil, err
 	}
 	if !p.Policy.AllowsTemplate(template) {
 		r.mu.Unlock()

@@ -32,6 +32,9 @@ func (m *memStore) Save(p *Program) error {
 func (m *memStore) Delete(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.fail {
+		return twokey.Errorf(twokey.EUnavailable, "disk full")
+	}
 	delete(m.saved, name)
 	return nil
 }
@@ -329,5 +332,101 @@ func TestRotateKeepsFewOldKeys(t *testing.T) {
 	}
 	if _, _, err := r.Rotate("a", -time.Second); err == nil {
 		t.Fatal("negative grace")
+	}
+}
+
+// TestFailedDeleteKeepsTheProgram: a delete the store refuses leaves the
+// program working, here and after a restart (memory and store agree).
+func TestFailedDeleteKeepsTheProgram(t *testing.T) {
+	r, st, clk := newReg(t)
+	_, key, err := r.Create(Spec{Name: "job", Conversation: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.fail = true
+	if err := r.Delete("job"); code(err) != twokey.EUnavailable {
+		t.Fatalf("delete with a failing store: %v", err)
+	}
+	st.fail = false
+	if _, err := r.Authenticate(key); err != nil {
+		t.Fatalf("after a failed delete: %v", err)
+	}
+	if _, err := New(st.load(t), st, clk.Now).Authenticate(key); err != nil {
+		t.Fatalf("after a failed delete and a restart: %v", err)
+	}
+	if err := r.Delete("job"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Authenticate(key); code(err) != twokey.EUnauthorized {
+		t.Fatalf("deleted: %v", err)
+	}
+	if len(st.load(t)) != 0 {
+		t.Fatal("deleted program still stored")
+	}
+	if err := r.Delete("job"); code(err) != twokey.ENotFound {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+// TestFailedRotateChangesNoKey: a rotation the store refuses leaves every
+// key working, the oldest one it would have pushed out included.
+func TestFailedRotateChangesNoKey(t *testing.T) {
+	r, st, _ := newReg(t)
+	_, first, err := r.Create(Spec{Name: "a", Conversation: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{first}
+	for i := 0; i < MaxOldKeys; i++ {
+		_, k, err := r.Rotate("a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	st.fail = true
+	if _, k, err := r.Rotate("a", time.Hour); err == nil || k != "" {
+		t.Fatalf("rotate with a failing store: %q %v", k, err)
+	}
+	st.fail = false
+	for i, k := range keys {
+		if _, err := r.Authenticate(k); err != nil {
+			t.Errorf("key %d after a failed rotation: %v", i, err)
+		}
+	}
+	if p, _ := r.Get("a"); len(p.Keys) != 1+MaxOldKeys || p.Keys[0].Prefix != Display(keys[len(keys)-1]) {
+		t.Fatalf("keys after a failed rotation: %+v", p.Keys)
+	}
+}
+
+// TestChargeRechecksTheKey: a key disabled or expired between its
+// authentication and its charge is refused by the charge.
+func TestChargeRechecksTheKey(t *testing.T) {
+	r, _, clk := newReg(t)
+	_, key, err := r.Create(Spec{Name: "job", Conversation: "c", Policy: Policy{ExpiresAt: clk.Now().Add(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Authenticate(key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.SetEnabled("job", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Charge("job", ""); code(err) != twokey.EUnauthorized || !strings.Contains(err.Error(), "disabled") {
+		t.Fatalf("charge of a disabled key: %v", err)
+	}
+	if _, err := r.SetEnabled("job", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Authenticate(key); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	if _, err := r.Charge("job", ""); code(err) != twokey.EUnauthorized || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("charge of an expired key: %v", err)
+	}
+	if p, _ := r.Get("job"); p.MonthCount != 0 {
+		t.Fatalf("a refused charge counted: %d", p.MonthCount)
 	}
 }

@@ -399,7 +399,7 @@ type KeyCreate struct {
 
 // KeyRotate is the body of POST /v0/management/keys/{name}/rotate.
 type KeyRotate struct {
-	Grace string `json:"grace,omitempty"` // how long the old key stays valid, e.g. 24h
+	Grace string `json:"grace,omitempty"` // how long the old key stays valid, e.g. 1h; "0" ends it now; absent: 24h (programs.DefaultGrace)
 }
 
 // NewKey answers create and rotate: the key, shown this once.
@@ -542,7 +542,7 @@ func (o *operator) keysRotate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, err)
 		return
 	}
-	grace := time.Duration(0)
+	grace := programs.DefaultGrace
 	if in.Grace != "" {
 		d, err := config.ParseDuration(in.Grace)
 		if err != nil {

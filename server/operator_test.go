@@ -746,3 +746,33 @@ func TestRequestLogNamesTheKeyUsed(t *testing.T) {
 		t.Fatalf("entries per key: %v", seen)
 	}
 }
+
+// TestRotateDefaultGrace: a rotation that names no grace keeps the old key
+// valid for 24h (the CLI's default too); "0" ends it at once.
+func TestRotateDefaultGrace(t *testing.T) {
+	clk := newFakeClock()
+	g := newGate(t, 2, 1, withMgmt(), testutil.WithClock(clk))
+	key, _ := g.program(t, "r", nil)
+	var nk server.NewKey
+	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", nil).json(t, &nk)
+	if len(nk.Program.OldKeys) != 1 || nk.Program.OldKeys[0].ValidUntil != conversation.FormatTime(clk.Now().Add(24*time.Hour)) {
+		t.Fatalf("old keys after a rotation without grace: %+v", nk.Program.OldKeys)
+	}
+	hn := map[string]any{"template": "hn.top-stories"}
+	clk.Advance(24*time.Hour - time.Second)
+	if r := g.programSubmit(t, key, hn); r.status != 201 {
+		t.Fatalf("old key within the default grace: %d %s", r.status, r.body)
+	}
+	clk.Advance(time.Second)
+	if r := g.programSubmit(t, key, hn); r.status != 401 {
+		t.Fatalf("old key after the default grace: %d %s", r.status, r.body)
+	}
+	second := nk.Key
+	if r := g.programSubmit(t, second, hn); r.status != 201 {
+		t.Fatalf("new key: %d %s", r.status, r.body)
+	}
+	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", map[string]string{"grace": "0"})
+	if r := g.programSubmit(t, second, hn); r.status != 401 || !strings.Contains(string(r.body), "rotated out") {
+		t.Fatalf("the key before a rotation with grace 0: %d %s", r.status, r.body)
+	}
+}

@@ -272,7 +272,7 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 	var keyOnly bool
 	cmd := &cobra.Command{
 		Use:   "rotate NAME [--grace 24h]",
-		Short: "Give a program a new key; the old one stays valid for the grace period",
+		Short: "Give a program a new key; the old one stays valid for the grace period (default 24h)",
 		Example: "  twokey keys rotate claude-code --grace 1h\n" +
 			"  twokey keys rotate ci --grace 0    # the old key stops now",
 		Args: cobra.ExactArgs(1),
@@ -289,7 +289,7 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&grace, "grace", "24h", "how long the old key keeps working (0: not at all)")
+	cmd.Flags().StringVar(&grace, "grace", "", "how long the old key keeps working, at most 30d; 0 ends it now (default 24h, the server's default)")
 	cmd.Flags().BoolVar(&keyOnly, "key-only", false, "print only the new key (for scripts)")
 	return cmd
 }
