@@ -38,9 +38,11 @@ fuzz:
 # Performance against this machine's ceiling, measured in the same run:
 # twokey bench (a real server, a loopback upstream, 1x and 10x load; the
 # table goes to bin/bench.md, a CPU profile per phase to bin/bench-profiles)
-# and the Go benchmarks of the hot paths. See BENCHMARKS.md.
+# and the Go benchmarks of the hot paths. See BENCHMARKS.md. The run is
+# bounded (twokey bench --timeout, 3m by default); BENCHFLAGS passes more
+# flags, e.g. make bench BENCHFLAGS='--scales 1'.
 bench: build
-	./bin/twokey bench --out bin/bench.md --profile-dir bin/bench-profiles
+	./bin/twokey bench --out bin/bench.md --profile-dir bin/bench-profiles $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchtime 300ms ./conversation ./gate ./store ./templates ./engine > bin/bench-go.txt || { cat bin/bench-go.txt; exit 1; }
 	cat bin/bench-go.txt
 

@@ -303,7 +303,7 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 	}
 	logf("%dx: executed c=%d: %s/s; approval sent -> upstream p50 %s p99 %s", scale, sz.flowConc, num(t.Flow.PerSec()),
 		ms(t.Flow.SentToUpstream.P50), ms(t.Flow.SentToUpstream.P99))
-	t.Latency, err = e.flow(ctx, convs[sz.flowConc:], 1, sz.latencyOps, 30*time.Second)
+	t.Latency, err = e.flow(ctx, convs[sz.flowConc:], 1, sz.latencyOps, 15*time.Second)
 	e.times.stop()
 	if err != nil {
 		return nil, err
