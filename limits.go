@@ -26,6 +26,9 @@ const (
 	SessionTTL = time.Hour
 	// MinNonceBytes is the least entropy a session nonce carries.
 	MinNonceBytes = 16
+	// MaxSecretTTLSeconds is the longest ttl_seconds a gate.secret may
+	// ask for: 10 years (which also keeps the duration from overflowing).
+	MaxSecretTTLSeconds = 10 * 365 * 24 * 60 * 60
 	// MaxRequestTTL is how far ahead a request's expires_at may lie.
 	MaxRequestTTL = 7 * 24 * time.Hour
 	// MaxResponseBody is how much of an upstream body a gate.response carries.

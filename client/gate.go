@@ -107,9 +107,32 @@ func (c *Client) VerifiedRecord(ctx context.Context, conv string, seq uint64, ki
 	return m, nil
 }
 
+// TTLSeconds turns a secret's time to live into the protocol's
+// ttl_seconds: 0 means no expiry; a part of a second rounds up (1.9 s is
+// 2 s, never a shorter life than asked). A TTL that is negative, under a
+// second, or over 10 years is a bad_payload error saying so.
+func TTLSeconds(ttl time.Duration) (int64, error) {
+	switch {
+	case ttl == 0:
+		return 0, nil
+	case ttl < 0:
+		return 0, twokey.Errorf(twokey.EBadPayload, "ttl %s is negative; give a positive duration such as 720h, or none for no expiry", ttl)
+	case ttl < time.Second:
+		return 0, twokey.Errorf(twokey.EBadPayload, "ttl %s is under a second; the gateway keeps TTLs in whole seconds: give at least 1s (e.g. 30s, 720h), or none for no expiry", ttl)
+	case ttl > twokey.MaxSecretTTLSeconds*time.Second:
+		return 0, twokey.Errorf(twokey.EBadPayload, "ttl %s is over 10 years, the longest a secret may live; give less, or none for no expiry", ttl)
+	}
+	return int64((ttl + time.Second - 1) / time.Second), nil
+}
+
 // AddSecret seals value to the gateway's box key on this machine and posts
-// it. The value never leaves the process unsealed.
+// it. The value never leaves the process unsealed. ttl is rounded up to
+// whole seconds (see TTLSeconds); 0 means no expiry.
 func (c *Client) AddSecret(ctx context.Context, conv, service, header, template string, ttl time.Duration, value []byte) (conversation.Record, error) {
+	ttlSeconds, err := TTLSeconds(ttl)
+	if err != nil {
+		return conversation.Record{}, err
+	}
 	g, err := c.Gateway(ctx)
 	if err != nil {
 		return conversation.Record{}, err
@@ -129,7 +152,7 @@ func (c *Client) AddSecret(ctx context.Context, conv, service, header, template 
 		return conversation.Record{}, err
 	}
 	return c.Post(ctx, conv, conversation.KindGateSecret, gate.SecretPayload{Header: h, SecretID: NewID(), Service: service,
-		HeaderName: header, HeaderTemplate: template, TTLSeconds: int64(ttl / time.Second),
+		HeaderName: header, HeaderTemplate: template, TTLSeconds: ttlSeconds,
 		Sealed: base64.StdEncoding.EncodeToString(sealed)})
 }
 

@@ -127,6 +127,9 @@ func (e *Engine) secret(ch *change, m *conversation.Message) error {
 	if p.TTLSeconds < 0 {
 		return twokey.Errorf(twokey.EBadPayload, "ttl_seconds must be positive (or absent for no expiry)")
 	}
+	if p.TTLSeconds > twokey.MaxSecretTTLSeconds {
+		return twokey.Errorf(twokey.EBadPayload, "ttl_seconds %d is more than %d (10 years), the longest TTL; leave it out for no expiry", p.TTLSeconds, twokey.MaxSecretTTLSeconds)
+	}
 	sealed, err := base64.StdEncoding.Strict().DecodeString(p.Sealed)
 	if err != nil {
 		return twokey.Errorf(twokey.EBadPayload, "sealed is not standard padded base64")
@@ -206,12 +209,18 @@ func (c *conv) liveSecret(service string, now time.Time) (*vault.Secret, *vault.
 }
 
 // forbiddenHeaders may not be set by a request: they belong to the
-// transport or would smuggle a second credential.
+// transport, would smuggle a second credential, or would change how the
+// response's bytes are encoded or cut (compressed, another charset, a
+// range), so that an echo of the key could get past redaction.
 var forbiddenHeaders = map[string]bool{
 	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
 	"Te": true, "Trailer": true, "Upgrade": true, "Keep-Alive": true, "Proxy-Authorization": true,
 	"Proxy-Connection": true, "Cookie": true,
+	"Accept-Encoding": true, "Accept-Charset": true, "Range": true, "If-Range": true,
 }
+
+// forbiddenList names forbiddenHeaders for messages, sorted.
+var forbiddenList = strings.Join(slices.Sorted(maps.Keys(forbiddenHeaders)), ", ")
 
 // submit validates a request (PROTOCOL 5) and appends what it leads to. It
 // is shared by signed gate.request messages and program requests, which
@@ -268,7 +277,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 			return nil, twokey.Errorf(twokey.EBadPayload, "headers may not set %s: the gateway injects the service's key there", canon)
 		}
 		if forbiddenHeaders[canon] || !validHeader(name, v) {
-			return nil, twokey.Errorf(twokey.EBadPayload, "header %q may not be set on a request", clip(name))
+			return nil, twokey.Errorf(twokey.EBadPayload, "header %q may not be set on a request: the gateway owns the connection and how the response is encoded (forbidden: %s)", clip(name), forbiddenList)
 		}
 	}
 	if _, loaded := e.reserved.LoadOrStore(p.RequestID, true); loaded {

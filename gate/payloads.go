@@ -43,7 +43,7 @@ type SecretStoredPayload struct {
 	Service        string `json:"service"`
 	HeaderName     string `json:"header_name"`
 	HeaderTemplate string `json:"header_template"`
-	ExpiresAt      string `json:"expires_at"` // empty when the secret has no TTL
+	ExpiresAt      string `json:"expires_at,omitempty"` // absent when the secret has no TTL
 	ProvisionedBy  string `json:"provisioned_by"`
 }
 

@@ -3,23 +3,35 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/crypto/nacl/box"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/engine"
+	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
+	"github.com/twokey/twokey/server"
+	"github.com/twokey/twokey/store"
+	"github.com/twokey/twokey/vault"
 )
 
 // post sends raw bytes as an envelope and returns status and error code.
@@ -510,5 +522,451 @@ func TestLimitsAreRefusedClearly(t *testing.T) {
 	// A name over its limit.
 	if _, err := f.ca.CreateConversation(ctx, strings.Repeat("n", twokey.MaxNameBytes+1), nil); twokey.ErrorCode(err) != twokey.ETooLarge {
 		t.Fatalf("long name: %v", err)
+	}
+}
+
+// readFrame reads one JSON frame, failing the test after 5 s.
+func readFrame(t *testing.T, ws *websocket.Conn) map[string]any {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var fr map[string]any
+	if err := ws.ReadJSON(&fr); err != nil {
+		t.Fatalf("read frame: %v", err)
+	}
+	return fr
+}
+
+func frameCode(fr map[string]any) string {
+	e, _ := fr["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+func TestSessionNonceThatIsNotBase64(t *testing.T) {
+	f := newFixture(t)
+	for _, nonce := range []string{"not base64 at all!!!!!!!!", "AAAAAAAAAAAAAAAAAAAAAA", "AAAA-AAAA_AAAAAAAAAAAAAA", ""} {
+		env, err := conversation.SignJSON(f.alice, conversation.KindSessionOpen, map[string]string{
+			"created_at": conversation.FormatTime(time.Now()), "nonce": nonce})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status, code := post(t, f.srv.URL()+"/v1/sessions", mustJSON(t, env)); status != 400 || code != twokey.EBadPayload {
+			t.Errorf("nonce %q: %d %s, want 400 bad_payload", nonce, status, code)
+		}
+	}
+}
+
+// TestSessionNoncesArePruned: a nonce is remembered for twice the session
+// window after its created_at and then deleted, by the ticker on the
+// server's clock and at start; a replay inside the window is refused all
+// along, and one after it is stale.
+func TestSessionNoncesArePruned(t *testing.T) {
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	srv := testutil.StartServer(t, nil, testutil.WithClock(clk))
+	alice := testutil.Identity(t, "alice")
+	url := srv.URL() + "/v1/sessions"
+	open := func(nonce []byte, created time.Time) (int, string) {
+		return post(t, url, sessionBody(t, alice, nonce, created))
+	}
+	stored := func(s *testutil.Server, nonce []byte) bool {
+		v, err := s.Store().Get(store.Nonces, base64.RawURLEncoding.EncodeToString(nonce))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v != nil
+	}
+	n1, n2 := make([]byte, 16), make([]byte, 16)
+	rand.Read(n1)
+	rand.Read(n2)
+	if status, code := open(n1, clk.Now()); status != 201 {
+		t.Fatalf("first session: %d %s", status, code)
+	}
+	created1 := clk.Now()
+	if !stored(srv, n1) {
+		t.Fatal("the nonce was not remembered")
+	}
+	clk.Advance(4 * time.Minute)
+	if status, code := open(n2, clk.Now()); status != 201 {
+		t.Fatalf("second session: %d %s", status, code)
+	}
+	created2 := clk.Now()
+	// Inside the window the replay is refused, though the ticker has run.
+	clk.Advance(twokey.SessionWindow - time.Second)
+	if status, code := open(n2, created2); status != 401 || code != twokey.EUnauthorized {
+		t.Fatalf("replay inside the window: %d %s, want 401", status, code)
+	}
+	if !stored(srv, n2) || !stored(srv, n1) {
+		t.Fatal("a nonce still inside its keeping time was pruned")
+	}
+	// Past twice the window (and one tick) the first nonce is gone, and
+	// its replay is refused as stale.
+	clk.Set(created1.Add(2*twokey.SessionWindow + engine.NoncePruneEvery + time.Second))
+	if stored(srv, n1) {
+		t.Fatal("the ticker did not prune a nonce past its keeping time")
+	}
+	if !stored(srv, n2) {
+		t.Fatal("the ticker pruned a nonce still inside its keeping time")
+	}
+	if status, code := open(n1, created1); status != 401 || code != twokey.EUnauthorized {
+		t.Fatalf("replay after pruning: %d %s, want 401 (stale)", status, code)
+	}
+	// A restart prunes at once, before any tick.
+	srv.Stop(t)
+	clk.Set(created2.Add(2*twokey.SessionWindow + time.Second))
+	srv = srv.Restart(t)
+	if stored(srv, n2) {
+		t.Fatal("a restart did not prune a nonce past its keeping time")
+	}
+}
+
+// TestWebSocketBadFramesAreAnsweredAndLoseNothing: each bad frame gets an
+// error frame (with its ref when it had one), the socket stays open, and
+// the log does not change.
+func TestWebSocketBadFramesAreAnsweredAndLoseNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := testutil.Ctx(t)
+	ws, err := f.ca.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	before := f.lastSeq(t)
+	good := f.chat(t, f.alice, "fine")
+	tampered := good
+	tampered.Payload = base64.StdEncoding.EncodeToString([]byte(`{"text":"changed"}`))
+	cases := []struct {
+		name, frame, ref, code, conv string
+	}{
+		{"not JSON", `{"op": "post", "ref": `, "", twokey.EBadEnvelope, ""},
+		{"binary garbage", "\x00\xff\x01", "", twokey.EBadEnvelope, ""},
+		{"not an object", `[1, 2, 3]`, "", twokey.EBadEnvelope, ""},
+		{"wrong type", `{"op": "subscribe", "ref": "r-type", "conversation": "` + f.conv + `", "after": -1}`, "r-type", twokey.EBadEnvelope, f.conv},
+		{"unknown op", `{"op": "dance", "ref": "r-op"}`, "r-op", twokey.EBadEnvelope, ""},
+		{"no op", `{"ref": "r-noop"}`, "r-noop", twokey.EBadEnvelope, ""},
+		{"post without envelope", `{"op": "post", "ref": "r-noenv"}`, "r-noenv", twokey.EBadEnvelope, ""},
+		{"envelope not an object", `{"op": "post", "ref": "r-str", "envelope": "abc"}`, "r-str", twokey.EBadEnvelope, ""},
+		{"envelope missing fields", `{"op": "post", "ref": "r-empty", "envelope": {"payloadType": "x"}}`, "r-empty", twokey.EBadEnvelope, ""},
+		{"bad base64 payload", `{"op": "post", "ref": "r-b64", "envelope": {"payloadType": "` + good.PayloadType + `", "payload": "%%%", "signatures": []}}`, "r-b64", twokey.EBadEnvelope, ""},
+		{"tampered envelope", string(mustJSON(t, map[string]any{"op": "post", "ref": "r-sig", "envelope": tampered})), "r-sig", twokey.EBadSignature, ""},
+		{"subscribe without conversation", `{"op": "subscribe", "ref": "r-nosub"}`, "r-nosub", twokey.EBadEnvelope, ""},
+		{"subscribe to a stranger's conversation", `{"op": "subscribe", "ref": "r-unknown", "conversation": "00000000-0000-4000-8000-000000000000"}`, "r-unknown", twokey.EUnknownConversation, "00000000-0000-4000-8000-000000000000"},
+	}
+	for _, tc := range cases {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(tc.frame)); err != nil {
+			t.Fatalf("%s: write: %v", tc.name, err)
+		}
+		fr := readFrame(t, ws)
+		ref, _ := fr["ref"].(string)
+		conv, _ := fr["conversation"].(string)
+		if fr["op"] != "error" || frameCode(fr) != tc.code || ref != tc.ref || conv != tc.conv {
+			t.Errorf("%s: answered %v; want an error frame, code %s, ref %q, conversation %q", tc.name, fr, tc.code, tc.ref, tc.conv)
+		}
+		if e, _ := fr["error"].(map[string]any); e == nil || e["message"] == "" {
+			t.Errorf("%s: error frame without a message: %v", tc.name, fr)
+		}
+	}
+	if got := f.lastSeq(t); got != before {
+		t.Fatalf("the log moved from %d to %d", before, got)
+	}
+	// The socket still works.
+	ws.WriteJSON(map[string]any{"op": "post", "ref": "ok", "envelope": good})
+	if fr := readFrame(t, ws); fr["op"] != "ack" || fr["ref"] != "ok" || fr["seq"].(float64) != float64(before+1) {
+		t.Fatalf("good post after the bad ones: %v", fr)
+	}
+}
+
+// TestWebSocketErrorFramesNameTheConversation: a member removed while
+// subscribed gets an error frame that says which conversation it lost.
+func TestWebSocketErrorFramesNameTheConversation(t *testing.T) {
+	f := newFixture(t)
+	ctx := testutil.Ctx(t)
+	ws, err := f.cb.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteJSON(map[string]any{"op": "subscribe", "conversation": f.conv, "after": f.lastSeq(t)})
+	// A ping round trip: the subscription is in place.
+	ws.WriteJSON(map[string]any{"op": "ping", "ref": "p"})
+	if fr := readFrame(t, ws); fr["op"] != "pong" {
+		t.Fatalf("ping answered %v", fr)
+	}
+	if _, err := f.ca.RemoveMember(ctx, f.conv, f.bob.KeyID()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		fr := readFrame(t, ws)
+		if fr["op"] == "record" {
+			continue // the member.remove itself may arrive first
+		}
+		if fr["op"] != "error" || frameCode(fr) != twokey.ENotMember || fr["conversation"] != f.conv {
+			t.Fatalf("after removal: %v; want an error frame, not_member, conversation %s", fr, f.conv)
+		}
+		break
+	}
+}
+
+// TestWebSocketClosesWhenItsTokenExpires: at the token's expiry, on the
+// server's clock, the socket gets a close frame whose code and reason say
+// so; a new session reconnects.
+func TestWebSocketClosesWhenItsTokenExpires(t *testing.T) {
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	srv := testutil.StartServer(t, nil, testutil.WithClock(clk))
+	alice := testutil.Identity(t, "alice")
+	c := testutil.Client(srv.URL(), alice, clk)
+	ctx := testutil.Ctx(t)
+	ws, err := c.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	clk.Advance(twokey.SessionTTL - time.Second)
+	ws.WriteJSON(map[string]any{"op": "ping", "ref": "still"})
+	if fr := readFrame(t, ws); fr["op"] != "pong" {
+		t.Fatalf("a second before expiry: %v", fr)
+	}
+	clk.Advance(time.Second)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != server.CloseTokenExpired || !strings.Contains(ce.Text, "expired") {
+		t.Fatalf("at expiry the socket ended with %v, want close %d with a reason", err, server.CloseTokenExpired)
+	}
+	if n := srv.API().WebSockets(); n != 0 {
+		t.Fatalf("%d sockets still open", n)
+	}
+	// The client's next Dial opens a new session.
+	ws2, err := c.Dial(ctx)
+	if err != nil {
+		t.Fatalf("reconnect with a new session: %v", err)
+	}
+	ws2.Close()
+}
+
+// TestSecretTTLBoundsAndAbsentExpiry: ttl_seconds over 10 years (or large
+// enough to overflow a duration) is refused; a secret without a TTL has no
+// expires_at in its gate.secret.stored; a fractional TTL rounds up.
+func TestSecretTTLBoundsAndAbsentExpiry(t *testing.T) {
+	g := newGateFake(t, 1, 1)
+	ctx := testutil.Ctx(t)
+	before := g.lastSeq(t)
+	gw, err := g.cs[0].Gateway(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boxKey, _ := base64.RawURLEncoding.DecodeString(gw.BoxKey)
+	var pub [32]byte
+	copy(pub[:], boxKey)
+	sealed, err := box.SealAnonymous(nil, []byte(testKey), &pub, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ttl := range []int64{twokey.MaxSecretTTLSeconds + 1, 1 << 62, -1} {
+		h, _ := g.cs[0].Header(ctx, g.conv)
+		_, err := g.cs[0].Post(ctx, g.conv, conversation.KindGateSecret, gate.SecretPayload{Header: h, SecretID: client.NewID(),
+			Service: "httpbin", TTLSeconds: ttl, Sealed: base64.StdEncoding.EncodeToString(sealed)})
+		if twokey.ErrorCode(err) != twokey.EBadPayload || !strings.Contains(err.Error(), "ttl_seconds") {
+			t.Errorf("ttl_seconds %d: %v, want bad_payload naming ttl_seconds", ttl, err)
+		}
+	}
+	if got := g.lastSeq(t); got != before {
+		t.Fatalf("refused secrets moved the log from %d to %d", before, got)
+	}
+	for _, ttl := range []time.Duration{500 * time.Millisecond, -time.Second, 11 * 365 * 24 * time.Hour} {
+		if _, err := g.cs[0].AddSecret(ctx, g.conv, "httpbin", "", "", ttl, []byte(testKey)); twokey.ErrorCode(err) != twokey.EBadPayload {
+			t.Errorf("client ttl %s: %v, want bad_payload before anything is sent", ttl, err)
+		}
+	}
+	rec, err := g.cs[0].AddSecret(ctx, g.conv, "httpbin", "", "", 0, []byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	_ = json.Unmarshal(rec.Body, &fields)
+	if _, ok := fields["expires_at"]; ok || fields["secret_id"] == nil {
+		t.Fatalf("a secret without TTL: gate.secret.stored is %s, want no expires_at", rec.Body)
+	}
+	rec, err = g.cs[0].AddSecret(ctx, g.conv, "httpbin", "", "", 1900*time.Millisecond, []byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p gate.SecretStoredPayload
+	_ = json.Unmarshal(rec.Body, &p)
+	if want := conversation.FormatTime(g.clk.Now().Add(2 * time.Second)); p.ExpiresAt != want {
+		t.Fatalf("ttl 1.9s: expires_at %q, want %q (rounded up to 2s)", p.ExpiresAt, want)
+	}
+}
+
+func (g *gateFixture) lastSeq(t *testing.T) uint64 {
+	n, err := g.srv.Store().LastSeq(g.conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRequestsMayNotChangeTheResponseEncoding: headers that would make
+// the upstream compress, re-encode or cut its answer (so an echo of the
+// key could get past redaction) are refused and nothing is logged; the
+// gateway itself asks for identity encoding when it injects a key.
+func TestRequestsMayNotChangeTheResponseEncoding(t *testing.T) {
+	g := newGate(t, 1, 1)
+	ctx := testutil.Ctx(t)
+	before := g.lastSeq(t)
+	for _, h := range []string{"Accept-Encoding", "accept-encoding", "Accept-Charset", "Range", "If-Range", "TE"} {
+		_, err := g.cs[0].Submit(ctx, g.conv, gate.RequestPayload{Service: "httpbin", Method: "GET", URL: g.baseURL + "/headers",
+			Headers: map[string]string{h: "gzip"}, ExpiresAt: conversation.FormatTime(time.Now().Add(time.Hour))})
+		if twokey.ErrorCode(err) != twokey.EBadPayload || !strings.Contains(err.Error(), h) {
+			t.Errorf("header %s: %v, want bad_payload naming it", h, err)
+		}
+	}
+	if got := g.lastSeq(t); got != before {
+		t.Fatalf("refused requests moved the log from %d to %d", before, got)
+	}
+	st := g.wait(t, g.submit(t, 0, "/headers", time.Hour))
+	if st.State != gate.StateExecuted {
+		t.Fatalf("plain request: %s", st.State)
+	}
+	reqs := g.up.Requests()
+	last := reqs[len(reqs)-1]
+	if got := last.Header.Values("Accept-Encoding"); len(got) != 1 || got[0] != "identity" {
+		t.Fatalf("the upstream was asked for Accept-Encoding %q, want [identity]", got)
+	}
+}
+
+// TestRevokeByIDDeletesTheCiphertext: revoking one secret by id names it
+// in gate.secret.revoked and deletes its ciphertext from the secrets
+// bucket, leaving the other; revoking by service takes the rest.
+func TestRevokeByIDDeletesTheCiphertext(t *testing.T) {
+	g := newGate(t, 1, 1)
+	ctx := testutil.Ctx(t)
+	if _, err := g.cs[0].AddSecret(ctx, g.conv, "httpbin", "", "", time.Hour, []byte(testKey+"_two")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := g.cs[0].Gate(ctx, g.conv)
+	if err != nil || len(info.Secrets) != 2 {
+		t.Fatalf("gate: %v %v", info, err)
+	}
+	first, second := info.Secrets[0].SecretID, info.Secrets[1].SecretID
+	bucket := func() map[string][]byte {
+		out := map[string][]byte{}
+		g.srv.Store().ForEach(store.Secrets, func(k string, v []byte) error {
+			var s struct {
+				ID         string `json:"secret_id"`
+				Ciphertext []byte `json:"ciphertext"`
+			}
+			if err := json.Unmarshal(v, &s); err != nil {
+				t.Fatal(err)
+			}
+			out[s.ID] = s.Ciphertext
+			return nil
+		})
+		return out
+	}
+	held := bucket()
+	if len(held) != 2 || len(held[first]) == 0 || len(held[second]) == 0 {
+		t.Fatalf("the secrets bucket holds %d ciphertexts, want both", len(held))
+	}
+	revoked := func(rec conversation.Record) []string {
+		if rec.Kind != conversation.KindGateSecretRevoked {
+			// The POST answers the revoke itself; the gateway's record follows.
+			recs, err := g.cs[0].Records(ctx, g.conv, rec.Seq, 1)
+			if err != nil || len(recs) != 1 || recs[0].Kind != conversation.KindGateSecretRevoked {
+				t.Fatalf("no gate.secret.revoked after #%d: %v %v", rec.Seq, recs, err)
+			}
+			rec = recs[0]
+		}
+		var p gate.RevokedPayload
+		_ = json.Unmarshal(rec.Body, &p)
+		if p.By != g.ids[0].KeyID() {
+			t.Fatalf("revoked by %q", p.By)
+		}
+		return p.SecretIDs
+	}
+	rec, err := g.cs[0].RevokeSecret(ctx, g.conv, first, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := revoked(rec); len(ids) != 1 || ids[0] != first {
+		t.Fatalf("gate.secret.revoked names %q, want [%s]", ids, first)
+	}
+	after := bucket()
+	if _, ok := after[first]; ok || len(after) != 1 || !bytes.Equal(after[second], held[second]) {
+		t.Fatalf("after revoking %s the bucket holds %v", first[:8], len(after))
+	}
+	if _, err := g.cs[0].RevokeSecret(ctx, g.conv, first, ""); twokey.ErrorCode(err) != twokey.EBadPayload {
+		t.Fatalf("revoking it again: %v, want bad_payload", err)
+	}
+	rec, err = g.cs[0].RevokeSecret(ctx, g.conv, "", "httpbin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := revoked(rec); len(ids) != 1 || ids[0] != second {
+		t.Fatalf("revoke by service names %q, want [%s]", ids, second)
+	}
+	if left := bucket(); len(left) != 0 {
+		t.Fatalf("%d ciphertexts left after revoking the service", len(left))
+	}
+}
+
+// TestGatewayKeysAreNotInTheFileInPlaintext opens the sealed gateway keys
+// with the master key (so the search below looks for the right bytes) and
+// then searches the database file for them, raw, hex and base64.
+func TestGatewayKeysAreNotInTheFileInPlaintext(t *testing.T) {
+	f := newFixture(t)
+	gwKey := f.srv.Engine().GatewayKey()
+	dbPath := f.srv.Store().Path()
+	f.srv.Stop(t)
+	master, _, err := vault.LoadMasterKey("", filepath.Join(f.srv.DataDir, "master.key"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.New(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(dbPath, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedGW, err1 := st.Get(store.Meta, "gateway_keys")
+	sealedTok, err2 := st.Get(store.Meta, "token_key")
+	st.Close()
+	if err1 != nil || err2 != nil || sealedGW == nil || sealedTok == nil {
+		t.Fatalf("sealed keys: %v %v", err1, err2)
+	}
+	raw, err := v.Open(sealedGW, vault.AAD("gateway_keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys struct {
+		SigningSeed []byte `json:"signing_seed"`
+		BoxPrivate  []byte `json:"box_private"`
+	}
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		t.Fatal(err)
+	}
+	tokenKey, err := v.Open(sealedTok, vault.AAD("token_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := ed25519.NewKeyFromSeed(keys.SigningSeed)
+	if (&conversation.Identity{Private: priv}).KeyID() != gwKey {
+		t.Fatal("the opened seed is not the gateway's: the search would prove nothing")
+	}
+	file, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, secret := range map[string][]byte{"signing seed": keys.SigningSeed, "signing private key": priv,
+		"box private key": keys.BoxPrivate, "token key": tokenKey, "their JSON": raw} {
+		for form, needle := range map[string][]byte{
+			"raw": secret, "hex": []byte(hex.EncodeToString(secret)),
+			"base64": []byte(base64.StdEncoding.EncodeToString(secret)), "base64url": []byte(base64.RawURLEncoding.EncodeToString(secret)),
+		} {
+			if bytes.Contains(file, needle) {
+				t.Errorf("the gateway's %s is in the database file (%s)", name, form)
+			}
+		}
 	}
 }

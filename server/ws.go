@@ -2,8 +2,11 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
@@ -21,6 +24,13 @@ const (
 	wsPingPeriod = 25 * time.Second
 	wsBatch      = 256 // records read per pass per subscription
 )
+
+// CloseTokenExpired is the close code (private use, RFC 6455 7.4.2) of a
+// WebSocket whose bearer token has expired; the close frame's reason says
+// to open a new session and reconnect.
+const CloseTokenExpired = 4001
+
+const closeTokenExpiredText = "session token expired: open a new session (POST /v1/sessions) and reconnect"
 
 // wsHub owns every live WebSocket so that shutdown can close each with a
 // close frame (http.Server.Shutdown does not touch hijacked connections).
@@ -77,8 +87,9 @@ type wsConn struct {
 	done chan struct{}
 	once sync.Once
 
-	mu   sync.Mutex
-	subs map[string]*wsSub
+	mu     sync.Mutex
+	subs   map[string]*wsSub
+	expiry func() bool // stops the token-expiry timer
 }
 
 type wsSub struct {
@@ -92,7 +103,7 @@ func (h *wsHub) serve(w http.ResponseWriter, r *http.Request) {
 	if tok == "" {
 		tok = r.URL.Query().Get("token")
 	}
-	key, err := h.eng.CheckToken(tok)
+	key, until, err := h.eng.CheckTokenUntil(tok)
 	if err != nil {
 		writeError(w, h.log, err)
 		return
@@ -118,6 +129,14 @@ func (h *wsHub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h.conns[c] = struct{}{}
 	h.mu.Unlock()
+	// The socket lives as long as its token, on the engine's clock: then it
+	// closes with CloseTokenExpired, and the client reconnects with a new
+	// session.
+	clk := h.eng.Clock()
+	stop := clk.AfterFunc(until.Sub(clk.Now()), func() { c.closeWith(CloseTokenExpired, closeTokenExpiredText) })
+	c.mu.Lock()
+	c.expiry = stop
+	c.mu.Unlock()
 	ws.SetReadLimit(twokey.MaxEnvelopeBytes + 4096)
 	go c.writeLoop()
 	// The reader gets its own goroutine and the handler returns, so that
@@ -155,6 +174,9 @@ func (c *wsConn) closeWith(code int, text string) {
 		for _, s := range c.subs {
 			c.hub.eng.Hub().Unsubscribe(s.sub)
 		}
+		if c.expiry != nil {
+			c.expiry()
+		}
 		c.mu.Unlock()
 		c.hub.mu.Lock()
 		delete(c.hub.conns, c)
@@ -172,8 +194,83 @@ func (c *wsConn) send(f serverFrame) {
 	}
 }
 
-func (c *wsConn) fail(ref json.RawMessage, err error) {
-	c.send(serverFrame{Op: "error", Ref: ref, Error: &frameError{Code: twokey.ErrorCode(err), Message: twokey.ErrorMessage(err)}})
+// fail sends an error frame. ref is the client's frame's ref, if it had
+// one; conv is the conversation the error is about, when one is known
+// (a refused subscribe, a membership lost while subscribed).
+func (c *wsConn) fail(ref json.RawMessage, conv string, err error) {
+	c.send(serverFrame{Op: "error", Ref: ref, Conversation: conv, Error: &frameError{Code: twokey.ErrorCode(err), Message: twokey.ErrorMessage(err)}})
+}
+
+// Client frame ops.
+const (
+	opSubscribe   = "subscribe"
+	opUnsubscribe = "unsubscribe"
+	opPost        = "post"
+	opPing        = "ping"
+)
+
+// parseClientFrame decodes one client frame and checks what every frame of
+// its op needs. An error is bad_envelope; the frame it returns with one
+// still carries whatever ref and conversation could be read, for the error
+// frame.
+func parseClientFrame(data []byte) (clientFrame, error) {
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) || !json.Valid(data) {
+			return clientFrame{}, twokey.Errorf(twokey.EBadEnvelope, "frame is not JSON (at byte %d); send one JSON object per text frame", errOffset(err))
+		}
+		// Valid JSON of the wrong shape: Unmarshal has filled the fields it
+		// could, so the error frame keeps the ref.
+		return f, twokey.Errorf(twokey.EBadEnvelope, "frame is not a client frame: %s; send {\"op\": \"subscribe\", \"conversation\": ID, \"after\": N} or {\"op\": \"post\", \"ref\": ..., \"envelope\": {...}}", typeProblem(err))
+	}
+	switch f.Op {
+	case opSubscribe, opUnsubscribe:
+		if f.Conversation == "" {
+			return f, twokey.Errorf(twokey.EBadEnvelope, "%s needs a conversation", f.Op)
+		}
+	case opPost:
+		if len(f.Envelope) == 0 || string(f.Envelope) == "null" {
+			return f, twokey.Errorf(twokey.EBadEnvelope, "post needs an envelope")
+		}
+	case opPing:
+	default:
+		op := f.Op
+		if len(op) > 32 {
+			op = op[:32] + "..."
+		}
+		return f, twokey.Errorf(twokey.EBadEnvelope, "unknown op %q; use subscribe, unsubscribe, post or ping", op)
+	}
+	return f, nil
+}
+
+// errOffset is where a JSON syntax error was found, or 0.
+func errOffset(err error) int64 {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return syn.Offset
+	}
+	return 0
+}
+
+// typeProblem says which field of a frame has the wrong type, without
+// echoing the value.
+func typeProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		want := "a string"
+		switch te.Type.Kind() {
+		case reflect.Uint64:
+			want = "a non-negative integer"
+		case reflect.Slice:
+			want = "a JSON value" // ref and envelope take any
+		}
+		return fmt.Sprintf("field %q must be %s, not %s", te.Field, want, te.Value)
+	}
+	if errors.As(err, &te) {
+		return fmt.Sprintf("it must be a JSON object, not %s", te.Value)
+	}
+	return "it does not decode"
 }
 
 func (c *wsConn) readLoop() {
@@ -186,15 +283,15 @@ func (c *wsConn) readLoop() {
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(wsPongWait))
-		var f clientFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			c.fail(nil, twokey.Errorf(twokey.EBadEnvelope, "frame is not JSON: %v", err))
+		f, err := parseClientFrame(data)
+		if err != nil {
+			c.fail(f.Ref, f.Conversation, err)
 			continue
 		}
 		switch f.Op {
-		case "subscribe":
+		case opSubscribe:
 			if err := c.hub.eng.CheckMember(f.Conversation, c.key); err != nil {
-				c.fail(f.Ref, err)
+				c.fail(f.Ref, f.Conversation, err)
 				continue
 			}
 			c.mu.Lock()
@@ -203,31 +300,25 @@ func (c *wsConn) readLoop() {
 			}
 			c.subs[f.Conversation] = &wsSub{conv: f.Conversation, cursor: f.After, sub: c.hub.eng.Hub().Subscribe(f.Conversation, c.wake)}
 			c.mu.Unlock()
-		case "unsubscribe":
+		case opUnsubscribe:
 			c.mu.Lock()
 			if old := c.subs[f.Conversation]; old != nil {
 				c.hub.eng.Hub().Unsubscribe(old.sub)
 				delete(c.subs, f.Conversation)
 			}
 			c.mu.Unlock()
-		case "post":
+		case opPost:
 			c.post(f)
-		case "ping":
+		case opPing:
 			c.send(serverFrame{Op: "pong", Ref: f.Ref})
-		default:
-			c.fail(f.Ref, twokey.Errorf(twokey.EBadEnvelope, "unknown op %q; use subscribe, post or unsubscribe", f.Op))
 		}
 	}
 }
 
 func (c *wsConn) post(f clientFrame) {
-	if len(f.Envelope) == 0 {
-		c.fail(f.Ref, twokey.Errorf(twokey.EBadEnvelope, "post needs an envelope"))
-		return
-	}
 	m, err := conversation.Open(f.Envelope)
 	if err != nil {
-		c.fail(f.Ref, err)
+		c.fail(f.Ref, "", err)
 		return
 	}
 	var rec conversation.Record
@@ -237,7 +328,7 @@ func (c *wsConn) post(f clientFrame) {
 		rec, err = c.hub.eng.PostMessage(m.Header.Conversation, m)
 	}
 	if err != nil {
-		c.fail(f.Ref, err)
+		c.fail(f.Ref, m.Header.Conversation, err)
 		return
 	}
 	c.send(serverFrame{Op: "ack", Ref: f.Ref, Seq: rec.Seq, Conversation: m.Header.Conversation})
@@ -257,7 +348,7 @@ func (c *wsConn) write(f serverFrame) bool {
 func (c *wsConn) writeRecord(conv string, r *conversation.Record) bool {
 	data, err := c.hub.frames.get(conv, r)
 	if err != nil {
-		c.fail(nil, err)
+		c.fail(nil, conv, err)
 		return true
 	}
 	c.ws.SetWriteDeadline(time.Now().Add(wsWriteWait))
@@ -398,12 +489,12 @@ func (c *wsConn) pushRecords() (progressed, ok bool) {
 				delete(c.subs, s.conv)
 			}
 			c.mu.Unlock()
-			c.fail(nil, err)
+			c.fail(nil, s.conv, err)
 			continue
 		}
 		recs, err := c.hub.eng.ReadRecords(s.conv, s.cursor, wsBatch)
 		if err != nil {
-			c.fail(nil, err)
+			c.fail(nil, s.conv, err)
 			continue
 		}
 		for i := range recs {

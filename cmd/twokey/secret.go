@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/gate"
 )
 
@@ -37,6 +39,11 @@ input, never from the command line.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if service == "" {
 				return usagef("--service is required ('twokey templates' lists the services)")
+			}
+			// Checked before the key is read: 500ms would otherwise become
+			// no expiry, and 1.9s one second.
+			if _, err := client.TTLSeconds(ttl); err != nil {
+				return usagef("--ttl: %s", twokey.ErrorMessage(err))
 			}
 			c, conv, err := f.conversation(cmd.Context(), args[0])
 			if err != nil {
@@ -64,7 +71,7 @@ input, never from the command line.`,
 	add.Flags().StringVar(&service, "service", "", "the service this key is for (required)")
 	add.Flags().StringVar(&header, "header", "", "header to inject (default: the service's, usually Authorization)")
 	add.Flags().StringVar(&template, "template", "", "header value with {value} for the key (default: the service's, usually 'Bearer {value}')")
-	add.Flags().DurationVar(&ttl, "ttl", 0, "time to live, e.g. 720h (default: no expiry)")
+	add.Flags().DurationVar(&ttl, "ttl", 0, "time to live, at least 1s, rounded up to whole seconds, e.g. 720h (default: no expiry)")
 	ls := &cobra.Command{
 		Use:   "ls CONV",
 		Short: "List stored secrets (metadata only)",
