@@ -45,8 +45,12 @@ const MaxFileSize = 1 << 20
 type Service struct {
 	Name    string `yaml:"name" json:"name"`
 	BaseURL string `yaml:"base_url" json:"base_url"`
-	// AllowedHosts defaults to the base URL's host (with its port, if any).
-	// It is informational: EndpointOf compares against BaseURL.
+	// AllowedHosts is the host allowlist: the hosts ("host" or
+	// "host:port"; no port means the scheme's default) a call to the
+	// service may go to. EndpointOf enforces it on top of the base URL
+	// containment, so it can only narrow, never widen, where a key goes;
+	// the base URL's own host must be listed. It defaults to the base
+	// URL's host, and --service NAME=URL resets it to the new URL's host.
 	AllowedHosts []string `yaml:"allowed_hosts,omitempty" json:"allowed_hosts,omitempty"`
 	// HeaderName and HeaderTemplate say how a secret is injected:
 	// HeaderName: HeaderTemplate with {value} replaced by the secret.
@@ -109,13 +113,18 @@ func validateService(s *Service) error {
 	bad := func(format string, args ...any) error {
 		return twokey.Errorf(twokey.EBadPayload, "service %q: %s", s.Name, fmt.Sprintf(format, args...))
 	}
-	if _, err := parseBaseURL(s.BaseURL); err != nil {
+	base, err := parseBaseURL(s.BaseURL)
+	if err != nil {
 		return bad("base_url %q %s", s.BaseURL, err.Error())
 	}
 	for _, h := range s.AllowedHosts {
 		if !validHostPort(h) {
 			return bad("allowed_hosts entry %q is not a host or host:port", h)
 		}
+	}
+	if len(s.AllowedHosts) > 0 && !hostAllowed(base, s.AllowedHosts) {
+		return bad("allowed_hosts %v does not list the base URL's host %s, so no call could be made: add %q to it",
+			s.AllowedHosts, base.hostPort(), base.hostPort())
 	}
 	if s.HeaderName != "" {
 		if !templates.ValidHeaderName(s.HeaderName) {

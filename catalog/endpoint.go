@@ -160,6 +160,37 @@ func parseBaseURL(raw string) (*urlParts, error) {
 	return p, nil
 }
 
+// defaultPort is the port a URL of scheme uses when it names none.
+func defaultPort(scheme string) string {
+	if scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
+
+// hostAllowed reports whether u's host and port are in allowed, a list of
+// "host" or "host:port" entries (validHostPort), compared without regard
+// to case; an entry or URL without a port means u's scheme's default.
+func hostAllowed(u *urlParts, allowed []string) bool {
+	uport := u.port
+	if uport == "" {
+		uport = defaultPort(u.scheme)
+	}
+	for _, h := range allowed {
+		host, port := h, ""
+		if i := strings.LastIndexByte(h, ':'); i >= 0 && i > strings.LastIndexByte(h, ']') {
+			host, port = h[:i], h[i+1:]
+		}
+		if port == "" {
+			port = defaultPort(u.scheme)
+		}
+		if strings.EqualFold(host, u.host) && port == uport {
+			return true
+		}
+	}
+	return false
+}
+
 // EndpointOf returns the path of rawURL below the service's base URL, as it
 // appears in rawURL (e.g. "/item/8863.json"; "/" when rawURL is the base URL
 // itself). It is the check that a key is never sent to a host that is not
@@ -169,7 +200,8 @@ func parseBaseURL(raw string) (*urlParts, error) {
 // userinfo, a fragment, a backslash, whitespace or non-ASCII bytes; its path
 // must equal the base path or continue it at a '/' boundary, and the rest
 // must pass templates.CheckPath (no "//", no dot segments, no escaped dots
-// or slashes). Any failure is a host_mismatch error naming the base URL.
+// or slashes). The host must also be in the service's AllowedHosts, when
+// it has any. Any failure is a host_mismatch error naming the base URL.
 func (s *Service) EndpointOf(rawURL string) (string, error) {
 	mismatch := func(why string) error {
 		return twokey.Errorf(twokey.EHostMismatch,
@@ -189,6 +221,11 @@ func (s *Service) EndpointOf(rawURL string) (string, error) {
 	}
 	if u.host != base.host || u.port != base.port {
 		return "", mismatch(fmt.Sprintf("goes to host %s, not %s", u.hostPort(), base.hostPort()))
+	}
+	if len(s.AllowedHosts) > 0 && !hostAllowed(u, s.AllowedHosts) {
+		return "", twokey.Errorf(twokey.EHostMismatch,
+			"url %s goes to host %s, which is not in the allowed_hosts of service %q (%s); the operator lists the hosts a key may be sent to",
+			quoteShort(rawURL), u.hostPort(), s.Name, strings.Join(s.AllowedHosts, ", "))
 	}
 	var rest string
 	switch {

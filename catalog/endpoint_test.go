@@ -126,3 +126,64 @@ func TestEndpointOfBadBaseURL(t *testing.T) {
 		t.Fatalf("EndpointOf with a bad base URL: %v", err)
 	}
 }
+
+// TestAllowedHosts: the host allowlist is enforced on top of the base URL
+// containment (it can narrow, never widen), ports default by scheme, and
+// a list that leaves out the base URL's own host is refused at load.
+func TestAllowedHosts(t *testing.T) {
+	tests := []struct {
+		base    string
+		allowed []string
+		url     string
+		ok      bool
+	}{
+		{"https://api.example.com/v1", []string{"api.example.com"}, "https://api.example.com/v1/x", true},
+		{"https://api.example.com/v1", []string{"API.Example.com:443"}, "https://api.example.com/v1/x", true},
+		{"https://api.example.com/v1", []string{"other.example.com", "api.example.com"}, "https://api.example.com:443/v1/x", true},
+		{"http://127.0.0.1:9000", []string{"127.0.0.1:9000"}, "http://127.0.0.1:9000/x", true},
+		{"http://[::1]:9000", []string{"[::1]:9000"}, "http://[::1]:9000/x", true},
+		{"http://example.com", []string{"example.com:80"}, "http://example.com/x", true},
+		// The URL is on the base host, but the list does not allow it.
+		{"https://api.example.com/v1", []string{"other.example.com"}, "https://api.example.com/v1/x", false},
+		{"http://127.0.0.1:9000", []string{"127.0.0.1"}, "http://127.0.0.1:9000/x", false},
+		{"https://api.example.com", []string{"api.example.com:8443"}, "https://api.example.com/x", false},
+		// A listed host off the base URL is still refused: the list never widens.
+		{"https://api.example.com", []string{"api.example.com", "evil.example.com"}, "https://evil.example.com/x", false},
+	}
+	for _, tt := range tests {
+		s := &Service{Name: "svc", BaseURL: tt.base, AllowedHosts: tt.allowed}
+		_, err := s.EndpointOf(tt.url)
+		if tt.ok && err != nil {
+			t.Errorf("%s with allowed_hosts %v: %v", tt.url, tt.allowed, err)
+		}
+		if !tt.ok && twokey.ErrorCode(err) != twokey.EHostMismatch {
+			t.Errorf("%s with allowed_hosts %v: %v, want host_mismatch", tt.url, tt.allowed, err)
+		}
+		// Loading agrees: a list without the base URL's host is refused,
+		// naming the field.
+		addErr := New().Add(&File{Services: []Service{{Name: "svc", BaseURL: tt.base, AllowedHosts: tt.allowed}}}, "ops.yaml")
+		baseListed := addErr == nil
+		if tt.ok && !baseListed {
+			t.Errorf("base %s, allowed_hosts %v: refused at load: %v", tt.base, tt.allowed, addErr)
+		}
+		if addErr != nil && (!strings.Contains(addErr.Error(), "allowed_hosts") || !strings.Contains(addErr.Error(), "ops.yaml")) {
+			t.Errorf("load error does not name the field and file: %v", addErr)
+		}
+	}
+	s := &Service{Name: "svc", BaseURL: "https://api.example.com", AllowedHosts: []string{"other.example.com"}}
+	if _, err := s.EndpointOf("https://api.example.com/x"); err == nil || !strings.Contains(err.Error(), "allowed_hosts") {
+		t.Errorf("refusal does not name allowed_hosts: %v", err)
+	}
+	// The default is the base URL's host, and it passes.
+	c := New()
+	if err := c.Add(&File{Services: []Service{{Name: "svc", BaseURL: "http://127.0.0.1:9000/api"}}}, "ops.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	def, _ := c.Service("svc")
+	if len(def.AllowedHosts) != 1 || def.AllowedHosts[0] != "127.0.0.1:9000" {
+		t.Fatalf("default allowed_hosts %v", def.AllowedHosts)
+	}
+	if _, err := def.EndpointOf("http://127.0.0.1:9000/api/x"); err != nil {
+		t.Fatal(err)
+	}
+}
