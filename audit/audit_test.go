@@ -226,8 +226,27 @@ func TestARealLogVerifies(t *testing.T) {
 	if len(rep.Checkpoints) != 1 || rep.Checkpoints[0] != rep.Records {
 		t.Fatalf("checkpoint not checked: %+v", rep)
 	}
+	// Every execution with the M the gateway signed and the audit
+	// re-derived, and the rule that set it.
+	if len(rep.Executions) != 5 {
+		t.Fatalf("executions: %+v", rep.Executions)
+	}
+	for _, e := range rep.Executions {
+		wantM, wantRule := 2, "default"
+		if e.Service == "dogceo" {
+			wantM, wantRule = 3, "rule dogceo GET /breed/{breed}/images/random -> 3"
+		}
+		if e.Required != wantM || e.RuleText() != wantRule || e.Approvals < e.Required && e.Outcome == "executed" {
+			t.Errorf("execution %+v: want M %d by %s", e, wantM, wantRule)
+		}
+	}
+	if e := rep.Executions[1]; e.Endpoint != "/breed/hound/images/random" || e.Approvals != 3 {
+		t.Errorf("the dogs execution: %+v", e)
+	}
 	s := rep.Summary()
-	for _, want := range []string{"4 executed", "none ran twice", "signed by the gateway, matches the chain", "OK"} {
+	for _, want := range []string{"4 executed", "none ran twice", "signed by the gateway, matches the chain", "OK",
+		"M 3 by rule dogceo GET /breed/{breed}/images/random -> 3, 3 approvals, executed", "GET httpbin /headers: M 2 by default, 2 approvals, executed",
+		"failed no_secret"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
@@ -377,18 +396,49 @@ func TestTamperedExportsFail(t *testing.T) {
 		{"a kept chain value the log no longer matches", func(t *testing.T, x *audit.Export) uint64 {
 			return 3
 		}, audit.CheckCheckpoint, audit.Options{Anchors: []audit.Anchor{{Seq: 3, Chain: "sha256:" + strings.Repeat("ab", 32)}}}},
-		{"a rule pattern removed from the export's catalog", func(t *testing.T, x *audit.Export) uint64 {
-			x.Templates = nil
-			return x.Records[find(t, x, conversation.KindGateRequest, 1)].Seq
-		}, audit.CheckFormat, audit.Options{}},
 		{"a service's base URL moved", func(t *testing.T, x *audit.Export) uint64 {
-			for i := range x.Services {
-				if x.Services[i].Name == "httpbin" {
-					x.Services[i].BaseURL = "https://evil.example/httpbin"
-				}
-			}
-			return x.Records[find(t, x, conversation.KindGateRequest, 0)].Seq
-		}, audit.CheckFormat, audit.Options{}},
+			setBaseURL(x, "httpbin", "https://evil.example/httpbin")
+			// The first record that signs an httpbin endpoint disagrees.
+			return x.Records[find(t, x, conversation.KindGateExecuted, 0)].Seq
+		}, audit.CheckDecision, audit.Options{}},
+		{"a service's base URL shortened to a prefix", func(t *testing.T, x *audit.Export) uint64 {
+			// Below a shorter base, /httpbin/headers would escape a rule on
+			// /headers; the gateway signed /headers.
+			setBaseURL(x, "httpbin", strings.TrimSuffix(baseURLOf(x, "httpbin"), "/httpbin"))
+			return x.Records[find(t, x, conversation.KindGateExecuted, 0)].Seq
+		}, audit.CheckDecision, audit.Options{}},
+		{"a template's pattern renamed, and an approval dropped and re-chained", func(t *testing.T, x *audit.Export) uint64 {
+			// Renaming the pattern the rule names does not take the rule
+			// away: the M of 3 still holds, so 2 approvals fall short.
+			x.Templates[0].Endpoint = "/breed/{b}/images/random"
+			i := find(t, x, conversation.KindGateApprove, 2) // alice's, the third of dogs.breed's
+			x.Records = append(x.Records[:i], x.Records[i+1:]...)
+			rechain(x)
+			return x.Records[find(t, x, conversation.KindGateExecuted, 1)].Seq
+		}, audit.CheckThreshold, audit.Options{}},
+		{"a template's pattern changed so the request no longer fits it", func(t *testing.T, x *audit.Export) uint64 {
+			x.Templates[0].Endpoint = "/breeds/{breed}"
+			return x.Records[find(t, x, conversation.KindGateExecuted, 1)].Seq
+		}, audit.CheckDecision, audit.Options{}},
+		{"a gateway record's signed M lowered and re-signed", func(t *testing.T, x *audit.Export) uint64 {
+			// Only the gateway's key could sign a lower M; any other
+			// signature is refused (replay_test shows the gateway's own
+			// lie caught).
+			i := find(t, x, conversation.KindGateExecuted, 1)
+			p, _ := base64.StdEncoding.DecodeString(x.Records[i].Envelope.Payload)
+			p = bytes.Replace(p, []byte(`"required_approvals":3`), []byte(`"required_approvals":1`), 1)
+			x.Records[i].Envelope.Payload = base64.StdEncoding.EncodeToString(p)
+			x.Records[i].Body = p
+			resign(&x.Records[i], eve)
+			rechain(x)
+			return x.Records[i].Seq
+		}, audit.CheckGateway, audit.Options{}},
+		{"a received_at edited to before the previous record's", func(t *testing.T, x *audit.Export) uint64 {
+			i := find(t, x, conversation.KindGateApprove, 0)
+			prev, _ := conversation.ParseTime(x.Records[i-1].ReceivedAt)
+			x.Records[i].ReceivedAt = conversation.FormatTime(prev.Add(-time.Second))
+			return x.Records[i].Seq
+		}, audit.CheckRecord, audit.Options{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -405,6 +455,68 @@ func TestTamperedExportsFail(t *testing.T) {
 			// The original still verifies: the tamper touched a copy.
 			if _, err := audit.Verify(clone(t, rl.export), audit.Options{}); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func setBaseURL(x *audit.Export, service, url string) {
+	for i := range x.Services {
+		if x.Services[i].Name == service {
+			x.Services[i].BaseURL = url
+		}
+	}
+}
+
+func baseURLOf(x *audit.Export, service string) string {
+	for _, s := range x.Services {
+		if s.Name == service {
+			return s.BaseURL
+		}
+	}
+	return ""
+}
+
+// TestCatalogEditsCannotLowerM: the export's catalog facts are unsigned,
+// but M comes from the endpoint the gateway signed, so editing them either
+// changes nothing or fails the audit; it never lowers an M.
+func TestCatalogEditsCannotLowerM(t *testing.T) {
+	rl := buildRealLog(t)
+	want, err := audit.Verify(clone(t, rl.export), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(x *audit.Export){
+		"templates removed":                     func(x *audit.Export) { x.Templates = nil },
+		"services removed":                      func(x *audit.Export) { x.Services = nil },
+		"a pattern renamed (same paths)":        func(x *audit.Export) { x.Templates[0].Endpoint = "/breed/{x}/images/random" },
+		"a pattern widened (every path of it)":  func(x *audit.Export) { x.Templates[0].Endpoint = "/breed/{x}/images/{y}" },
+		"a base URL with a trailing slash only": func(x *audit.Export) { setBaseURL(x, "httpbin", baseURLOf(x, "httpbin")+"/") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			x := clone(t, rl.export)
+			edit(x)
+			if name == "services removed" {
+				// Every closed request's endpoint is signed; only the last
+				// record, a pending request no gateway record has closed
+				// yet, needs the export's base URL.
+				_, err := audit.Verify(x, audit.Options{})
+				if f, ok := err.(*audit.Failure); !ok || f.Check != audit.CheckFormat || f.Seq != uint64(len(x.Records)) {
+					t.Fatalf("without the services: %v, want a format failure at the pending request %d", err, len(x.Records))
+				}
+				return
+			}
+			got, err := audit.Verify(x, audit.Options{})
+			if err != nil {
+				t.Fatalf("an edit that changes no endpoint fails: %v", err)
+			}
+			if len(got.Executions) != len(want.Executions) {
+				t.Fatalf("%d executions, want %d", len(got.Executions), len(want.Executions))
+			}
+			for i := range got.Executions {
+				if g, w := got.Executions[i], want.Executions[i]; g.Required != w.Required || g.RuleText() != w.RuleText() || g.Endpoint != w.Endpoint {
+					t.Fatalf("execution %d: M %d %s %s, want M %d %s %s", i, g.Required, g.RuleText(), g.Endpoint, w.Required, w.RuleText(), w.Endpoint)
+				}
 			}
 		})
 	}

@@ -8,17 +8,25 @@
 // record claims to be the gateway's without the gateway's signature.
 //
 // It needs nothing from a server: an Export carries the records, the
-// gateway's key, a checkpoint and the catalog facts (service base URLs,
-// template endpoint patterns) needed to recompute each request's M. It does
-// no I/O; the CLI fetches and writes exports.
+// gateway's key, a checkpoint and the catalog facts as the server states
+// them at export time (service base URLs, template endpoint patterns). M is
+// not taken from those unsigned facts where the gateway signed its
+// decision: every record that closes a request states, under the gateway's
+// signature, the M it was frozen at, the rule that set it and the endpoint
+// (the URL's path below the base URL) it was matched on; the audit
+// re-derives M from the rules for that endpoint, checks the endpoint
+// against the request's URL and the export's base URL, and counts the
+// approvals against it. It does no I/O; the CLI fetches and writes exports.
 package audit
 
 import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
@@ -38,9 +46,12 @@ type Export struct {
 	// Gateway is the gateway's signing key id. Everything the gateway
 	// wrote must verify under it; an auditor pins it with Options.Gateway.
 	Gateway string `json:"gateway"`
-	// Services and Templates are the catalog facts M depends on: a
-	// request's endpoint is its URL's path below the service's base URL,
-	// and a rule may name a template's endpoint pattern.
+	// Services and Templates are catalog facts as the server states them
+	// at export time; nothing signs them. A request's endpoint is its URL's
+	// path below the service's base URL: the audit checks each endpoint the
+	// gateway signed against it (a difference is a base URL changed since,
+	// or a lie), and uses it for requests no gateway record closed yet.
+	// Templates are informational: rules match the concrete path.
 	Services  []Service  `json:"services"`
 	Templates []Template `json:"templates"`
 	// Checkpoint is the gateway's signed statement of the log's seq and
@@ -149,39 +160,73 @@ func (x *Export) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// requestTarget is used by the verifier to turn a request into the rule
-// target, from the export's catalog facts.
-func (x *Export) target(p *gate.RequestPayload) (gate.Target, error) {
-	var svc *Service
-	for i := range x.Services {
-		if x.Services[i].Name == p.Service {
-			svc = &x.Services[i]
-		}
-	}
+// endpointOf is the request's endpoint by the export's base URL of its
+// service: the URL's path below it.
+func (x *Export) endpointOf(p *gate.RequestPayload) (string, error) {
+	svc := x.service(p.Service)
 	if svc == nil {
-		return gate.Target{}, fmt.Errorf("the export has no base URL for service %q, which M depends on", clip(p.Service))
+		return "", fmt.Errorf("the export has no base URL for service %q, and no gateway record states the request's endpoint", clip(p.Service))
 	}
 	cs := &catalog.Service{Name: svc.Name, BaseURL: svc.BaseURL}
 	path, err := cs.EndpointOf(p.URL)
 	if err != nil {
-		return gate.Target{}, fmt.Errorf("the gateway accepted a URL outside its service: %v", err)
+		return "", fmt.Errorf("the request's URL is not below the export's base URL %s of service %s: %s", clip(svc.BaseURL), clip(svc.Name), twokey.ErrorMessage(err))
 	}
-	t := gate.Target{Service: p.Service, Path: path, Method: p.Method}
+	return path, nil
+}
+
+func (x *Export) service(name string) *Service {
+	for i := range x.Services {
+		if x.Services[i].Name == name {
+			return &x.Services[i]
+		}
+	}
+	return nil
+}
+
+// endpointProblem checks an endpoint the gateway signed for p: it must be
+// what is left of the URL's path below some base URL (the path ends with
+// it at a segment boundary), and, where the export has the service's base
+// URL, exactly the URL's path below that. It returns "" or what is wrong.
+func (x *Export) endpointProblem(p *gate.RequestPayload, signed string) string {
+	u, _, _ := strings.Cut(p.URL, "?")
+	base := u
+	if signed != "/" {
+		if !strings.HasPrefix(signed, "/") || !strings.HasSuffix(u, signed) {
+			return fmt.Sprintf("the gateway signed endpoint %q, which does not end the request's URL %s", clip(signed), clip(p.URL))
+		}
+		base = u[:len(u)-len(signed)]
+	}
+	if got, err := (&catalog.Service{Name: p.Service, BaseURL: base}).EndpointOf(p.URL); err != nil || got != signed {
+		return fmt.Sprintf("the gateway signed endpoint %q, which is not the path of the request's URL %s below a base URL at a '/' boundary", clip(signed), clip(p.URL))
+	}
 	if p.Template != "" {
-		var tm *Template
-		for i := range x.Templates {
-			if x.Templates[i].Name == p.Template {
-				tm = &x.Templates[i]
+		// The gateway refuses a request whose path does not fit its
+		// template's pattern; where the export has the template, the
+		// signed endpoint must fit it.
+		for _, t := range x.Templates {
+			if t.Name == p.Template && (t.Service != p.Service || t.Method != p.Method || !templates.MatchEndpoint(t.Endpoint, signed)) {
+				return fmt.Sprintf("the gateway signed endpoint %q, but the export's template %s is %s %s %s, which it does not fit: "+
+					"either the template changed since this request, or one of the two is a lie; compare with your catalog",
+					clip(signed), clip(t.Name), clip(t.Method), clip(t.Service), clip(t.Endpoint))
 			}
 		}
-		if tm == nil {
-			return gate.Target{}, fmt.Errorf("the export has no endpoint pattern for template %q, which M depends on", clip(p.Template))
-		}
-		if tm.Service != p.Service || tm.Method != p.Method || !templates.MatchEndpoint(tm.Endpoint, path) {
-			return gate.Target{}, fmt.Errorf("the request does not fit its template %s (%s %s %s)", tm.Name, tm.Method, tm.Service, tm.Endpoint)
-		}
 	}
-	return t, nil
+	svc := x.service(p.Service)
+	if svc == nil {
+		return ""
+	}
+	got, err := x.endpointOf(p)
+	if err != nil || got != signed {
+		now := "a URL it does not contain"
+		if err == nil {
+			now = fmt.Sprintf("endpoint %q", clip(got))
+		}
+		return fmt.Sprintf("the gateway signed endpoint %q (base URL %s), but the export's base URL of service %s, %s, makes it %s: "+
+			"either the service's base URL changed since this request, or one of the two is a lie; compare with your configuration",
+			clip(signed), clip(base), clip(p.Service), clip(svc.BaseURL), now)
+	}
+	return ""
 }
 
 func clip(s string) string {

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,10 +24,13 @@ type builder struct {
 	now   time.Time
 	recs  []conversation.Record
 	chain conversation.Chain
+	m     int         // the default M set by gated
+	rules []gate.Rule // the rules set by gated
+	paths map[string]string
 }
 
 func newBuilder(t *testing.T, n int) *builder {
-	b := &builder{t: t, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	b := &builder{t: t, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), paths: map[string]string{}}
 	var err error
 	if b.gw, err = conversation.NewIdentity("gateway"); err != nil {
 		t.Fatal(err)
@@ -85,6 +89,7 @@ func (b *builder) gated(m int, rules []gate.Rule) {
 	if rules == nil {
 		rules = []gate.Rule{}
 	}
+	b.m, b.rules = m, gate.Normalize(rules)
 	b.add(-1, conversation.KindGateEnabled, map[string]any{"signers": signers, "required_approvals": m, "rules": gate.Normalize(rules), "box_key": "x"})
 }
 
@@ -92,6 +97,7 @@ const base = "https://api.example.com/v1"
 
 // request submits a GET of path as who and returns its id and digest.
 func (b *builder) request(who int, id, path string, ttl time.Duration) (string, string) {
+	b.paths[id] = path
 	raw := b.add(who, conversation.KindGateRequest, map[string]any{"request_id": id, "service": "svc", "method": "GET",
 		"url": base + path, "expires_at": conversation.FormatTime(b.now.Add(ttl))})
 	return id, conversation.Digest(raw)
@@ -101,12 +107,25 @@ func (b *builder) approve(who int, id, digest string) {
 	b.add(who, conversation.KindGateApprove, map[string]any{"request_id": id, "request_digest": digest})
 }
 
+// decided adds to fields the decision facts an honest gateway signs for
+// request id (a GET of svc at the path it was submitted with): M and the
+// rule by the rules gated set, and the endpoint.
+func (b *builder) decided(id string, fields map[string]any) map[string]any {
+	path, ok := b.paths[id]
+	if !ok {
+		b.t.Fatalf("decided: request %s was not submitted with b.request", id)
+	}
+	m, rule := gate.Threshold(b.m, b.rules, gate.Target{Service: "svc", Path: path, Method: "GET"})
+	fields["required_approvals"], fields["rule"], fields["endpoint"] = m, rule, path
+	return fields
+}
+
 func (b *builder) executed(id string, approvers ...int) {
 	keys := []string{}
 	for _, a := range approvers {
 		keys = append(keys, b.key(a))
 	}
-	b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": id, "status": 200, "duration_ms": 3, "approvers": keys})
+	b.add(-1, conversation.KindGateExecuted, b.decided(id, map[string]any{"request_id": id, "status": 200, "duration_ms": 3, "approvers": keys}))
 	body := `{"ok":true}`
 	b.add(-1, conversation.KindGateResponse, map[string]any{"request_id": id, "status": 200, "content_type": "application/json",
 		"headers": map[string]string{}, "body": body, "truncated": false, "body_digest": conversation.Digest([]byte(body)), "redactions": 0})
@@ -136,19 +155,19 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 		{"executed below M", func(b *builder) {
 			b.gated(2, nil)
 			b.request(0, r1, "/a", time.Hour)
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}}))
 		}, audit.CheckThreshold},
 		{"executed twice", func(b *builder) {
 			b.gated(1, nil)
 			b.request(0, r1, "/a", time.Hour)
 			b.executed(r1, 0)
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}}))
 		}, audit.CheckOnce},
 		{"failed after it executed", func(b *builder) {
 			b.gated(1, nil)
 			b.request(0, r1, "/a", time.Hour)
 			b.executed(r1, 0)
-			b.add(-1, conversation.KindGateFailed, map[string]any{"request_id": r1, "reason": "interrupted"})
+			b.add(-1, conversation.KindGateFailed, b.decided(r1, map[string]any{"request_id": r1, "reason": "interrupted"}))
 		}, audit.CheckOnce},
 		{"the same request id submitted twice", func(b *builder) {
 			b.gated(2, nil)
@@ -160,19 +179,19 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 			b.request(0, r1, "/a", time.Hour)
 			_, d := b.request(1, r2, "/b", time.Hour)
 			b.approve(2, r2, d)
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r2, "status": 200, "approvers": []string{b.key(1), b.key(0)}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r2, map[string]any{"request_id": r2, "status": 200, "approvers": []string{b.key(1), b.key(0)}}))
 		}, audit.CheckThreshold},
 		{"the same approver listed twice", func(b *builder) {
 			b.gated(2, nil)
 			_, d := b.request(0, r1, "/a", time.Hour)
 			b.approve(1, r1, d)
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0), b.key(0)}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0), b.key(0)}}))
 		}, audit.CheckThreshold},
 		{"an approver under a second spelling of a key", func(b *builder) {
 			b.gated(2, nil)
 			_, d := b.request(0, r1, "/a", time.Hour)
 			b.approve(1, r1, d)
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0), b.key(1) + "="}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0), b.key(1) + "="}}))
 		}, audit.CheckThreshold},
 		{"a signer approving twice", func(b *builder) {
 			b.gated(3, nil)
@@ -208,10 +227,50 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 		}, audit.CheckState},
 		{"a rule's stricter M ignored", func(b *builder) {
 			b.gated(1, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
+			b.paths[r1] = "/item/7"
 			b.add(0, conversation.KindGateRequest, map[string]any{"request_id": r1, "template": "svc.item", "service": "svc", "method": "GET",
 				"url": base + "/item/7", "expires_at": conversation.FormatTime(b.now.Add(time.Hour))})
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}}))
 		}, audit.CheckThreshold},
+		{"a signed M below the rule's", func(b *builder) {
+			b.gated(1, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
+			b.request(0, r1, "/item/7", time.Hour)
+			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)},
+				"required_approvals": 1, "rule": nil, "endpoint": "/item/7"})
+		}, audit.CheckDecision},
+		{"the right M signed under the wrong rule", func(b *builder) {
+			b.gated(2, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
+			_, d := b.request(0, r1, "/item/7", time.Hour)
+			b.approve(1, r1, d)
+			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0), b.key(1)},
+				"required_approvals": 2, "rule": nil, "endpoint": "/item/7"})
+		}, audit.CheckDecision},
+		{"a signed endpoint split at another base URL", func(b *builder) {
+			// https://api.example.com/v1/item/7 read as /v1/item/7 below
+			// https://api.example.com, which no rule names: M 1.
+			b.gated(1, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
+			b.request(0, r1, "/item/7", time.Hour)
+			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)},
+				"required_approvals": 1, "rule": nil, "endpoint": "/v1/item/7"})
+		}, audit.CheckDecision},
+		{"a signed endpoint that is not the end of the URL", func(b *builder) {
+			b.gated(1, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
+			b.request(0, r1, "/item/7", time.Hour)
+			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)},
+				"required_approvals": 1, "rule": nil, "endpoint": "/tem/7"})
+		}, audit.CheckDecision},
+		{"an execution that signs no decision", func(b *builder) {
+			b.gated(1, nil)
+			b.request(0, r1, "/a", time.Hour)
+			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}})
+		}, audit.CheckDecision},
+		{"a rejection signed under a higher M", func(b *builder) {
+			b.gated(2, nil)
+			_, d := b.request(0, r1, "/a", time.Hour)
+			b.add(1, conversation.KindGateReject, map[string]any{"request_id": r1, "request_digest": d})
+			b.add(-1, conversation.KindGateRejected, map[string]any{"request_id": r1, "reason": "rejected",
+				"required_approvals": 3, "rule": nil, "endpoint": "/a"})
+		}, audit.CheckDecision},
 		{"a removed member's approval", func(b *builder) {
 			b.gated(2, nil)
 			raw := b.add(0, conversation.KindMemberPropose, map[string]any{"proposal_id": r2, "remove": []string{b.key(2)}})
@@ -240,7 +299,7 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 		{"a response whose digest is not its body's", func(b *builder) {
 			b.gated(1, nil)
 			b.request(0, r1, "/a", time.Hour)
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}}))
 			b.add(-1, conversation.KindGateResponse, map[string]any{"request_id": r1, "status": 200, "body": "hi", "truncated": false,
 				"body_digest": conversation.Digest([]byte("bye"))})
 		}, audit.CheckState},
@@ -275,7 +334,7 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 		{"the log ends before a follow-up of the same commit", func(b *builder) {
 			b.gated(1, nil)
 			b.request(0, r1, "/a", time.Hour)
-			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}})
+			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}}))
 		}, audit.CheckState},
 		{"a non-admin enabling the gateway", func(b *builder) {
 			b.add(0, conversation.KindConversationCreate, map[string]any{"name": "ops", "members": []conversation.Member{{Key: b.key(1)}}})
@@ -323,12 +382,14 @@ func TestReplayAcceptsHonestLogs(t *testing.T) {
 	_, d := b.request(0, r1, "/a", time.Hour)
 	b.approve(2, r1, d)
 	b.executed(r1, 0, 2)
+	b.paths[r2] = "/item/7"
 	raw := b.add(1, conversation.KindGateRequest, map[string]any{"request_id": r2, "template": "svc.item", "service": "svc", "method": "GET",
 		"url": base + "/item/7", "expires_at": conversation.FormatTime(b.now.Add(time.Hour))})
 	b.approve(0, r2, conversation.Digest(raw))
 	b.approve(2, r2, conversation.Digest(raw))
-	b.add(-1, conversation.KindGateFailed, map[string]any{"request_id": r2, "reason": "interrupted"})
+	b.add(-1, conversation.KindGateFailed, b.decided(r2, map[string]any{"request_id": r2, "reason": "interrupted"}))
 	// A program's request, written by the gateway, needs M signers.
+	b.paths["44444444-4444-4444-8444-444444444444"] = "/p"
 	raw = b.add(-1, conversation.KindGateRequest, map[string]any{"request_id": "44444444-4444-4444-8444-444444444444", "service": "svc",
 		"method": "GET", "url": base + "/p", "expires_at": conversation.FormatTime(b.now.Add(time.Hour)), "program": "ci"})
 	b.approve(1, "44444444-4444-4444-8444-444444444444", conversation.Digest(raw))
@@ -340,5 +401,110 @@ func TestReplayAcceptsHonestLogs(t *testing.T) {
 	}
 	if rep.Executed != 2 || rep.Failed != 1 || rep.Interrupted != 1 {
 		t.Fatalf("%+v", rep)
+	}
+}
+
+// TestCatalogFactsCannotLowerM is the review's case: a gateway executes a
+// request with one approval although a rule on its template's pattern asks
+// for two, and the export's unsigned catalog is edited to make that look
+// right. Whatever the gateway signs, the audit fails, but for one lie
+// that is consistent through and through (a base URL that is a prefix of
+// the real one, in the export and in the signed endpoint alike): that one
+// verifies, because nothing the auditor holds says where the base URL
+// ends, but the gateway has signed the false endpoint and the summary
+// prints it with its M and rule.
+func TestCatalogFactsCannotLowerM(t *testing.T) {
+	rule := []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}}
+	edits := map[string]func(x *audit.Export){
+		"none":            func(x *audit.Export) {},
+		"pattern renamed": func(x *audit.Export) { x.Templates[0].Endpoint = "/item/{x}" },
+		"base URL shortened": func(x *audit.Export) {
+			x.Services[0].BaseURL = "https://api.example.com"
+			x.Templates[0].Endpoint = "/v1/item/{id}"
+		},
+	}
+	lies := map[string]map[string]any{
+		"honest facts": {"required_approvals": 2, "rule": gate.Normalize(rule)[0], "endpoint": "/item/7"},
+		"M lowered":    {"required_approvals": 1, "rule": nil, "endpoint": "/item/7"},
+		"URL re-split": {"required_approvals": 1, "rule": nil, "endpoint": "/v1/item/7"},
+	}
+	for en, edit := range edits {
+		for ln, facts := range lies {
+			t.Run(en+", "+ln, func(t *testing.T) {
+				b := newBuilder(t, 3)
+				b.gated(1, rule)
+				b.add(0, conversation.KindGateRequest, map[string]any{"request_id": r1, "template": "svc.item", "service": "svc", "method": "GET",
+					"url": base + "/item/7", "expires_at": conversation.FormatTime(b.now.Add(time.Hour))})
+				fields := map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}}
+				for k, v := range facts {
+					fields[k] = v
+				}
+				b.add(-1, conversation.KindGateExecuted, fields)
+				body := `{"ok":true}`
+				b.add(-1, conversation.KindGateResponse, map[string]any{"request_id": r1, "status": 200, "content_type": "application/json",
+					"headers": map[string]string{}, "body": body, "truncated": false, "body_digest": conversation.Digest([]byte(body)), "redactions": 0})
+				x := b.export()
+				edit(x)
+				rep, err := audit.Verify(x, audit.Options{Gateway: b.gw.KeyID()})
+				if en == "base URL shortened" && ln == "URL re-split" {
+					if err != nil {
+						t.Fatalf("the consistent lie: %v", err)
+					}
+					if s := rep.Summary(); !strings.Contains(s, "request "+r1+" GET svc /v1/item/7: M 1 by default, 1 approval, executed") {
+						t.Fatalf("the summary does not show the signed endpoint and M:\n%s", s)
+					}
+					return
+				}
+				f, ok := err.(*audit.Failure)
+				if !ok {
+					t.Fatalf("a below-M execution verified:\n%s", rep.Summary())
+				}
+				if f.Seq != 5 || (f.Check != audit.CheckDecision && f.Check != audit.CheckThreshold) {
+					t.Fatalf("failed at %d (%s), want the gate.executed, record 5: %v", f.Seq, f.Check, f)
+				}
+				t.Log(f)
+			})
+		}
+	}
+}
+
+// TestEditedReceivedAtFails: received_at is the server's and unsigned. A
+// late approval made to look timely by moving its received_at back past
+// the previous record, or more than the 5 minutes of clock skew the server
+// allows before its signed created_at, fails the audit.
+func TestEditedReceivedAtFails(t *testing.T) {
+	build := func(t *testing.T, late time.Duration) (*audit.Export, int) {
+		b := newBuilder(t, 3)
+		b.gated(2, nil)
+		_, d := b.request(0, r1, "/a", 10*time.Second)
+		b.add(1, conversation.KindChatMessage, map[string]any{"text": "soon"})
+		b.now = b.now.Add(late)
+		b.approve(2, r1, d)
+		i := len(b.recs) - 1
+		b.executed(r1, 0, 2)
+		return b.export(), i
+	}
+	// As the late approval really was: refused as after expiry.
+	x, i := build(t, 6*time.Minute)
+	_, err := audit.Verify(x, audit.Options{})
+	if f, ok := err.(*audit.Failure); !ok || f.Check != audit.CheckState || f.Seq != uint64(i+1) {
+		t.Fatalf("the honest late approval: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		late time.Duration
+		to   func(x *audit.Export, i int) string
+	}{
+		"moved to before the previous record":             {time.Minute, func(x *audit.Export, i int) string { return x.Records[i-2].ReceivedAt }},
+		"moved more than 5 minutes before its created_at": {6 * time.Minute, func(x *audit.Export, i int) string { return x.Records[i-1].ReceivedAt }},
+	} {
+		t.Run(name, func(t *testing.T) {
+			x, i := build(t, tc.late)
+			x.Records[i].ReceivedAt = tc.to(x, i)
+			_, err := audit.Verify(x, audit.Options{})
+			f, ok := err.(*audit.Failure)
+			if !ok || f.Check != audit.CheckRecord || f.Seq != uint64(i+1) || !strings.Contains(f.Reason, "received_at") {
+				t.Fatalf("an edited received_at: %v, want a record failure at %d", err, i+1)
+			}
+		})
 	}
 }

@@ -26,6 +26,7 @@ const (
 	CheckBinding    Check = "binding"    // the payload names another conversation or gateway
 	CheckAuthority  Check = "authority"  // the author may not say this (not a member, signer, admin...)
 	CheckThreshold  Check = "threshold"  // an execution or change without the approvals it needs
+	CheckDecision   Check = "decision"   // the M, rule or endpoint the gateway signed is not what the rules, URL and catalog give
 	CheckOnce       Check = "once"       // something that happens once happened twice
 	CheckState      Check = "state"      // the record contradicts the gate's state at that point
 	CheckCheckpoint Check = "checkpoint" // the chain differs from one the gateway signed or the auditor kept
@@ -100,6 +101,31 @@ type Report struct {
 	// Shadows are the final rule set's rules that override a stricter,
 	// broader rule (legal, but worth saying).
 	Shadows []Shadow
+	// Executions are the requests that reached execution (executed, or
+	// failed once executing), in log order, with the decision facts the
+	// gateway signed and the audit re-derived.
+	Executions []Execution
+}
+
+// Execution is one request that reached execution.
+type Execution struct {
+	Seq       uint64 // the gateway record that closed it
+	RequestID string
+	Service   string
+	Method    string
+	Endpoint  string     // as the gateway signed it, checked against the URL and the export
+	Required  int        // M, as signed and as the rules in force at submission give it
+	Rule      *gate.Rule // the rule that set M; nil for the conversation's default
+	Approvals int        // distinct valid approvals
+	Outcome   string     // "executed", or "failed <reason>"
+}
+
+// RuleText is the rule that set M, or "default".
+func (e Execution) RuleText() string {
+	if e.Rule == nil {
+		return "default"
+	}
+	return "rule " + e.Rule.String()
 }
 
 // Summary is the report as lines for a person.
@@ -113,6 +139,10 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "requests     %d submitted: %d executed, %d failed (%d interrupted), %d expired, %d rejected, %d cancelled, %d pending, %d executing\n",
 		r.Requests, r.Executed, r.Failed, r.Interrupted, r.Expired, r.Rejected, r.Cancelled, r.Pending, r.Executing)
 	fmt.Fprintf(&b, "executions   each had M distinct valid approvals under the rule and membership of its time (%d approvals in all); none ran twice\n", r.Approvals)
+	for _, e := range r.Executions {
+		fmt.Fprintf(&b, "execution    record %d: request %s %s %s %s: M %d by %s, %d approval%s, %s\n",
+			e.Seq, e.RequestID, e.Method, e.Service, e.Endpoint, e.Required, e.RuleText(), e.Approvals, plural(e.Approvals), e.Outcome)
+	}
 	for _, s := range r.Checkpoints {
 		fmt.Fprintf(&b, "checkpoint   seq %d, signed by the gateway, matches the chain\n", s)
 	}
@@ -137,6 +167,7 @@ func Verify(x *Export, opt Options) (*Report, error) {
 	if err := v.prepare(opt); err != nil {
 		return nil, err
 	}
+	v.decided = signedEndpoints(x)
 	for i := range x.Records {
 		if err := v.record(&x.Records[i]); err != nil {
 			return nil, err
@@ -160,6 +191,13 @@ type request struct {
 	// closing is set when a vote made M unreachable: gate.rejected must
 	// follow in the same commit.
 	closing bool
+	// endpoint is the path M was matched on: the one the gateway signed
+	// when it closed the request, else (still open) the export's; rule is
+	// the rule that set required (nil: the default). problem is what is
+	// wrong with the signed endpoint, reported at the record that signs it.
+	endpoint string
+	rule     *gate.Rule
+	problem  string
 }
 
 func (r *request) count() int {
@@ -198,6 +236,7 @@ type verifier struct {
 	revoker   string
 	proposals map[string]*gate.Proposal
 	requests  map[string]*request
+	decided   map[string]string // request id -> the endpoint the gateway's first closing record of it signs
 	secrets   map[string]string // secret id -> service
 	expect    [][]follow        // groups; the head group's records come next, in any order
 	responded map[string]bool
@@ -287,6 +326,19 @@ func (v *verifier) record(r *conversation.Record) error {
 	at, err := conversation.ParseTime(r.ReceivedAt)
 	if err != nil {
 		return v.fail(CheckRecord, "received_at: %s", twokey.ErrorMessage(err))
+	}
+	// received_at is the server's and unsigned, but bounded: the server
+	// stamps records in order, and refuses a message signed more than
+	// MaxFutureSkew ahead of its clock. (Within those bounds a dishonest
+	// server could still shift it; the approval-before-expiry check
+	// rests on it.)
+	if v.seq > 0 && at.Before(v.at) {
+		return v.fail(CheckRecord, "received_at %s is before the previous record's %s: the server stamps records in order, so a time was edited",
+			r.ReceivedAt, conversation.FormatTime(v.at))
+	}
+	if !m.CreatedAt.IsZero() && at.Before(m.CreatedAt.Add(-twokey.MaxFutureSkew)) {
+		return v.fail(CheckRecord, "received_at %s is more than %s before the signed created_at %s: the server refuses messages from that far ahead, so received_at was edited",
+			r.ReceivedAt, twokey.MaxFutureSkew, m.Header.CreatedAt)
 	}
 	v.at = at
 	next := v.chain.Next(conversation.PAE(r.Envelope.PayloadType, m.Payload))
@@ -565,13 +617,23 @@ func (v *verifier) submit() error {
 	if !exp.After(v.at) || exp.After(v.at.Add(twokey.MaxRequestTTL+time.Second)) {
 		return v.fail(CheckState, "expires_at %s is not between the record's time %s and %s later", p.ExpiresAt, v.rec.ReceivedAt, twokey.MaxRequestTTL)
 	}
-	target, err := v.x.target(&p)
-	if err != nil {
+	// The endpoint M is matched on: the one the gateway signed when it
+	// closed this request (checked against the URL and the export when
+	// that record comes), else the export's base URL's.
+	var endpoint, problem string
+	if signed, ok := v.decided[p.RequestID]; ok {
+		endpoint, problem = signed, v.x.endpointProblem(&p, signed)
+	} else if endpoint, err = v.x.endpointOf(&p); err != nil {
 		return v.fail(CheckFormat, "%v", err)
 	}
-	required, _ := gate.Threshold(v.cfg.RequiredApprovals, v.cfg.Rules, target)
+	required, rule := gate.Threshold(v.cfg.RequiredApprovals, v.cfg.Rules, gate.Target{Service: p.Service, Path: endpoint, Method: p.Method})
 	r := &request{p: p, digest: m.PayloadDigest(), submitter: m.Author, signers: slices.Clone(v.cfg.Signers),
-		required: required, approvals: []string{}, state: gate.StatePending, expires: exp, seq: v.rec.Seq}
+		required: required, approvals: []string{}, state: gate.StatePending, expires: exp, seq: v.rec.Seq,
+		endpoint: endpoint, problem: problem}
+	if rule != nil {
+		c := *rule
+		r.rule = &c
+	}
 	open := 0
 	for _, q := range v.requests {
 		if q.submitter == m.Author && q.p.Program == p.Program && q.state == gate.StatePending {
@@ -681,13 +743,17 @@ func (v *verifier) gatewayRecord() error {
 	switch m.Kind {
 	case conversation.KindGateExecuted, conversation.KindGateFailed:
 		switch r.state {
-		case gate.StateExecuting:
+		case gate.StateExecuting, gate.StatePending:
 		case gate.StateExecuted, gate.StateFailed:
 			return v.fail(CheckOnce, "request %s already ended (%s): it would have executed twice", r.p.RequestID, r.state)
-		case gate.StatePending:
-			return v.fail(CheckThreshold, "request %s reached execution with %d of the %d distinct approvals it needs", r.p.RequestID, r.count(), r.required)
 		default:
 			return v.fail(CheckState, "request %s was already %s", r.p.RequestID, r.state)
+		}
+		if err := v.decision(r, true); err != nil {
+			return err
+		}
+		if r.state == gate.StatePending {
+			return v.fail(CheckThreshold, "request %s reached execution with %d of the %d distinct approvals it needs (%s)", r.p.RequestID, r.count(), r.required, ruleText(r.rule))
 		}
 		var q struct {
 			Approvers []string `json:"approvers"`
@@ -701,6 +767,7 @@ func (v *verifier) gatewayRecord() error {
 				return err
 			}
 		}
+		outcome := "executed"
 		if m.Kind == conversation.KindGateExecuted {
 			r.state = gate.StateExecuted
 			v.rep.Executed++
@@ -711,8 +778,11 @@ func (v *verifier) gatewayRecord() error {
 			if p.Reason == gate.ReasonInterrupted {
 				v.rep.Interrupted++
 			}
+			outcome = "failed " + clip(p.Reason)
 		}
 		v.rep.Approvals += r.count()
+		v.rep.Executions = append(v.rep.Executions, Execution{Seq: v.rec.Seq, RequestID: r.p.RequestID, Service: r.p.Service,
+			Method: r.p.Method, Endpoint: r.endpoint, Required: r.required, Rule: r.rule, Approvals: r.count(), Outcome: outcome})
 		return nil
 	case conversation.KindGateResponse:
 		var q gate.ResponsePayload
@@ -728,6 +798,9 @@ func (v *verifier) gatewayRecord() error {
 		}
 		return nil
 	case conversation.KindGateExpired:
+		if err := v.decision(r, false); err != nil {
+			return err
+		}
 		if r.state != gate.StatePending {
 			return v.fail(CheckState, "request %s is %s; only a pending request expires", r.p.RequestID, r.state)
 		}
@@ -738,6 +811,12 @@ func (v *verifier) gatewayRecord() error {
 		v.rep.Expired++
 		return nil
 	case conversation.KindGateRejected:
+		// The gateway signs its decision here too (M decides when a
+		// rejection closes a request); checked when present, as for
+		// expiries and cancellations.
+		if err := v.decision(r, false); err != nil {
+			return err
+		}
 		// Reached only as an expected follow-up of the rejection that
 		// made M unreachable (followUp checked it); anything else is not.
 		if !r.closing || p.Reason != gate.ReasonRejected {
@@ -747,6 +826,9 @@ func (v *verifier) gatewayRecord() error {
 		v.rep.Rejected++
 		return nil
 	case conversation.KindGateCancelled:
+		if err := v.decision(r, false); err != nil {
+			return err
+		}
 		if r.state != gate.StatePending || (p.Reason != gate.ReasonCancelled && p.Reason != gate.ReasonMembershipChanged) {
 			return v.fail(CheckState, "request %s is cancelled (%s) while %s, and not by its submitter or a membership change", r.p.RequestID, clip(p.Reason), r.state)
 		}
@@ -755,6 +837,86 @@ func (v *verifier) gatewayRecord() error {
 		return nil
 	}
 	return v.fail(CheckState, "kind %s is not one the gateway writes", m.Kind)
+}
+
+// decision checks the decision facts a gateway record signs for r: the M
+// it was frozen at, the rule that set it and the endpoint it was matched
+// on. The endpoint must fit the request's URL and the export's base URL;
+// M and the rule must be what the rules in force at submission give for
+// it. must says whether the record has to carry them (gate.executed and
+// gate.failed do).
+func (v *verifier) decision(r *request, must bool) error {
+	var q struct {
+		RequiredApprovals *int       `json:"required_approvals"`
+		Rule              *gate.Rule `json:"rule"`
+		Endpoint          *string    `json:"endpoint"`
+	}
+	if err := v.decode(&q); err != nil {
+		return err
+	}
+	if q.RequiredApprovals == nil || q.Endpoint == nil {
+		if !must {
+			return nil
+		}
+		return v.fail(CheckDecision, "it does not state the decision the gateway signs for request %s (required_approvals, rule, endpoint), so its M cannot be checked", r.p.RequestID)
+	}
+	if r.problem != "" {
+		return v.fail(CheckDecision, "%s", r.problem)
+	}
+	if *q.Endpoint != r.endpoint {
+		return v.fail(CheckDecision, "it signs endpoint %q for request %s, but the gateway's first record closing it signed %q", clip(*q.Endpoint), r.p.RequestID, clip(r.endpoint))
+	}
+	sameRule := (q.Rule == nil) == (r.rule == nil) && (q.Rule == nil || *q.Rule == *r.rule)
+	if *q.RequiredApprovals != r.required || !sameRule {
+		return v.fail(CheckDecision, "it signs M %d (%s) for request %s (%s %s %s), but the rules in force at its submission (record %d) give M %d (%s)",
+			*q.RequiredApprovals, ruleText(q.Rule), r.p.RequestID, r.p.Method, r.p.Service, clip(r.endpoint), r.seq, r.required, ruleText(r.rule))
+	}
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func ruleText(r *gate.Rule) string {
+	if r == nil {
+		return "the conversation's default"
+	}
+	return "rule " + r.String()
+}
+
+// signedEndpoints reads ahead: for each request, the endpoint that the
+// first gateway record closing it signs (only records whose signature is
+// the gateway's count; each is checked in full when its turn comes). M
+// is matched on this endpoint from the request's submission on.
+func signedEndpoints(x *Export) map[string]string {
+	out := map[string]string{}
+	for i := range x.Records {
+		switch x.Records[i].Kind {
+		case conversation.KindGateExecuted, conversation.KindGateFailed, conversation.KindGateExpired,
+			conversation.KindGateRejected, conversation.KindGateCancelled:
+		default:
+			continue
+		}
+		m, err := conversation.Verify(x.Records[i].Envelope)
+		if err != nil || m.Author != x.Gateway || m.Kind != x.Records[i].Kind {
+			continue
+		}
+		var q struct {
+			RequestID string  `json:"request_id"`
+			Endpoint  *string `json:"endpoint"`
+		}
+		if json.Unmarshal(m.Payload, &q) != nil || q.Endpoint == nil {
+			continue
+		}
+		if _, seen := out[q.RequestID]; !seen {
+			out[q.RequestID] = *q.Endpoint
+		}
+	}
+	return out
 }
 
 // approvers checks the approvers a gateway record lists for r: distinct,
@@ -772,7 +934,7 @@ func (v *verifier) approvers(r *request, list []string) error {
 		}
 	}
 	if len(seen) < r.required {
-		return v.fail(CheckThreshold, "request %s lists %d approvers; its rule requires %d", r.p.RequestID, len(seen), r.required)
+		return v.fail(CheckThreshold, "request %s lists %d approvers; it needs M %d (%s)", r.p.RequestID, len(seen), r.required, ruleText(r.rule))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -42,19 +43,21 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 	}
 	svc, err := e.service(r.Payload.Service)
 	if err != nil {
-		e.finish(c, r, nil, 0, gate.ReasonUpstreamError)
+		e.finish(c, r, nil, 0, gate.ReasonUpstreamError, "service "+r.Payload.Service+" is no longer in the catalog")
 		return
 	}
 	c.mu.Lock()
 	live, expired := c.liveSecret(svc.Name, e.clock.Now())
+	convName := c.st.Name
 	c.mu.Unlock()
 	if svc.Auth == "required" && live == nil {
-		reason := gate.ReasonNoSecret
+		detail := fmt.Sprintf("no live secret is stored for %s (none was added, or it was revoked); add one with 'twokey secret add %s --service %s'", svc.Name, convName, svc.Name)
 		if expired != nil {
-			e.log.Warn("no live secret: the newest expired", AttrConv, convID, AttrRequest, r.ID, AttrService, svc.Name,
-				"expired_at", expired.ExpiresAt.Format(time.RFC3339))
+			at := expired.ExpiresAt.UTC().Format(time.RFC3339)
+			e.log.Warn("no live secret: the newest expired", AttrConv, convID, AttrRequest, r.ID, AttrService, svc.Name, "expired_at", at)
+			detail = fmt.Sprintf("the secret for %s expired at %s; provision a new one with 'twokey secret add %s --service %s'", svc.Name, at, convName, svc.Name)
 		}
-		e.finish(c, r, nil, 0, reason)
+		e.finish(c, r, nil, 0, gate.ReasonNoSecret, detail)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.UpstreamTimeout)
@@ -65,7 +68,7 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Payload.Method, r.Payload.URL, body)
 	if err != nil {
-		e.finish(c, r, nil, 0, gate.ReasonUpstreamError)
+		e.finish(c, r, nil, 0, gate.ReasonUpstreamError, "the request could not be built")
 		return
 	}
 	for k, v := range r.Payload.Headers {
@@ -75,6 +78,10 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("User-Agent", "twokey-gateway/1")
+	// Only a body the gateway can read can be redacted: ask for it plain
+	// (also over a request's own Accept-Encoding). Setting it also stops
+	// Go's transport from asking for gzip and unpacking it unseen.
+	req.Header.Set("Accept-Encoding", "identity")
 	var red redactor = noRedactor{}
 	if live != nil && svc.Auth != "none" {
 		// The key goes in at the last moment, and only to the URL that
@@ -82,7 +89,7 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 		rd, err := e.cfg.Vault.Inject(req, live)
 		if err != nil {
 			e.log.Error("secret could not be opened", AttrConv, convID, AttrRequest, r.ID, AttrService, svc.Name, AttrError, err.Error())
-			e.finish(c, r, nil, 0, gate.ReasonNoSecret)
+			e.finish(c, r, nil, 0, gate.ReasonNoSecret, fmt.Sprintf("the secret for %s could not be opened (the server's log says why); provision it again with 'twokey secret add %s --service %s'", svc.Name, convName, svc.Name))
 			return
 		}
 		defer rd.Close()
@@ -91,20 +98,36 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 	start := time.Now()
 	resp, err := e.client.Do(req)
 	if err != nil {
-		e.finish(c, r, nil, time.Since(start), classify(err))
+		e.finish(c, r, nil, time.Since(start), classify(err), "")
 		return
 	}
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, e.cfg.MaxResponseBytes))
 	resp.Body.Close()
 	dur := time.Since(start)
 	if readErr != nil {
-		e.finish(c, r, nil, dur, classify(readErr))
+		e.finish(c, r, nil, dur, classify(readErr), "")
 		return
 	}
+	contentType := resp.Header.Get("Content-Type")
+	enc := encodedAs(resp.Header)
+	if enc != "" {
+		// Asked for identity, got an encoded body anyway: redaction cannot
+		// see into it, so none of it is published, and the headers that
+		// describe it are left out (a reader must not try to decode the
+		// note). The note itself is redacted below like any body.
+		shown, _ := red.RedactString(enc)
+		shown = clip(shown)
+		e.log.Warn("encoded response withheld", AttrConv, convID, AttrRequest, r.ID, AttrService, svc.Name, "content_encoding", shown)
+		data = []byte(fmt.Sprintf(withheldNote, shown, len(data)))
+		contentType = "text/plain; charset=utf-8"
+	}
 	data, n := red.Redact(data)
-	out := &gate.ResponsePayload{RequestID: r.ID, Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
+	out := &gate.ResponsePayload{RequestID: r.ID, Status: resp.StatusCode, ContentType: contentType,
 		Headers: map[string]string{}, BodyDigest: conversation.Digest(data), Redactions: n}
 	for _, h := range responseHeaders {
+		if enc != "" && (h == "Content-Encoding" || h == "Content-Length" || h == "Content-Type") {
+			continue
+		}
 		if v := resp.Header.Get(h); v != "" {
 			v, k := red.RedactString(v)
 			out.Headers[h] = v
@@ -113,7 +136,24 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 	}
 	out.ContentType, _ = red.RedactString(out.ContentType)
 	out.Body, out.Truncated = textBody(data, twokey.MaxResponseBody)
-	e.finish(c, r, out, dur, "")
+	e.finish(c, r, out, dur, "", "")
+}
+
+// withheldNote is the body published in place of an encoded one.
+const withheldNote = "[withheld by twokey: the upstream answered with Content-Encoding %s although the gateway asked for identity; " +
+	"the %d bytes are not published because the key could not be redacted from them]"
+
+// encodedAs returns the response's Content-Encoding when it is anything
+// but identity, else "".
+func encodedAs(h http.Header) string {
+	for _, v := range h.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return strings.Join(h.Values("Content-Encoding"), ", ")
+			}
+		}
+	}
+	return ""
 }
 
 type redactor interface {
@@ -152,8 +192,9 @@ func classify(err error) string {
 }
 
 // finish records how an execution ended: gate.executed and gate.response,
-// or gate.failed with a reason.
-func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, dur time.Duration, reason string) {
+// or gate.failed with a reason (and a detail for a person, when there is
+// more to say). Both carry the decision facts the gateway signs.
+func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, dur time.Duration, reason, detail string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cur := c.requests[r.ID]
@@ -167,6 +208,7 @@ func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, du
 	if resp != nil {
 		if _, err := e.gatewayRecord(ch, conversation.KindGateExecuted, gate.ExecutedPayload{
 			Header: e.header(c.st.ID), RequestID: r.ID, Status: resp.Status, DurationMS: ms, Approvers: approvers,
+			Decision: gate.DecisionOf(done),
 		}); err != nil {
 			e.log.Error("cannot sign gate.executed", AttrError, err.Error())
 			return
@@ -180,12 +222,12 @@ func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, du
 		done.Result = &gate.Result{Status: resp.Status, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq - 1, BodyDigest: resp.BodyDigest}
 	} else {
 		if _, err := e.gatewayRecord(ch, conversation.KindGateFailed, gate.ClosedPayload{
-			Header: e.header(c.st.ID), RequestID: r.ID, Reason: reason}); err != nil {
+			Header: e.header(c.st.ID), RequestID: r.ID, Reason: reason, Detail: detail, Decision: gate.DecisionOf(done)}); err != nil {
 			e.log.Error("cannot sign gate.failed", AttrError, err.Error())
 			return
 		}
 		done.State = gate.StateFailed
-		done.Result = &gate.Result{Reason: reason, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq}
+		done.Result = &gate.Result{Reason: reason, Detail: detail, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq}
 	}
 	ch.putRequest(done)
 	if err := e.commit(ch); err != nil {

@@ -396,7 +396,7 @@ func (e *Engine) vote(ch *change, m *conversation.Message) error {
 		e.scheduleExecution(ch, r)
 	case gate.Reject:
 		if _, err := e.gatewayRecord(ch, conversation.KindGateRejected, gate.ClosedPayload{
-			Header: e.header(c.st.ID), RequestID: r.ID, Reason: gate.ReasonRejected}); err != nil {
+			Header: e.header(c.st.ID), RequestID: r.ID, Reason: gate.ReasonRejected, Decision: gate.DecisionOf(r)}); err != nil {
 			return err
 		}
 		r.Result = &gate.Result{Reason: gate.ReasonRejected, Seq: ch.st.Seq}
@@ -439,7 +439,8 @@ func (e *Engine) closeIn(ch *change, r *gate.Request, state, reason string) erro
 		gate.StateCancelled: conversation.KindGateCancelled, gate.StateExpired: conversation.KindGateExpired,
 		gate.StateFailed: conversation.KindGateFailed, gate.StateRejected: conversation.KindGateRejected,
 	}[state]
-	if _, err := e.gatewayRecord(ch, kind, gate.ClosedPayload{Header: e.header(ch.c.st.ID), RequestID: r.ID, Reason: reason}); err != nil {
+	if _, err := e.gatewayRecord(ch, kind, gate.ClosedPayload{Header: e.header(ch.c.st.ID), RequestID: r.ID, Reason: reason,
+		Decision: gate.DecisionOf(r)}); err != nil {
 		return err
 	}
 	r = r.Clone()

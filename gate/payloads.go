@@ -93,6 +93,29 @@ type CancelPayload struct {
 	RequestID string `json:"request_id"`
 }
 
+// Decision is what the gateway decided a request under, signed in every
+// record that closes it (this implementation's addition): M as frozen at
+// submission, the rule that set it (null for the conversation's default),
+// and the endpoint it matched the rules against (the URL's path below the
+// service's base URL). An auditor re-derives M from the rules and checks
+// the endpoint against the URL, so a gateway that lowered M or split the
+// URL dishonestly has signed the lie.
+type Decision struct {
+	RequiredApprovals int    `json:"required_approvals"`
+	Rule              *Rule  `json:"rule"`
+	Endpoint          string `json:"endpoint"`
+}
+
+// DecisionOf returns r's decision facts.
+func DecisionOf(r *Request) Decision {
+	d := Decision{RequiredApprovals: r.Required, Endpoint: r.Endpoint}
+	if r.Rule != nil {
+		rule := *r.Rule
+		d.Rule = &rule
+	}
+	return d
+}
+
 // ExecutedPayload is gate.executed.
 type ExecutedPayload struct {
 	conversation.Header
@@ -100,6 +123,7 @@ type ExecutedPayload struct {
 	Status     int      `json:"status"`
 	DurationMS int64    `json:"duration_ms"`
 	Approvers  []string `json:"approvers"`
+	Decision
 }
 
 // ResponsePayload is gate.response.
@@ -120,6 +144,10 @@ type ClosedPayload struct {
 	conversation.Header
 	RequestID string `json:"request_id"`
 	Reason    string `json:"reason"`
+	// Detail says more than the reason, for a person (e.g. which secret
+	// expired when, for no_secret). Never a secret.
+	Detail string `json:"detail,omitempty"`
+	Decision
 }
 
 // ProposePayload is member.propose.

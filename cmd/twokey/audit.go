@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -130,12 +127,11 @@ var errAuditFailed = errors.New("audit failed")
 func runAuditVerify(ctx context.Context, f *factory, o *auditVerifyOptions, arg string) error {
 	opt := audit.Options{Gateway: o.gateway}
 	for _, a := range o.anchors {
-		seqText, chain, ok := strings.Cut(a, "=")
-		seq, err := strconv.ParseUint(seqText, 10, 64)
-		if !ok || err != nil || seq == 0 || !strings.HasPrefix(chain, "sha256:") {
-			return usagef("--anchor %q: write SEQ=sha256:HEX, e.g. 17=sha256:3f2a...", a)
+		an, err := audit.ParseAnchor(a)
+		if err != nil {
+			return usagef("--anchor %v", err)
 		}
-		opt.Anchors = append(opt.Anchors, audit.Anchor{Seq: seq, Chain: chain, From: "your --anchor " + seqText})
+		opt.Anchors = append(opt.Anchors, an)
 	}
 	for _, file := range o.checkpoints {
 		cp, err := readCheckpoint(file)
@@ -182,22 +178,9 @@ func readCheckpoint(file string) (*audit.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	var x struct {
-		Format     string            `json:"format"`
-		Checkpoint *audit.Checkpoint `json:"checkpoint"`
+	cp, err := audit.ParseCheckpoint(data)
+	if err != nil {
+		return nil, usagef("--checkpoint %s %v", file, err)
 	}
-	var cp audit.Checkpoint
-	if err := json.Unmarshal(data, &x); err != nil {
-		return nil, usagef("--checkpoint %s is not JSON: %v", file, err)
-	}
-	if x.Format != "" {
-		if x.Checkpoint == nil {
-			return nil, usagef("--checkpoint %s is an export without a checkpoint", file)
-		}
-		return x.Checkpoint, nil
-	}
-	if err := json.Unmarshal(data, &cp); err != nil || cp.Seq == 0 || cp.Envelope.Payload == "" {
-		return nil, usagef("--checkpoint %s holds no checkpoint (seq, chain, envelope)", file)
-	}
-	return &cp, nil
+	return cp, nil
 }
