@@ -69,7 +69,11 @@ tier. 'twokey request CONV TEMPLATE k=v ...' fills one in and proposes it.`,
 					if p.Default != "" {
 						def = ", default " + p.Default
 					}
-					fmt.Fprintf(f.io.Out, "    %-10s %s %s in %s (%s%s) %s\n", p.Name, req, orDefault(p.Type, "string"), p.In, req, def, p.Description)
+					desc := ""
+					if p.Description != "" {
+						desc = " — " + p.Description
+					}
+					fmt.Fprintf(f.io.Out, "    %-10s %s %s in %s%s%s\n", p.Name, req, orDefault(p.Type, "string"), p.In, def, desc)
 				}
 			}
 			example := []string{"twokey request CONV", t.Name}
