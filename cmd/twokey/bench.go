@@ -62,8 +62,9 @@ Then, at each load multiplier (--scales; 1x is 1,000 conversations holding
 The last column is the growth from the first multiplier to the last.
 
 It prints a Markdown table on stdout (and to --out) and its progress on
-stderr. The default run takes about two minutes; --timeout bounds it, and
-the tiers finished by then are still printed. With --profile-dir, a CPU
+stderr. The default run takes two to three minutes on a quiet 2-core
+machine (loading 10x's 100,000 requests is most of it); --timeout bounds
+it, and the tiers finished by then are still printed. With --profile-dir, a CPU
 profile of each phase is written there; read one with
   go tool pprof -top DIR/x1-approvals.pprof
 where samples labelled side=server are the server's and side=load the
