@@ -222,14 +222,12 @@ func attacks() []attack {
 				if _, err := fx.cs[0].EnableGate(testutil.Ctx(t), other, 2, nil); err != nil {
 					t.Fatal(err)
 				}
-				body, _ := json.Marshal(env)
-				resp, err := http.Post(fx.srv.URL()+"/v1/conversations/"+other+"/messages", "application/json", bytes.NewReader(body))
-				if err != nil {
-					t.Fatal(err)
+				before, _ := fx.srv.Store().LastSeq(other)
+				if status, code := rawPost(t, fx.srv.URL()+"/v1/conversations/"+other+"/messages", env); status != 400 || code != twokey.EBadPayload {
+					t.Fatalf("replayed into another conversation: %d %s, want 400 %s", status, code, twokey.EBadPayload)
 				}
-				resp.Body.Close()
-				if resp.StatusCode != 400 {
-					t.Fatalf("replayed into another conversation: %d", resp.StatusCode)
+				if after, _ := fx.srv.Store().LastSeq(other); after != before {
+					t.Fatalf("the replay changed the other log (%d -> %d)", before, after)
 				}
 				if fx.state(t, id) != gate.StatePending {
 					t.Fatal("the replay counted")
@@ -570,6 +568,35 @@ func attacks() []attack {
 				}
 				// A signature claiming a member's key id without its key.
 				expectCode(t, fx, relabel(env, fx.ids[1].KeyID()), 400, twokey.EBadSignature)
+			}},
+		{"a non-member asking for a checkpoint", "PROTOCOL 7: only members read a conversation; the checkpoint (this implementation's) is a read",
+			"engine/checkpoint.go Checkpoint (engine/query.go member: not_member); server/http.go auth (unauthorized)", func(t *testing.T) {
+				fx := newFixture(t, 2, 2)
+				ctx := testutil.Ctx(t)
+				eve := testutil.Client(fx.srv.URL(), testutil.Identity(t, "eve"), nil)
+				if cp, err := eve.Checkpoint(ctx, fx.conv); twokey.ErrorCode(err) != twokey.ENotMember || cp != nil {
+					t.Fatalf("a non-member's checkpoint: %v %v, want not_member", cp, err)
+				}
+				resp, err := http.Get(fx.srv.URL() + "/v1/conversations/" + fx.conv + "/checkpoint")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 401 {
+					t.Fatalf("a checkpoint without a token: %d, want 401", resp.StatusCode)
+				}
+				// A member gets one, signed by the gateway, that the log matches.
+				cp, err := fx.cs[1].Checkpoint(ctx, fx.conv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				x, err := audit.Fetch(ctx, fx.cs[1], fx.conv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := audit.Verify(x, audit.Options{Gateway: fx.gw, Checkpoints: []audit.Checkpoint{{Seq: cp.Seq, Chain: cp.Chain, Envelope: cp.Envelope}}}); err != nil {
+					t.Fatalf("a member's checkpoint: %v", err)
+				}
 			}},
 		{"a key sent to another host", "PROTOCOL 5 (submit): the URL stays below the service's base URL; the secret's header cannot be set; redirects are not followed",
 			"catalog/endpoint.go Service.EndpointOf (host_mismatch); engine/gatekinds.go submit; engine/engine.go CheckRedirect", func(t *testing.T) {

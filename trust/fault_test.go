@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +59,8 @@ func bigBody(n int) []byte {
 // everyone else meanwhile.
 func TestUpstreamFaults(t *testing.T) {
 	t.Parallel()
+	// quick is only for the cases that must time out; the rest get a
+	// timeout a slow, loaded machine never reaches.
 	quick := newFixture(t, 1, 1, testutil.WithTimeout(700*time.Millisecond))
 	patient := newFixture(t, 1, 1, testutil.WithTimeout(10*time.Second))
 	cases := []struct {
@@ -69,7 +72,7 @@ func TestUpstreamFaults(t *testing.T) {
 		check  func(t *testing.T, fx *fixture, id string)
 	}{
 		{"the upstream hangs", quick, "/hang", gate.StateFailed, gate.ReasonTimeout, nil},
-		{"the upstream resets the connection", quick, "/reset", gate.StateFailed, gate.ReasonUpstreamError, nil},
+		{"the upstream resets the connection", patient, "/reset", gate.StateFailed, gate.ReasonUpstreamError, nil},
 		{"the upstream answers slowly, byte by byte, past the timeout", quick, "/slow", gate.StateFailed, gate.ReasonTimeout, nil},
 		{"the upstream answers slowly, byte by byte, within the timeout", patient, "/slow", gate.StateExecuted, "", func(t *testing.T, fx *fixture, id string) {
 			if r := fx.response(t, id); r.Body != "abcdefghijklmnopqrst" || r.Truncated {
@@ -87,7 +90,7 @@ func TestUpstreamFaults(t *testing.T) {
 				t.Fatal("20 MB: body_digest is not of the first 10 MiB read")
 			}
 		}},
-		{"the upstream redirects to another host", quick, "/redirect-away", gate.StateExecuted, "", func(t *testing.T, fx *fixture, id string) {
+		{"the upstream redirects to another host", patient, "/redirect-away", gate.StateExecuted, "", func(t *testing.T, fx *fixture, id string) {
 			if r := fx.response(t, id); r.Status != http.StatusFound {
 				t.Fatalf("redirect: status %d, want the 302 itself", r.Status)
 			}
@@ -102,7 +105,9 @@ func TestUpstreamFaults(t *testing.T) {
 			if _, err := fx.cs[0].Say(testutil.Ctx(t), fx.conv, "still here?"); err != nil {
 				t.Fatal(err)
 			}
-			if d := time.Since(start); d > time.Second {
+			// Generous for a loaded CI machine under -race, and still far
+			// below the hang it would be if posting waited on the call.
+			if d := time.Since(start); d > 5*time.Second {
 				t.Fatalf("a chat message took %s while the upstream misbehaved", d)
 			}
 			ctx := ctxFor(t, 20*time.Second)
@@ -234,7 +239,7 @@ func TestDatabaseLockedAtStart(t *testing.T) {
 		d.Close()
 		t.Fatal("a second server started on a locked database")
 	}
-	if el := time.Since(start); el > 3*time.Second {
+	if el := time.Since(start); el > 10*time.Second {
 		t.Fatalf("the second start took %s to fail", el)
 	}
 	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), dbPath) {
@@ -311,7 +316,7 @@ func TestWebSocketClientThatNeverReads(t *testing.T) {
 		}
 	}
 	text := strings.Repeat("all work and no play makes jack a dull boy ", twokey.MaxTextBytes/44)
-	var slowest time.Duration
+	var took []time.Duration
 	var seq uint64
 	for i := 0; i < 300; i++ {
 		start := time.Now()
@@ -319,9 +324,11 @@ func TestWebSocketClientThatNeverReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		slowest = max(slowest, time.Since(start))
+		took = append(took, time.Since(start))
 		seq = rec.Seq
 	}
+	slices.Sort(took)
+	median, slowest := took[len(took)/2], took[len(took)-1]
 	for deadline := time.Now().Add(10 * time.Second); last.Load() < seq; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the healthy follower has %d of %d records", last.Load(), seq)
@@ -330,8 +337,10 @@ func TestWebSocketClientThatNeverReads(t *testing.T) {
 	if gaps.Load() != 0 {
 		t.Fatalf("the healthy follower saw %d gaps", gaps.Load())
 	}
-	if slowest > 2*time.Second {
-		t.Fatalf("a post took %s: posting waited on a socket", slowest)
+	// A post that waited on the stuck socket would take the 10 s write
+	// stall timeout; one slow post on a loaded machine is not that.
+	if median > time.Second || slowest > 8*time.Second {
+		t.Fatalf("posts took %s (median) and %s (slowest): posting waited on a socket", median, slowest)
 	}
 	for deadline := time.Now().Add(25 * time.Second); fx.srv.API().WebSockets() > 1; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {

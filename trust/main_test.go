@@ -103,6 +103,7 @@ type proc struct {
 	out    *syncBuf // stdout
 	errs   *syncBuf // stderr: the server's log
 	exited chan struct{}
+	found  chan string // its "listening on" URL, once
 }
 
 var listenRE = regexp.MustCompile(`listening on (http://[0-9.:]+)`)
@@ -122,12 +123,29 @@ func cleanEnv(extra ...string) []string {
 // and waits (at most 20 s) for its "listening on" line.
 func startProc(t testing.TB, dir string, up *testutil.Upstream, args ...string) *proc {
 	t.Helper()
+	p := spawnProc(t, dir, up, args...)
+	select {
+	case p.url = <-p.found:
+	case <-p.exited:
+		t.Fatalf("twokey serve exited before listening:\n%s\n%s", p.out, p.errs)
+	case <-time.After(20 * time.Second):
+		p.kill()
+		t.Fatalf("twokey serve did not print its listening line in 20 s:\n%s\n%s", p.out, p.errs)
+	}
+	return p
+}
+
+// spawnProc starts 'twokey serve' as startProc does, without waiting for
+// it to listen (a test may kill it while it still opens and recovers).
+func spawnProc(t testing.TB, dir string, up *testutil.Upstream, args ...string) *proc {
+	t.Helper()
 	needBinary(t)
 	all := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-level", "debug"}
 	if up != nil {
 		all = append(all, "--service", "httpbin="+up.URL+"/httpbin", "--service", "fun="+up.URL)
 	}
-	p := &proc{cmd: exec.Command(bin, append(all, args...)...), out: &syncBuf{}, errs: &syncBuf{}, exited: make(chan struct{})}
+	p := &proc{cmd: exec.Command(bin, append(all, args...)...), out: &syncBuf{}, errs: &syncBuf{}, exited: make(chan struct{}),
+		found: make(chan string, 1)}
 	p.cmd.Env = cleanEnv("HOME=" + dir)
 	p.cmd.Stderr = p.errs
 	stdout, err := p.cmd.StdoutPipe()
@@ -137,7 +155,7 @@ func startProc(t testing.TB, dir string, up *testutil.Upstream, args ...string) 
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	found := make(chan string, 1)
+	found := p.found
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -157,14 +175,6 @@ func startProc(t testing.TB, dir string, up *testutil.Upstream, args ...string) 
 		close(p.exited)
 	}()
 	t.Cleanup(p.kill)
-	select {
-	case p.url = <-found:
-	case <-p.exited:
-		t.Fatalf("twokey serve exited before listening:\n%s\n%s", p.out, p.errs)
-	case <-time.After(20 * time.Second):
-		p.kill()
-		t.Fatalf("twokey serve did not print its listening line in 20 s:\n%s\n%s", p.out, p.errs)
-	}
 	return p
 }
 
