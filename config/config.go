@@ -194,7 +194,7 @@ func (c *Config) Validate() error {
 	if c.RequestLogs.Retention < Duration(time.Hour) {
 		bad("request_logs.retention", "must be at least 1h (e.g. 90d)")
 	}
-	if c.Proxy.MaxWait <= 0 || c.Proxy.MaxWait > Duration(time.Hour) {
+	if c.Proxy.MaxWait < Duration(time.Second) || c.Proxy.MaxWait > Duration(time.Hour) {
 		bad("proxy.max_wait", "must be between 1s and 1h")
 	}
 	if c.Proxy.DefaultWait < 0 || c.Proxy.DefaultWait > c.Proxy.MaxWait {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,12 @@ func TestErrorsNameTheSource(t *testing.T) {
 		{name: "flag", flags: []string{"--upstream-timeout", "soon"}, want: []string{"flag --upstream-timeout: upstream_timeout: \"soon\" is not a duration"}},
 		{name: "proxy", file: "proxy:\n  max_wait: 2h\n", want: []string{":2: proxy.max_wait: must be between 1s and 1h"}},
 		{name: "force without tls", flags: []string{"--tls-force"}, want: []string{"flag --tls-force: tls.force: redirecting to HTTPS needs tls.mode"}},
+		{name: "proxy under a second", file: "proxy:\n  max_wait: 500ms\n  default_wait: 0s\n", want: []string{":2: proxy.max_wait: must be between 1s and 1h"}},
+		{name: "flow mapping", file: "addr: 127.0.0.1:1\ntls: {mode: gen, force: true}\n", want: []string{":2: tls.mode: \"gen\" is not one of off, generate, files"}},
+		{name: "flow mapping, first key", file: "tls: {force: true, mode: off}\n", want: []string{":1: tls.force: redirecting to HTTPS needs tls.mode"}},
+		{name: "flow mapping, bad value", file: "proxy: {max_wait: 1m, default_wait: soon}\n", want: []string{":1: ", "\"soon\" is not a duration"}},
+		{name: "flow mapping, wrong type", file: "management: {max_failures: lots, ban_for: 1m}\n", want: []string{":1: management.max_failures: cannot unmarshal"}},
+		{name: "flow mapping, unknown field", file: "tls: {mdoe: x, mode: off}\n", want: []string{":1: field \"mdoe\" is not known in tls; the fields are: mode, addr"}},
 		{name: "trusted proxy", env: map[string]string{"TWOKEY_MANAGEMENT_TRUSTED_PROXIES": "10.0.0.0/8,not-an-ip"}, want: []string{"env TWOKEY_MANAGEMENT_TRUSTED_PROXIES: management.trusted_proxies: \"not-an-ip\""}},
 	}
 	for _, tc := range cases {
@@ -227,4 +234,40 @@ func FuzzLoadYAML(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSecretFileMode: a file holding a secret must be open to its owner
+// only; one without a secret may be readable by anyone.
+func TestSecretFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	cases := []struct {
+		text string
+		mode os.FileMode
+		want string // "" for no error
+	}{
+		{"management:\n  key: s3cret-mgmt\n", 0o644, "holds a secret (management.key) but its mode 0644 opens it to other users; run 'chmod 600 "},
+		{"master_key: c2VjcmV0\nmanagement: {key: k}\n", 0o640, "holds a secret (master_key, management.key)"},
+		{"management:\n  key: s3cret-mgmt\n", 0o600, ""},
+		{"management:\n  key: s3cret-mgmt\n", 0o700, ""},
+		{"management:\n  key: s3cret-mgmt\n", 0o620, "its mode 0620 opens it"},
+		{"addr: 127.0.0.1:1\n", 0o644, ""},
+		{"management:\n  key: \"\"\n", 0o644, ""},
+	}
+	for _, tc := range cases {
+		p := write(t, tc.text)
+		if err := os.Chmod(p, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(p, env(nil))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q at %04o: %v", tc.text, tc.mode, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p)):
+			t.Errorf("%q at %04o: %v; want %q naming %s", tc.text, tc.mode, err, tc.want, p)
+		case err != nil && strings.Contains(err.Error(), "s3cret"):
+			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -63,6 +64,9 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err := c.LoadYAML(path, data); err != nil {
 			return nil, err
 		}
+		if err := c.checkSecretFile(path); err != nil {
+			return nil, err
+		}
 	}
 	if getenv != nil {
 		if err := c.LoadEnv(getenv); err != nil {
@@ -70,6 +74,46 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkSecretFile refuses a configuration file that holds a secret
+// (management.key, master_key) when its group or others have any access
+// to it, as the server refuses such a master key file.
+func (c *Config) checkSecretFile(path string) error {
+	if runtime.GOOS == "windows" {
+		return nil // no Unix permission bits
+	}
+	var held []string
+	for _, f := range c.fields() {
+		if f.secret && f.v.String() != "" && strings.HasPrefix(c.Source(f.path), path+":") {
+			held = append(held, f.path)
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("read configuration: %w", err)
+	}
+	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+		return &Error{Problems: []string{fmt.Sprintf("%s: the file holds a secret (%s) but its mode %04o opens it to other users; run 'chmod 600 %s', or move the secret to the environment (%s)",
+			path, strings.Join(held, ", "), mode, path, envOf(held))}}
+	}
+	return nil
+}
+
+// envOf names the variables of the settings at paths.
+func envOf(paths []string) string {
+	var out []string
+	for _, f := range Default().fields() {
+		for _, p := range paths {
+			if f.path == p {
+				out = append(out, f.env)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 var lineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -106,7 +150,10 @@ func (c *Config) LoadYAML(name string, data []byte) error {
 	if root.Kind != yaml.MappingNode {
 		return &Error{Problems: []string{fmt.Sprintf("%s: the file must be a mapping of settings (addr: ..., tls: ...)", at(root.Line))}}
 	}
-	keys := map[int]string{} // line -> dotted path of the key on it
+	// Every key's line, by path; and the keys on each line with their
+	// values (a flow mapping, tls: {mode: x, force: y}, has several).
+	lineOf := map[string]int{}
+	keys := map[int][]keyAt{}
 	var index func(n *yaml.Node, prefix string)
 	index = func(n *yaml.Node, prefix string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -115,7 +162,8 @@ func (c *Config) LoadYAML(name string, data []byte) error {
 			if prefix != "" {
 				path = prefix + "." + k.Value
 			}
-			keys[k.Line] = path
+			lineOf[path] = k.Line
+			keys[k.Line] = append(keys[k.Line], keyAt{path, v})
 			if v.Kind == yaml.MappingNode && prefix == "" && isSection(k.Value) {
 				index(v, path)
 			}
@@ -133,8 +181,13 @@ func (c *Config) LoadYAML(name string, data []byte) error {
 		var probs []string
 		for _, m := range te.Errors {
 			line, msg := splitLine(m)
-			path := pathAt(keys, line)
+			path := pathAt(keys, line, msg)
 			if sm := unknownRE.FindStringSubmatch(msg); sm != nil {
+				for _, k := range keys[line] {
+					if k.path == sm[1] || strings.HasSuffix(k.path, "."+sm[1]) {
+						path = k.path
+					}
+				}
 				section := strings.TrimSuffix(path, "."+sm[1])
 				if section == sm[1] {
 					section = ""
@@ -149,10 +202,16 @@ func (c *Config) LoadYAML(name string, data []byte) error {
 		}
 		return &Error{Problems: probs}
 	}
-	for line, path := range keys {
+	for path, line := range lineOf {
 		c.setSource(path, at(line))
 	}
 	return nil
+}
+
+// keyAt is a key of the file and its value node.
+type keyAt struct {
+	path  string
+	value *yaml.Node
 }
 
 var unknownRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
@@ -191,12 +250,22 @@ func unknownField(name, section string) string {
 	return fmt.Sprintf("field %q is not known %s; the fields are: %s", name, where, strings.Join(known, ", "))
 }
 
-// pathAt is the setting whose key is on line, or the nearest one above it.
-func pathAt(keys map[int]string, line int) string {
+// pathAt is the setting an error on line is about: the key on that line
+// (of several on one line, the one whose value the message quotes, else
+// the innermost), or the nearest one above it.
+func pathAt(keys map[int][]keyAt, line int, msg string) string {
 	for l := line; l > 0 && line-l < 1000; l-- {
-		if p, ok := keys[l]; ok {
-			return p
+		ks := keys[l]
+		if len(ks) == 0 {
+			continue
 		}
+		for _, k := range ks {
+			if k.value.Kind == yaml.ScalarNode && k.value.Value != "" &&
+				(strings.Contains(msg, "`"+k.value.Value+"`") || strings.Contains(msg, `"`+k.value.Value+`"`)) {
+				return k.path
+			}
+		}
+		return ks[len(ks)-1].path
 	}
 	return ""
 }
