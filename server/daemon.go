@@ -51,10 +51,12 @@ type Options struct {
 	LogRetention time.Duration
 	// DisableMetrics turns /metrics off.
 	DisableMetrics bool
-	// ProxyDefaultWait and ProxyMaxWait bound how long a proxied call or a
-	// program's long poll waits (default 30 s and 300 s).
+	// ProxyDefaultWait is how long a proxied call that sends no Prefer:
+	// wait=N waits for approval: zero means the default, 30 s (at most
+	// ProxyMaxWait); a negative value means no wait (202 at once).
 	ProxyDefaultWait time.Duration
-	ProxyMaxWait     time.Duration
+	// ProxyMaxWait caps Prefer: wait=N and a program's ?wait= (default 300 s).
+	ProxyMaxWait time.Duration
 	// ProgramRequestTTL is how long a program's request waits for
 	// approvals unless it says otherwise (default 1 h).
 	ProgramRequestTTL time.Duration
@@ -183,10 +185,11 @@ func Start(opts Options) (d *Daemon, err error) {
 	}
 	d.progs = programs.New(loaded, programStore{st}, opts.Clock.Now)
 	d.metrics = NewMetrics(func() int { return d.api.WebSockets() })
-	d.reqlog = reqlog.New(reqlog.Config{Store: st, Clock: opts.Clock, Logger: opts.Logger, Retention: opts.LogRetention})
+	rlog := reqlog.New(reqlog.Config{Store: st, Clock: opts.Clock, Logger: opts.Logger, Retention: opts.LogRetention})
+	d.reqlog = rlog
 	defer func() {
 		if err != nil {
-			d.reqlog.Close()
+			rlog.Close() // not d.reqlog: d is the named result, nil on error
 		}
 	}()
 	eng, err := engine.New(engine.Config{
@@ -253,6 +256,12 @@ func Start(opts Options) (d *Daemon, err error) {
 	}
 	if mgmt.enabled() {
 		fmt.Fprintf(opts.Out, "management API at %s/v0/management/ (loopback only: %v)\n", d.url, !opts.Management.AllowRemote)
+		switch {
+		case opts.Management.AllowRemote && tlsLn == nil:
+			opts.Logger.Warn("management.allow_remote is on but TLS is off: remote clients send the management key in clear text; set tls.mode generate or files, and tls.force")
+		case opts.Management.AllowRemote && !opts.TLS.Force:
+			opts.Logger.Warn("management.allow_remote is on and plain HTTP still answers: a remote client may send the management key in clear text; set tls.force")
+		}
 	}
 	opts.Logger.Info("serving", "addr", ln.Addr().String(), "tls_addr", d.tlsURL, "data_dir", opts.DataDir, "gateway", gw.KeyID())
 	return d, nil
@@ -266,9 +275,13 @@ func newOperator(d *Daemon, mgmt *management) *operator {
 	if o.maxWait <= 0 {
 		o.maxWait = 300 * time.Second
 	}
-	if o.defaultWait <= 0 {
+	switch {
+	case o.defaultWait == 0:
 		o.defaultWait = min(30*time.Second, o.maxWait)
+	case o.defaultWait < 0:
+		o.defaultWait = 0 // asked for no wait
 	}
+	o.defaultWait = min(o.defaultWait, o.maxWait)
 	if o.requestTTL <= 0 {
 		o.requestTTL = time.Hour
 	}

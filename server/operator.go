@@ -91,16 +91,18 @@ type ProgramState struct {
 
 func programLocation(id string) string { return "/v1/programs/requests/" + url.PathEscape(id) }
 
-// presented returns the key a program presented: the bearer token, or an
-// X-Api-Key header holding a program key (for SDKs that send one).
+// presented returns the key a program presented: a bearer token or an
+// X-Api-Key header (for SDKs that send their key there) holding a program
+// key, the bearer first; else whatever bearer token came, for the refusal.
 func presented(r *http.Request) string {
-	if k := bearer(r); k != "" {
-		return k
+	b := bearer(r)
+	if programs.LooksLikeKey(b) {
+		return b
 	}
 	if k := strings.TrimSpace(r.Header.Get("X-Api-Key")); programs.LooksLikeKey(k) {
 		return k
 	}
-	return ""
+	return b
 }
 
 // program authenticates the request's program key, or answers 401.

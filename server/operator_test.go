@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
@@ -510,6 +511,9 @@ func TestProxy(t *testing.T) {
 func TestProxyCurl(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is not installed, and CI is set: .ci/run installs it, so this run would skip proxy mode with curl")
+		}
 		t.Skip("curl is not installed (.ci/run installs it)")
 	}
 	g := newGate(t, 2, 1, withMgmt())
@@ -774,5 +778,212 @@ func TestRotateDefaultGrace(t *testing.T) {
 	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", map[string]string{"grace": "0"})
 	if r := g.programSubmit(t, second, hn); r.status != 401 || !strings.Contains(string(r.body), "rotated out") {
 		t.Fatalf("the key before a rotation with grace 0: %d %s", r.status, r.body)
+	}
+}
+
+// approveNextPending approves the first pending request of g's conversation
+// as signer i once one appears (bounded polling).
+func (g *gateFixture) approveNextPending(t *testing.T, i int) {
+	for n := 0; n < 1000; n++ {
+		list, err := g.cs[i].Requests(testutil.Ctx(t), g.conv, gate.StatePending)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if len(list) > 0 {
+			if err := g.approve(t, i, list[0].RequestID); err != nil {
+				t.Error(err)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("no pending request appeared")
+}
+
+// TestProxyWaits: with no Prefer header the proxy waits proxy.default_wait
+// (30 s by default) and says nothing of a preference; a Prefer: wait above
+// proxy.max_wait is capped, and Preference-Applied says so; a default of
+// "no wait" answers 202 at once.
+func TestProxyWaits(t *testing.T) {
+	g := newGate(t, 2, 1, withMgmt())
+	key, _ := g.program(t, "w", nil)
+	go g.approveNextPending(t, 1)
+	r := call(t, "GET", g.srv.URL()+"/v1/proxy/ops/httpbin/get", nil, bearerHdr(key))
+	if r.status != 200 || r.header.Get("Preference-Applied") != "" {
+		t.Fatalf("no Prefer, default wait: %d %v %s", r.status, r.header, r.body)
+	}
+
+	g = newGate(t, 2, 1, withMgmt(), func(o *server.Options) { o.ProxyMaxWait, o.ProxyDefaultWait = time.Second, -1 })
+	key, _ = g.program(t, "w", nil)
+	start := time.Now()
+	r = call(t, "GET", g.srv.URL()+"/v1/proxy/ops/httpbin/get", nil, bearerHdr(key))
+	if r.status != 202 || r.header.Get("Location") == "" || r.header.Get("Preference-Applied") != "" || time.Since(start) > 10*time.Second {
+		t.Fatalf("no Prefer, no default wait: %d %v %s", r.status, r.header, r.body)
+	}
+	hdr := bearerHdr(key)
+	hdr["Prefer"] = "respond-async, wait=300"
+	start = time.Now()
+	r = call(t, "GET", g.srv.URL()+"/v1/proxy/ops/httpbin/get", nil, hdr)
+	if r.status != 202 || r.header.Get("Preference-Applied") != "wait=1" || time.Since(start) < time.Second {
+		t.Fatalf("Prefer: wait=300 with max_wait 1s: %d %v after %s", r.status, r.header, time.Since(start))
+	}
+}
+
+// TestProxyKeyHeaderService runs proxy mode against a service whose key
+// header is not Authorization (anthropic, from the example AI catalog): the
+// program authenticates with X-Api-Key, the client's own Authorization is
+// dropped (not overwritten: the service's key goes in x-api-key), and the
+// program key reaches no upstream header.
+func TestProxyKeyHeaderService(t *testing.T) {
+	catalogFile := filepath.Join("..", "docs", "examples", "ai-catalog.yaml")
+	g := newGate(t, 2, 1, withMgmt(), func(o *server.Options) {
+		o.Catalogs = append(o.Catalogs, catalogFile)
+		for _, s := range o.ServiceOverrides {
+			if base, ok := strings.CutPrefix(s, "httpbin="); ok {
+				o.ServiceOverrides = append(o.ServiceOverrides, "anthropic="+base)
+			}
+		}
+	})
+	const anthropicKey = "sk-ant-test-7f3e19c0a2"
+	if _, err := g.cs[0].AddSecret(testutil.Ctx(t), g.conv, "anthropic", "", "", 0, []byte(anthropicKey)); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := g.program(t, "claude", nil)
+	go g.approveNextPending(t, 1)
+	r := call(t, "POST", g.srv.URL()+"/v1/proxy/ops/anthropic/anything/v1/messages", []byte(`{"model":"m","max_tokens":1}`),
+		map[string]string{"X-Api-Key": key, "Authorization": "Bearer client-own-token", "Anthropic-Version": "2023-06-01",
+			"Content-Type": "application/json", "Prefer": "wait=20"})
+	if r.status != 200 {
+		t.Fatalf("proxied call: %d %s", r.status, r.body)
+	}
+	reqs := g.up.Requests()
+	got := reqs[len(reqs)-1]
+	if got.Path != "/httpbin/anything/v1/messages" || got.Header.Get("X-Api-Key") != anthropicKey || got.Header.Get("Anthropic-Version") != "2023-06-01" {
+		t.Fatalf("upstream got %s with x-api-key %q, anthropic-version %q", got.Path, got.Header.Get("X-Api-Key"), got.Header.Get("Anthropic-Version"))
+	}
+	if a := got.Header.Get("Authorization"); a != "" {
+		t.Fatalf("the client's own Authorization reached the upstream: %q", a)
+	}
+	for name, vals := range got.Header {
+		for _, v := range vals {
+			if strings.Contains(v, key) || strings.Contains(v, "client-own-token") {
+				t.Fatalf("upstream header %s carries the program key or the client's token", name)
+			}
+		}
+	}
+	if strings.Contains(string(r.body), anthropicKey) {
+		t.Fatal("the service key is in the proxied answer")
+	}
+}
+
+// TestExampleAICatalog: docs/examples/ai-catalog.yaml parses as a catalog
+// file and adds openai and anthropic with their key headers to the starter.
+func TestExampleAICatalog(t *testing.T) {
+	path := filepath.Join("..", "docs", "examples", "ai-catalog.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Parse(path, data); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Starter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][3]string{
+		"openai":    {"https://api.openai.com", "Authorization", "Bearer {value}"},
+		"anthropic": {"https://api.anthropic.com", "x-api-key", "{value}"},
+	} {
+		s, ok := cat.Service(name)
+		if !ok || s.BaseURL != want[0] || !strings.EqualFold(s.HeaderName, want[1]) || s.HeaderTemplate != want[2] || s.Auth != catalog.AuthRequired {
+			t.Errorf("service %s: %+v", name, s)
+		}
+	}
+	for _, tmpl := range []string{"openai.list-models", "anthropic.list-models"} {
+		if _, ok := cat.Template(tmpl); !ok {
+			t.Errorf("no template %s", tmpl)
+		}
+	}
+}
+
+// TestProgramRequestTTL: a program request waits programs.request_ttl for
+// approvals, or what expires_in (POST) or X-Twokey-Expires (proxy) says,
+// at most 7 days.
+func TestProgramRequestTTL(t *testing.T) {
+	clk := newFakeClock()
+	g := newGate(t, 2, 1, withMgmt(), testutil.WithClock(clk), func(o *server.Options) { o.ProgramRequestTTL = 20 * time.Minute })
+	key, _ := g.program(t, "ttl", nil)
+	expiry := func(r result) string {
+		t.Helper()
+		var st server.ProgramState
+		r.json(t, &st)
+		return st.ExpiresAt
+	}
+	at := func(d time.Duration) string { return conversation.FormatTime(clk.Now().Add(d)) }
+	hn := func(extra map[string]any) map[string]any {
+		b := map[string]any{"template": "hn.top-stories"}
+		for k, v := range extra {
+			b[k] = v
+		}
+		return b
+	}
+	if r := g.programSubmit(t, key, hn(nil)); r.status != 201 || expiry(r) != at(20*time.Minute) {
+		t.Fatalf("default ttl: %d %s", r.status, r.body)
+	}
+	if r := g.programSubmit(t, key, hn(map[string]any{"expires_in": "2h"})); r.status != 201 || expiry(r) != at(2*time.Hour) {
+		t.Fatalf("expires_in 2h: %d %s", r.status, r.body)
+	}
+	for _, bad := range []string{"forever", "-1h", "8d"} {
+		if r := g.programSubmit(t, key, hn(map[string]any{"expires_in": bad})); r.status != 400 {
+			t.Errorf("expires_in %s: %d %s", bad, r.status, r.body)
+		}
+	}
+	hdr := bearerHdr(key)
+	hdr["Prefer"] = "wait=0"
+	hdr["X-Twokey-Expires"] = "45m"
+	if r := call(t, "GET", g.srv.URL()+"/v1/proxy/ops/httpbin/get", nil, hdr); r.status != 202 || expiry(r) != at(45*time.Minute) {
+		t.Fatalf("X-Twokey-Expires 45m: %d %s", r.status, r.body)
+	}
+	hdr["X-Twokey-Expires"] = "soon"
+	if r := call(t, "GET", g.srv.URL()+"/v1/proxy/ops/httpbin/get", nil, hdr); r.status != 400 || !strings.Contains(string(r.body), "X-Twokey-Expires") {
+		t.Fatalf("X-Twokey-Expires soon: %d %s", r.status, r.body)
+	}
+}
+
+// TestAllowRemoteWithoutTLSWarns: opening the management API to remote
+// clients over plain HTTP is logged as a warning at start.
+func TestAllowRemoteWithoutTLSWarns(t *testing.T) {
+	srv := testutil.StartServer(t, nil, withMgmt(func(m *server.ManagementOptions) { m.AllowRemote = true }))
+	if !strings.Contains(srv.Logs(), "management.allow_remote is on but TLS is off") {
+		t.Fatalf("no warning:\n%s", srv.Logs())
+	}
+	srv = testutil.StartServer(t, nil, withMgmt())
+	if strings.Contains(srv.Logs(), "allow_remote") {
+		t.Fatalf("a warning without allow_remote:\n%s", srv.Logs())
+	}
+}
+
+// TestLogRetentionOption: request_logs.retention (Options.LogRetention)
+// is what the background prune keeps.
+func TestLogRetentionOption(t *testing.T) {
+	clk := newFakeClock()
+	g := newGate(t, 2, 2, withMgmt(), testutil.WithClock(clk), func(o *server.Options) { o.LogRetention = 2 * time.Hour })
+	old := g.submit(t, 0, "/get", 24*time.Hour)
+	g.srv.RequestLog().Flush()
+	clk.Advance(90 * time.Minute) // the prunes at 1m and 61m keep it
+	recent := g.submit(t, 0, "/get", 24*time.Hour)
+	g.srv.RequestLog().Flush()
+	clk.Advance(61 * time.Minute) // the prune at 121m cuts at 1m: the first goes
+	entries, err := g.srv.RequestLog().Entries(reqlog.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].RequestID != recent || entries[0].RequestID == old {
+		t.Fatalf("entries after pruning with a 2h retention: %+v", entries)
 	}
 }

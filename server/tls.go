@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -112,11 +113,15 @@ func certNames(extra []string) (dns []string, ips []net.IP) {
 
 // generatedCert reuses dir/cert.pem and dir/key.pem when they are valid
 // for long enough and name everything asked for, and otherwise writes new
-// ones (the key with mode 0600).
+// ones (the key with mode 0600). A key.pem open to other users is refused.
 func generatedCert(dir string, extra []string, now time.Time) (tls.Certificate, bool, string, error) {
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	dns, ips := certNames(extra)
 	why := ""
+	if fi, err := os.Stat(keyPath); err == nil && fi.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+		return tls.Certificate{}, false, "", fmt.Errorf("tls: the private key %s has mode %04o, open to other users; run 'chmod 600 %s' and start again, or delete %s and %s to make a new pair (clients then pin the new fingerprint)",
+			keyPath, fi.Mode().Perm(), keyPath, keyPath, certPath)
+	}
 	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		leaf, perr := x509.ParseCertificate(c.Certificate[0])
 		switch {

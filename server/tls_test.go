@@ -7,10 +7,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -153,5 +156,40 @@ func TestTLSFiles(t *testing.T) {
 	resp.Body.Close()
 	if _, err := os.Stat(filepath.Join(srv.DataDir, "ssl")); !os.IsNotExist(err) {
 		t.Fatal("files mode wrote into <data>/ssl")
+	}
+}
+
+// TestTLSKeyModeOnReuse: a generated key.pem that other users may read is
+// refused at the next start, naming the file and the fix; restoring 0600
+// serves the same certificate again.
+func TestTLSKeyModeOnReuse(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	srv := testutil.StartServer(t, nil, withTLS(false))
+	pin, dir := srv.Fingerprint(), srv.DataDir
+	srv.Stop(t)
+	keyPath := filepath.Join(dir, "ssl", "key.pem")
+	if err := os.Chmod(keyPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: dir, Out: io.Discard,
+		Logger: slog.New(slog.DiscardHandler), TLS: server.TLSOptions{Mode: server.TLSGenerate, Addr: "127.0.0.1:0"}})
+	if err == nil {
+		d.Close()
+		t.Fatal("a key.pem open to other users was reused")
+	}
+	if !strings.Contains(err.Error(), keyPath) || !strings.Contains(err.Error(), "chmod 600") || !strings.Contains(err.Error(), "0644") {
+		t.Fatalf("error: %v", err)
+	}
+	if fi, _ := os.Stat(keyPath); fi.Mode().Perm() != 0o644 {
+		t.Fatal("the refused start changed the key file")
+	}
+	if err := os.Chmod(keyPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv = testutil.StartServer(t, nil, withTLS(false), testutil.WithDataDir(dir))
+	if srv.Fingerprint() != pin {
+		t.Fatal("after chmod 600 the certificate changed")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
@@ -192,11 +194,13 @@ func TestSnippets(t *testing.T) {
 	fx := newOperatorFixture(t)
 	mustRun(t, fx.env, "keys", "create", "--name", "agent", "--conversation", fx.conv)
 	want := map[string][]string{
-		"curl":        {"Authorization: Bearer $TWOKEY_PROGRAM_KEY", fx.srv.URL() + "/v1/proxy/ops/httpbin/get", "Prefer: wait="},
-		"python":      {"import os, requests", `"` + fx.srv.URL() + `/v1/proxy/ops/httpbin"`},
-		"node":        {"process.env.TWOKEY_PROGRAM_KEY", "fetch("},
-		"codex":       {"[model_providers.twokey]", "base_url = \"" + fx.srv.URL() + "/v1/proxy/ops/openai/v1\"", "no service \"openai\""},
-		"claude-code": {"ANTHROPIC_BASE_URL=" + fx.srv.URL() + "/v1/proxy/ops/anthropic", "ANTHROPIC_AUTH_TOKEN"},
+		"curl":   {"Authorization: Bearer $TWOKEY_PROGRAM_KEY", fx.srv.URL() + "/v1/proxy/ops/httpbin/get", "Prefer: wait="},
+		"python": {"import os, requests", `"` + fx.srv.URL() + `/v1/proxy/ops/httpbin"`},
+		"node":   {"process.env.TWOKEY_PROGRAM_KEY", "fetch("},
+		"codex": {"[model_providers.twokey]", "base_url = \"" + fx.srv.URL() + "/v1/proxy/ops/openai/v1\"", "no service \"openai\"",
+			"twokey serve --catalog docs/examples/ai-catalog.yaml", "twokey secret add ops --service openai", "does not stream"},
+		"claude-code": {"ANTHROPIC_BASE_URL=" + fx.srv.URL() + "/v1/proxy/ops/anthropic", "ANTHROPIC_AUTH_TOKEN",
+			"twokey serve --catalog docs/examples/ai-catalog.yaml", "twokey secret add ops --service anthropic", "does not stream"},
 	}
 	for tool, parts := range want {
 		out := mustRun(t, fx.env, "snippet", tool, "--key-name", "agent")
@@ -208,6 +212,14 @@ func TestSnippets(t *testing.T) {
 		if keyRE.MatchString(out) {
 			t.Errorf("snippet %s prints a key", tool)
 		}
+	}
+	// With the example catalog loaded, the note is gone.
+	withAI := newOperatorFixture(t, func(o *server.Options) {
+		o.Catalogs = append(o.Catalogs, filepath.Join("..", "..", "docs", "examples", "ai-catalog.yaml"))
+	})
+	mustRun(t, withAI.env, "keys", "create", "--name", "agent", "--conversation", "ops")
+	if out := mustRun(t, withAI.env, "snippet", "claude-code", "--key-name", "agent"); strings.Contains(out, "no service") {
+		t.Fatalf("claude-code with the AI catalog loaded:\n%s", out)
 	}
 	if code, _, _ := run(t, fx.env, "snippet", "emacs", "--key-name", "agent"); code != 2 {
 		t.Fatal("unknown tool")
@@ -296,10 +308,15 @@ func TestConfigShow(t *testing.T) {
 }
 
 // TestServeWithConfig starts the real serve command from a file and
-// talks to it, then stops it.
+// talks to it, then stops it: the file's settings reach the server
+// (metrics.enabled, proxy.default_wait 0 meaning no wait, proxy.max_wait
+// capping Prefer, programs.request_ttl, services).
 func TestServeWithConfig(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "twokey.yaml"), []byte("addr: 127.0.0.1:0\nmetrics:\n  enabled: false\n"), 0o600)
+	up := testutil.NewUpstream(t)
+	os.WriteFile(filepath.Join(dir, "twokey.yaml"), []byte("addr: 127.0.0.1:0\nmetrics:\n  enabled: false\n"+
+		"proxy: {default_wait: 0s, max_wait: 20m}\nprograms:\n  request_ttl: 5m\nrequest_logs:\n  retention: 2h\n"+
+		"services:\n  httpbin: "+up.URL+"/httpbin\n"), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan int, 1)
@@ -309,7 +326,7 @@ func TestServeWithConfig(t *testing.T) {
 	}()
 	var url string
 	re := regexp.MustCompile(`listening on (http://\S+)`)
-	for i := 0; i < 250; i++ {
+	for i := 0; i < 500; i++ {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
 			url = m[1]
 			break
@@ -320,28 +337,124 @@ func TestServeWithConfig(t *testing.T) {
 		cancel()
 		t.Fatalf("serve did not start:\n%s", out.String())
 	}
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exited %d:\n%s", code, out.String())
+		}
+	}()
 	resp, err := http.Get(url + "/metrics")
 	if err != nil || resp.StatusCode != 404 {
 		t.Fatalf("metrics.enabled: false in the file: %v", err)
 	}
 	resp.Body.Close()
-	req, _ := http.NewRequest("GET", url+"/v0/management/config", nil)
-	req.Header.Set("X-Management-Key", "m")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("management config: %v", err)
+	do := func(method, path, body string, hdr map[string]string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp, m
 	}
-	var cfg struct {
-		Config map[string]any `json:"config"`
+	mk := map[string]string{"X-Management-Key": "m"}
+	resp, cfg := do("GET", "/v0/management/config", "", mk)
+	c, _ := cfg["config"].(map[string]any)
+	if resp.StatusCode != 200 || c["management"].(map[string]any)["key"] != "********" || c["metrics"].(map[string]any)["enabled"] != false {
+		t.Fatalf("effective config: %d %v", resp.StatusCode, cfg)
 	}
-	json.NewDecoder(resp.Body).Decode(&cfg)
-	resp.Body.Close()
-	if cfg.Config["management"].(map[string]any)["key"] != "********" || cfg.Config["metrics"].(map[string]any)["enabled"] != false {
-		t.Fatalf("effective config: %v", cfg.Config)
+
+	// A conversation with the gate on, a program key.
+	id := testutil.Identity(t, "alice")
+	cl := testutil.Client(url, id, nil)
+	tctx := testutil.Ctx(t)
+	rec, err := cl.CreateConversation(tctx, "ops", nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("serve exited %d:\n%s", code, out.String())
+	var cp conversation.CreatePayload
+	_ = json.Unmarshal(rec.Body, &cp)
+	if _, err := cl.EnableGate(tctx, cp.Conversation, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.AddSecret(tctx, cp.Conversation, "httpbin", "", "", 0, []byte("sk_serve_test")); err != nil {
+		t.Fatal(err)
+	}
+	resp, nk := do("POST", "/v0/management/keys", `{"name":"job","conversation":"ops"}`, mk)
+	key, _ := nk["key"].(string)
+	if resp.StatusCode != 201 || key == "" {
+		t.Fatalf("create key: %d %v", resp.StatusCode, nk)
+	}
+	bearer := map[string]string{"Authorization": "Bearer " + key}
+
+	// programs.request_ttl: 5m.
+	before := time.Now()
+	resp, st := do("POST", "/v1/programs/requests", `{"template":"httpbin.headers"}`, bearer)
+	exp, _ := time.Parse(time.RFC3339, fmt.Sprint(st["expires_at"]))
+	if resp.StatusCode != 201 || exp.Before(before.Add(5*time.Minute-time.Second)) || exp.After(time.Now().Add(5*time.Minute+time.Second)) {
+		t.Fatalf("programs.request_ttl 5m: %d expires_at %v", resp.StatusCode, st["expires_at"])
+	}
+	// proxy.default_wait: 0s means no wait (not the 30 s default).
+	start := time.Now()
+	resp, _ = do("GET", "/v1/proxy/ops/httpbin/get", "", bearer)
+	if resp.StatusCode != 202 || time.Since(start) > 15*time.Second || resp.Header.Get("Preference-Applied") != "" {
+		t.Fatalf("proxy.default_wait 0s: %d after %s", resp.StatusCode, time.Since(start))
+	}
+	// proxy.max_wait: 20m caps Prefer: wait=3600; an approval ends the wait.
+	// (The earlier requests are rejected first.)
+	pending, _ := cl.Requests(tctx, cp.Conversation, gate.StatePending)
+	if len(pending) != 2 {
+		t.Fatalf("pending: %d", len(pending))
+	}
+	for _, r := range pending {
+		if _, _, err := cl.Vote(tctx, cp.Conversation, r.RequestID, false, "not now"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		for i := 0; i < 1000; i++ {
+			list, err := cl.Requests(tctx, cp.Conversation, gate.StatePending)
+			if err == nil && len(list) > 0 {
+				_, _, _ = cl.Vote(tctx, cp.Conversation, list[0].RequestID, true, "")
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	resp, _ = do("GET", "/v1/proxy/ops/httpbin/get", "", map[string]string{"Authorization": "Bearer " + key, "Prefer": "wait=3600"})
+	if resp.StatusCode != 200 || resp.Header.Get("Preference-Applied") != "wait=1200" {
+		t.Fatalf("proxy.max_wait 20m: %d Preference-Applied %q", resp.StatusCode, resp.Header.Get("Preference-Applied"))
+	}
+}
+
+// TestServerOptions: every setting of the configuration reaches the
+// server's options.
+func TestServerOptions(t *testing.T) {
+	c, err := config.Load("", func(k string) string {
+		return map[string]string{"TWOKEY_REQUEST_LOGS_RETENTION": "2h", "TWOKEY_PROXY_MAX_WAIT": "90s", "TWOKEY_PROXY_DEFAULT_WAIT": "10s",
+			"TWOKEY_PROGRAMS_REQUEST_TTL": "15m", "TWOKEY_METRICS_ENABLED": "false", "TWOKEY_MANAGEMENT_MAX_FAILURES": "3",
+			"TWOKEY_MANAGEMENT_BAN_FOR": "1h", "TWOKEY_MANAGEMENT_ALLOW_REMOTE": "true", "TWOKEY_MANAGEMENT_TRUSTED_PROXIES": "10.0.0.0/8",
+			"TWOKEY_TLS_MODE": "generate", "TWOKEY_TLS_NAMES": "gw.example", "TWOKEY_SERVICES": "httpbin=http://127.0.0.1:1"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := serverOptions(c)
+	if o.LogRetention != 2*time.Hour || o.ProxyMaxWait != 90*time.Second || o.ProxyDefaultWait != 10*time.Second ||
+		o.ProgramRequestTTL != 15*time.Minute || !o.DisableMetrics || o.Management.MaxFailures != 3 || o.Management.BanFor != time.Hour ||
+		!o.Management.AllowRemote || len(o.Management.TrustedProxies) != 1 || o.TLS.Mode != "generate" || len(o.TLS.Names) != 1 ||
+		len(o.ServiceOverrides) != 1 || o.Addr != "127.0.0.1:8080" || o.UpstreamTimeout != 30*time.Second {
+		t.Fatalf("options %+v", o)
+	}
+	c.Proxy.DefaultWait = 0
+	if o := serverOptions(c); o.ProxyDefaultWait >= 0 {
+		t.Fatalf("proxy.default_wait 0 became %s, which the server reads as its default", o.ProxyDefaultWait)
 	}
 }
 

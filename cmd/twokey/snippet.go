@@ -77,7 +77,7 @@ key's conversation is looked up; otherwise give --conversation.`,
 					names = append(names, s.Name)
 				}
 				if !slices.Contains(names, svc) {
-					note = fmt.Sprintf("note: this server has no service %q yet; add it in a catalog file (twokey serve --catalog FILE) with its base URL and key header, and provision its key with 'twokey secret add %s --service %s'.\n", svc, conv, svc)
+					note = missingServiceNote(svc, conv)
 				}
 			}
 			writeSnippet(f.io.Out, tool, o.keyName, base, proxy, svc)
@@ -92,6 +92,20 @@ key's conversation is looked up; otherwise give --conversation.`,
 	cmd.Flags().StringVar(&o.conversation, "conversation", "", "the key's conversation (looked up when TWOKEY_MANAGEMENT_KEY is set)")
 	cmd.Flags().StringVar(&o.service, "service", "", "the catalog service to call (default: httpbin; openai for codex; anthropic for claude-code)")
 	return cmd
+}
+
+// aiCatalog is the example operator catalog that defines the services the
+// codex and claude-code snippets use (the starter catalog does not).
+const aiCatalog = "docs/examples/ai-catalog.yaml"
+
+// missingServiceNote says how to give a server the service a snippet needs.
+func missingServiceNote(svc, conv string) string {
+	if svc == "openai" || svc == "anthropic" {
+		return fmt.Sprintf("note: this server has no service %q yet. The twokey repository ships it in %s:\n"+
+			"  restart the server with it:  twokey serve --catalog %s   (or catalogs: [FILE] in twokey.yaml, or TWOKEY_CATALOGS=FILE)\n"+
+			"  then seal the API key:       twokey secret add %s --service %s\n", svc, aiCatalog, aiCatalog, conv, svc)
+	}
+	return fmt.Sprintf("note: this server has no service %q yet; define it (base_url, header_name, header_template) in a catalog file, restart with twokey serve --catalog FILE, and seal its key with 'twokey secret add %s --service %s'.\n", svc, conv, svc)
 }
 
 func writeSnippet(w io.Writer, tool, name, base, proxy, svc string) {
@@ -144,11 +158,15 @@ func writeSnippet(w io.Writer, tool, name, base, proxy, svc string) {
 		p("# Or for the OpenAI SDKs:\n")
 		p("#   export OPENAI_BASE_URL=%s/v1\n", proxy)
 		p("#   export OPENAI_API_KEY=$TWOKEY_PROGRAM_KEY\n")
+		p("\n# The proxy does not stream: a streamed answer (stream: true) arrives whole,\n")
+		p("# after the call, cut at 64 KiB. Prefer clients and settings that do not stream.\n")
 	case "claude-code":
 		p("# Claude Code (and the Anthropic SDKs) with the proxy as their base URL:\n")
 		p("export ANTHROPIC_BASE_URL=%s\n", proxy)
 		p("export ANTHROPIC_AUTH_TOKEN=$TWOKEY_PROGRAM_KEY\n")
 		p("claude\n")
+		p("\n# The proxy does not stream: a streamed answer (stream: true) arrives whole,\n")
+		p("# after the call, cut at 64 KiB. Prefer clients and settings that do not stream.\n")
 	}
 	p("\n# Every call needs the signers' approval: raise proxy.default_wait (the wait\n")
 	p("# when a client sends no Prefer header) and the tool's own timeout to match.\n")
