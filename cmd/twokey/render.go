@@ -264,7 +264,10 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		_ = json.Unmarshal(r.Body, &p)
 		word := strings.ToUpper(strings.TrimPrefix(r.Kind, "gate."))
 		v.states[p.RequestID] = strings.TrimPrefix(r.Kind, "gate.")
-		fmt.Fprintf(w, "%s %s %s  reason %s\n", head, word, shortID(p.RequestID), p.Reason)
+		fmt.Fprintf(w, "%s %s %s  reason %s\n", head, word, shortID(p.RequestID), termtext.Line(p.Reason))
+		if p.Detail != "" {
+			fmt.Fprintf(w, "     %s\n", termtext.Line(p.Detail))
+		}
 	case conversation.KindMemberPropose:
 		var p gate.ProposePayload
 		_ = json.Unmarshal(r.Body, &p)

@@ -55,6 +55,8 @@ func TestLogCardsGolden(t *testing.T) {
 		{conversation.KindGateRequest, bob, gate.RequestPayload{Header: h, RequestID: rid3, Template: "leet.translate", Service: "fun", Method: "POST",
 			URL: "http://127.0.0.1:9000/leet", ExpiresAt: "2026-12-02T12:45:00Z"}},
 		{conversation.KindGateExpired, gw, gate.ClosedPayload{Header: h, RequestID: rid3, Reason: "expired"}},
+		{conversation.KindGateFailed, gw, gate.ClosedPayload{Header: h, RequestID: rid1, Reason: "no_secret",
+			Detail: "the secret for httpbin expired at 2026-12-02T11:00:00Z; provision a new one with 'twokey secret add ops --service httpbin'"}},
 		{conversation.KindMemberPropose, alice, gate.ProposePayload{Header: h, ProposalID: rid2, Remove: []string{carol}, RequiredApprovals: 1}},
 		{conversation.KindMemberChanged, gw, gate.ChangedPayload{Header: h, ProposalID: rid2, Signers: []string{alice, bob}, RequiredApprovals: 1}},
 	}

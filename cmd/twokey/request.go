@@ -16,6 +16,7 @@ import (
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/internal/termtext"
 	"github.com/twokey/twokey/templates"
 )
 
@@ -185,6 +186,9 @@ func printRequest(ctx context.Context, w io.Writer, c *client.Client, conv api.S
 	if st.Result != nil {
 		if st.Result.Reason != "" {
 			fmt.Fprintf(tw, "reason\t%s\n", st.Result.Reason)
+		}
+		if st.Result.Detail != "" {
+			fmt.Fprintf(tw, "detail\t%s\n", termtext.Line(st.Result.Detail))
 		}
 		if st.Result.Status != 0 {
 			fmt.Fprintf(tw, "status\t%d in %d ms\n", st.Result.Status, st.Result.DurationMS)
