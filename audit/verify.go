@@ -100,7 +100,7 @@ type Report struct {
 	CheckpointCoverage uint64   // the highest seq a gateway checkpoint covers
 	// Shadows are the final rule set's rules that override a stricter,
 	// broader rule (legal, but worth saying).
-	Shadows []Shadow
+	Shadows []gate.Shadow
 	// Executions are the requests that reached execution (executed, or
 	// failed once executing), in log order, with the decision facts the
 	// gateway signed and the audit re-derived.
@@ -999,7 +999,7 @@ func (v *verifier) finish() (*Report, error) {
 	rep.Conversation, rep.Name = v.st.ID, v.st.Name
 	rep.Records, rep.Chain = v.seq, v.chain.String()
 	rep.Members, rep.Signers, rep.Required, rep.Rules = len(v.st.Members), len(v.cfg.Signers), v.cfg.RequiredApprovals, len(v.cfg.Rules)
-	rep.Shadows = Shadows(v.cfg.Rules)
+	rep.Shadows = gate.Shadows(v.cfg.Rules)
 	for _, r := range v.requests {
 		switch r.state {
 		case gate.StatePending:

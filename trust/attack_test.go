@@ -387,7 +387,7 @@ func attacks() []attack {
 				}
 			}},
 		{"a rule set that would shadow a stricter rule", "PROTOCOL 6 and docs/protocol.md D: most specific wins, no two rules on one triple, a pattern/path tie goes to the stricter; rules change only with every signer",
-			"gate/rules.go ValidateRules, Select; gate/config.go Propose (needs every signer); audit/shadow.go Shadows (explains)", func(t *testing.T) {
+			"gate/rules.go ValidateRules, Select; gate/config.go Propose (needs every signer); gate/shadow.go Shadows (explains, in the CLI, the TUI and the audit)", func(t *testing.T) {
 				fx := newFixture(t, 3, 1)
 				ctx := testutil.Ctx(t)
 				strict := gate.Rule{Service: "httpbin", Endpoint: "/anything/{x}", Method: "GET", RequiredApprovals: 3}
@@ -680,7 +680,7 @@ var _ = client.NewID
 // auditShadows is the audit's explanation of a rule set's shadowing.
 func auditShadows(rules []gate.Rule) []string {
 	var out []string
-	for _, s := range audit.Shadows(rules) {
+	for _, s := range gate.Shadows(rules) {
 		out = append(out, s.String())
 	}
 	return out

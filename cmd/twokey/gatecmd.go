@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twokey/twokey/api"
-	"github.com/twokey/twokey/audit"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/gate"
 )
@@ -190,8 +189,8 @@ func (f *factory) changeRules(ctx context.Context, ref string, edit func([]gate.
 	}
 	// A more specific rule with a smaller M wins over a stricter, broader
 	// one (PROTOCOL 6): legal, but say so before anyone approves it.
-	before := audit.Shadows(g.Rules)
-	for _, sh := range audit.Shadows(rules) {
+	before := gate.Shadows(g.Rules)
+	for _, sh := range gate.Shadows(rules) {
 		if !slices.Contains(before, sh) {
 			fmt.Fprintf(f.io.Out, "note: %s\n", sh)
 		}
@@ -257,7 +256,7 @@ func printRules(f *factory, rules []gate.Rule) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", r.Service, r.Endpoint, r.Method, r.RequiredApprovals, r.Score())
 	}
 	tw.Flush()
-	for _, sh := range audit.Shadows(rules) {
+	for _, sh := range gate.Shadows(rules) {
 		fmt.Fprintf(f.io.Out, "note: %s\n", sh)
 	}
 }

@@ -1,10 +1,9 @@
-package audit
+package gate
 
 import (
 	"fmt"
 	"strings"
 
-	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/templates"
 )
 
@@ -14,8 +13,8 @@ import (
 // signer); the audit names each one so that nobody mistakes the broad
 // rule's M for the one that holds.
 type Shadow struct {
-	Rule gate.Rule // the more specific, weaker rule that wins
-	Over gate.Rule // the broader, stricter rule it overrides
+	Rule Rule // the more specific, weaker rule that wins
+	Over Rule // the broader, stricter rule it overrides
 }
 
 func (s Shadow) String() string {
@@ -26,8 +25,8 @@ func (s Shadow) String() string {
 
 // Shadows lists every pair of rules where a more specific rule with a
 // smaller M applies to some request the broader rule also applies to.
-func Shadows(rules []gate.Rule) []Shadow {
-	rules = gate.Normalize(rules)
+func Shadows(rules []Rule) []Shadow {
+	rules = Normalize(rules)
 	var out []Shadow
 	for _, r := range rules {
 		for _, s := range rules {
@@ -39,20 +38,45 @@ func Shadows(rules []gate.Rule) []Shadow {
 	return out
 }
 
-// overlap reports whether one request could match both rules.
-func overlap(a, b gate.Rule) bool {
-	field := func(x, y string) bool { return x == gate.Any || y == gate.Any || strings.EqualFold(x, y) }
+// overlap reports whether one request could match both rules. Two
+// patterns are tried each against a path made from the other (its
+// placeholders filled in), which finds the overlaps rule sets have in
+// practice (/item/{id} and /item/{x}); an exotic overlap of two patterns
+// may go unnamed.
+func overlap(a, b Rule) bool {
+	field := func(x, y string) bool { return x == Any || y == Any || strings.EqualFold(x, y) }
 	if !field(a.Service, b.Service) || !field(a.Method, b.Method) {
 		return false
 	}
 	x, y := a.Endpoint, b.Endpoint
-	switch {
-	case x == gate.Any || y == gate.Any || x == y:
+	if x == Any || y == Any {
 		return true
-	case strings.Contains(x, "{") && !strings.Contains(y, "{"):
+	}
+	x, y = MatchPath(x), MatchPath(y)
+	px, py := strings.Contains(x, "{"), strings.Contains(y, "{")
+	switch {
+	case !px && !py:
+		return x == y
+	case px && !py:
 		return templates.MatchEndpoint(x, y)
-	case strings.Contains(y, "{") && !strings.Contains(x, "{"):
+	case py && !px:
 		return templates.MatchEndpoint(y, x)
 	}
-	return false
+	return templates.MatchEndpoint(x, fillPattern(y)) || templates.MatchEndpoint(y, fillPattern(x))
+}
+
+// fillPattern puts a sample value in every {placeholder} of p.
+func fillPattern(p string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(p, '{')
+		j := strings.IndexByte(p, '}')
+		if i < 0 || j < i {
+			b.WriteString(p)
+			return b.String()
+		}
+		b.WriteString(p[:i])
+		b.WriteString("1")
+		p = p[j+1:]
+	}
 }
