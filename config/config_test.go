@@ -271,3 +271,48 @@ func TestSecretFileMode(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLoadEnv: any TWOKEY_* value (one variable, or with name "" every
+// variable at once) never panics the loader; a refusal names the variable;
+// what loads validates and renders, with secrets masked.
+func FuzzLoadEnv(f *testing.F) {
+	f.Add("TWOKEY_TLS_MODE", "generate")
+	f.Add("TWOKEY_SERVICES", "httpbin=http://127.0.0.1:1,fun=http://127.0.0.1:2")
+	f.Add("TWOKEY_SERVICES", "a=,=b,c")
+	f.Add("TWOKEY_MANAGEMENT_TRUSTED_PROXIES", "10.0.0.0/8, ::1,,")
+	f.Add("TWOKEY_PROXY_MAX_WAIT", "9223372036854775807ns")
+	f.Add("TWOKEY_REQUEST_LOGS_RETENTION", "36500d")
+	f.Add("TWOKEY_METRICS_ENABLED", "maybe")
+	f.Add("TWOKEY_MANAGEMENT_MAX_FAILURES", "-99999999999999999999")
+	f.Add("TWOKEY_MANAGEMENT_KEY", "s3cret")
+	f.Add("TWOKEY_HOME", "/tmp/x")
+	f.Add("", "1")
+	f.Add("", "true")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, name, value string) {
+		c := Default()
+		err := c.LoadEnv(func(k string) string {
+			if name == "" || k == name {
+				return value
+			}
+			return ""
+		})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "bad configuration") || !strings.Contains(err.Error(), "env TWOKEY_") {
+				t.Fatalf("error that names no variable: %v", err)
+			}
+			return
+		}
+		_ = c.Validate()
+		if _, err := c.Show(); err != nil {
+			t.Fatal(err)
+		}
+		m := c.Map()
+		if k := m["management"].(map[string]any)["key"]; c.Management.Key != "" && k != Mask {
+			t.Fatalf("management.key shown as %v", k)
+		}
+		if k := m["master_key"]; c.MasterKey != "" && k != Mask {
+			t.Fatalf("master_key shown as %v", k)
+		}
+	})
+}

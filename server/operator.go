@@ -152,11 +152,9 @@ func (o *operator) programSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, err)
 		return
 	}
-	var in ProgramRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "the body is not a program request: %v (fields: template, params, service, method, url, headers, body, expires_in, request_id)", err))
+	in, err := decodeProgramRequest(body)
+	if err != nil {
+		writeError(w, o.log, err)
 		return
 	}
 	p, err := o.payload(prog, &in)
@@ -172,18 +170,37 @@ func (o *operator) programSubmit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, ProgramState{RequestState: st, Location: programLocation(st.RequestID)})
 }
 
+// decodeProgramRequest reads the body of POST /v1/programs/requests:
+// one JSON object of known fields.
+func decodeProgramRequest(body []byte) (ProgramRequest, error) {
+	var in ProgramRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return in, twokey.Errorf(twokey.EBadPayload, "the body is not a program request: %s (fields: template, params, service, method, url, headers, body, expires_in, request_id)", clipURL(err.Error()))
+	}
+	if dec.More() {
+		return in, twokey.Errorf(twokey.EBadPayload, "the body holds more than one JSON value; send one program request")
+	}
+	return in, nil
+}
+
 // payload turns a program request into a gate.request payload.
 func (o *operator) payload(prog *programs.Program, in *ProgramRequest) (gate.RequestPayload, error) {
-	ttl := o.requestTTL
+	return buildPayload(o.eng.Catalog(), prog, in, o.eng.Now(), o.requestTTL)
+}
+
+// buildPayload turns a program request into a gate.request payload
+// against cat at now; ttl is the default time to wait for approvals.
+func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *ProgramRequest, now time.Time, ttl time.Duration) (gate.RequestPayload, error) {
 	if in.ExpiresIn != "" {
 		d, err := config.ParseDuration(in.ExpiresIn)
-		if err != nil || d <= 0 {
-			return gate.RequestPayload{}, twokey.Errorf(twokey.EBadPayload, "expires_in %q: give a duration such as 30m or 2h (at most 7d)", in.ExpiresIn)
+		if err != nil || d <= 0 || d > twokey.MaxRequestTTL {
+			return gate.RequestPayload{}, twokey.Errorf(twokey.EBadPayload, "expires_in %q: give a duration such as 30m or 2h (at most 7d)", clipURL(in.ExpiresIn))
 		}
 		ttl = d
 	}
-	p := gate.RequestPayload{RequestID: in.RequestID, ExpiresAt: conversation.FormatTime(o.eng.Now().Add(ttl))}
-	cat := o.eng.Catalog()
+	p := gate.RequestPayload{RequestID: in.RequestID, ExpiresAt: conversation.FormatTime(now.Add(ttl))}
 	switch {
 	case in.Template != "":
 		if in.URL != "" || in.Method != "" || in.Service != "" || in.Headers != nil || in.Body != nil {
@@ -216,11 +233,15 @@ func (o *operator) payload(prog *programs.Program, in *ProgramRequest) (gate.Req
 		if len(in.Body) > 0 && string(in.Body) != "null" {
 			p.Body = in.Body
 		}
-		if svc, ok := cat.Service(p.Service); ok {
-			if path, err := svc.EndpointOf(p.URL); err == nil {
-				p.Template = templateFor(cat, prog, p.Service, p.Method, path)
-			}
+		svc, ok := cat.Service(p.Service)
+		if !ok {
+			return p, twokey.Errorf(twokey.EBadPayload, "unknown service %q ('twokey templates' lists the services)", clipURL(p.Service))
 		}
+		path, err := svc.EndpointOf(p.URL)
+		if err != nil {
+			return p, err
+		}
+		p.Template = templateFor(cat, prog, p.Service, p.Method, path)
 	default:
 		return p, twokey.Errorf(twokey.EBadPayload, "give a template (with params) or a method and url")
 	}
@@ -484,7 +505,7 @@ func (o *operator) proxy(w http.ResponseWriter, r *http.Request) {
 	ttl := o.requestTTL
 	if s := r.Header.Get("X-Twokey-Expires"); s != "" {
 		d, err := config.ParseDuration(s)
-		if err != nil || d <= 0 {
+		if err != nil || d <= 0 || d > twokey.MaxRequestTTL {
 			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "X-Twokey-Expires %q: give a duration such as 30m (at most 7d)", clipURL(s)))
 			return
 		}
