@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	tea "charm.land/bubbletea/v2"
 
@@ -32,24 +33,63 @@ var commands = []struct{ name, args, help string }{
 	{"/quit", "", "leave"},
 }
 
+// shortID is the first 8 bytes of an id, as ids are written in short,
+// cut back to a character boundary: an id from a record may be any text.
 func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
+	if len(id) <= 8 {
+		return id
 	}
-	return id
+	n := 8
+	for n > 0 && !utf8.RuneStart(id[n]) {
+		n--
+	}
+	return id[:n]
 }
 
-// voteSelected approves or rejects the selected card's request (or, for
-// an approval, the selected membership proposal).
+// shortKey is a key id in short (conversation.ShortKey, whole characters).
+func shortKey(key string) string { return shortID(key) }
+
+// onScreen is the card last drawn as selected in c's log: what a, r and c
+// act on. View records it each time it draws the screen, so a key can
+// only ever act on a card the user has seen selected, never on one that
+// arrived under the cursor after the last frame.
+func (m *Model) onScreen(c *convState) *item {
+	if m.shown.conv != c.id || m.shown.seq == 0 {
+		return nil
+	}
+	return c.itemAt(m.shown.seq)
+}
+
+// votable reports whether it is a card waiting for the user's vote: a
+// pending request they may still vote on, or a proposal that needs their
+// approval.
+func (m *Model) votable(c *convState, it *item) bool {
+	if it == nil || it.msg == nil {
+		return false
+	}
+	switch it.rec.Kind {
+	case conversation.KindGateRequest:
+		r := c.reqs[it.reqID]
+		return r != nil && r.seq == it.rec.Seq && r.state == gate.StatePending && m.now().Before(r.expires) &&
+			slices.Contains(r.signers, m.self) && r.voted(m.self) == ""
+	case conversation.KindMemberPropose:
+		pr := c.props[it.reqID]
+		return pr != nil && pr.seq == it.rec.Seq && !pr.done && slices.Contains(pr.needed, m.self) && !slices.Contains(pr.approvals, m.self)
+	}
+	return false
+}
+
+// voteSelected approves or rejects the request on the selected card (or,
+// for an approval, the membership proposal on it): the card as last drawn.
 func (m *Model) voteSelected(approve bool) tea.Cmd {
 	c := m.conv()
 	if c == nil {
 		m.setStatus(true, "no conversation selected")
 		return nil
 	}
-	it := c.selected()
+	it := m.onScreen(c)
 	if it == nil {
-		m.setStatus(true, "nothing selected: move to a request card with j/k")
+		m.setStatus(true, "nothing selected on screen: move to a request card with j/k")
 		return nil
 	}
 	if it.rec.Kind == conversation.KindMemberPropose && it.msg != nil {
@@ -76,7 +116,7 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 		return nil
 	}
 	r := c.reqs[it.reqID]
-	if r == nil {
+	if r == nil || r.seq != it.rec.Seq {
 		m.setStatus(true, "record #%d is not a request this TUI understands", it.rec.Seq)
 		return nil
 	}
@@ -84,6 +124,9 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 	switch {
 	case r.state != gate.StatePending:
 		m.setStatus(true, "request %s is already %s: it takes no more votes", short, describeState(r))
+		return nil
+	case r.sending != "":
+		m.setStatus(true, "your %s of request %s is already being sent: it shows in the log when the server has it", r.sending, short)
 		return nil
 	case !m.now().Before(r.expires):
 		m.setStatus(true, "request %s expired at %s: it takes no more votes", short, r.expires.In(m.loc).Format("15:04:05"))
@@ -107,8 +150,10 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 	}
 	digest := conversation.Digest(vm.Payload)
 	conv, id := c.id, r.id
+	r.sending = map[bool]string{true: "approval", false: "rejection"}[approve]
 	m.setStatus(false, "%sing %s: %s %s", strings.TrimSuffix(verb, "e"), short, p.Method, p.URL)
-	return m.call(verb+" "+short, verb+"d "+short+": "+p.Method+" "+p.URL, func(ctx context.Context, b Backend) error {
+	done := doneMsg{what: verb + " " + short, done: verb + "d " + short + ": " + p.Method + " " + p.URL, conv: conv, req: id}
+	return m.callFor(done, func(ctx context.Context, b Backend) error {
 		_, err := b.VoteDigest(ctx, conv, id, digest, approve, reason)
 		return err
 	})
@@ -118,7 +163,7 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 // the proposal record on screen.
 func (m *Model) approveProposal(c *convState, it *item) tea.Cmd {
 	pr := c.props[it.reqID]
-	if pr == nil {
+	if pr == nil || pr.seq != it.rec.Seq {
 		m.setStatus(true, "record #%d is not a proposal this TUI understands", it.rec.Seq)
 		return nil
 	}
@@ -126,6 +171,9 @@ func (m *Model) approveProposal(c *convState, it *item) tea.Cmd {
 	switch {
 	case pr.done:
 		m.setStatus(true, "proposal %s is already applied", short)
+		return nil
+	case pr.sending:
+		m.setStatus(true, "your approval of proposal %s is already being sent: it shows in the log when the server has it", short)
 		return nil
 	case !slices.Contains(pr.needed, m.self):
 		m.setStatus(true, "proposal %s does not need your approval", short)
@@ -140,8 +188,10 @@ func (m *Model) approveProposal(c *convState, it *item) tea.Cmd {
 		return nil
 	}
 	digest, conv, id := vm.PayloadDigest(), c.id, pr.id
+	pr.sending = true
 	m.setStatus(false, "approving proposal %s", short)
-	return m.call("approve proposal "+short, "approved proposal "+short, func(ctx context.Context, b Backend) error {
+	done := doneMsg{what: "approve proposal " + short, done: "approved proposal " + short, conv: conv, prop: id}
+	return m.callFor(done, func(ctx context.Context, b Backend) error {
 		h, err := b.Header(ctx, conv)
 		if err != nil {
 			return err
@@ -156,12 +206,16 @@ func (m *Model) cancelSelected() tea.Cmd {
 	if c == nil {
 		return nil
 	}
-	it := c.selected()
+	it := m.onScreen(c)
 	if it == nil || it.rec.Kind != conversation.KindGateRequest {
 		m.setStatus(true, "select one of your own request cards to cancel it")
 		return nil
 	}
-	return m.cancel(c, c.reqs[it.reqID])
+	if r := c.reqs[it.reqID]; r != nil && r.seq == it.rec.Seq {
+		return m.cancel(c, r)
+	}
+	m.setStatus(true, "record #%d is not a request this TUI understands", it.rec.Seq)
+	return nil
 }
 
 func (m *Model) cancel(c *convState, r *reqView) tea.Cmd {
@@ -208,13 +262,11 @@ func (c *convState) findRequest(ref string) (*reqView, *item, error) {
 		return nil, nil, fmt.Errorf("%q is a prefix of %d request ids; give more of it", ref, len(hits))
 	}
 	r := hits[0]
-	i, ok := slices.BinarySearchFunc(c.items, r.seq, func(it *item, seq uint64) int {
-		return int(it.rec.Seq) - int(seq)
-	})
-	if !ok {
+	it := c.itemAt(r.seq)
+	if it == nil {
 		return nil, nil, fmt.Errorf("request %s's record is missing", shortID(r.id))
 	}
-	return r, c.items[i], nil
+	return r, it, nil
 }
 
 // submitLine runs what was typed on the input line.
@@ -349,6 +401,13 @@ func (m *Model) request(c *convState, args []string) tea.Cmd {
 	})
 }
 
+// keyInClear is what /secret says when a word after SERVICE is not a TTL:
+// maybe the key itself, typed where everyone can read it. The word is
+// never repeated.
+const keyInClear = "the word after the service is not a TTL such as 720h (not repeated here). " +
+	"A key is never typed on the command line: /secret add SERVICE opens a hidden field for it. " +
+	"If that word was a key, it showed in clear here: if anyone could have seen it, revoke it at its provider and use a new one"
+
 func (m *Model) secretCmd(c *convState, args []string) tea.Cmd {
 	if len(args) == 2 && args[0] == "revoke" {
 		conv, svc := c.id, args[1]
@@ -357,21 +416,26 @@ func (m *Model) secretCmd(c *convState, args []string) tea.Cmd {
 			return err
 		})
 	}
-	if len(args) < 2 || len(args) > 3 || args[0] != "add" {
+	if len(args) < 2 || args[0] != "add" {
 		m.setStatus(true, "usage: /secret add SERVICE [TTL] | /secret revoke SERVICE")
 		return nil
 	}
 	var ttl time.Duration
+	if len(args) > 3 {
+		m.setStatus(true, "usage: /secret add SERVICE [TTL]; %s", keyInClear)
+		return nil
+	}
 	if len(args) == 3 {
 		d, err := time.ParseDuration(args[2])
 		if err != nil || d <= 0 {
-			m.setStatus(true, "TTL %q: give a duration such as 720h", args[2])
+			m.setStatus(true, "%s", keyInClear)
 			return nil
 		}
 		ttl = d
 	}
 	if m.cat != nil && findService(m.cat, args[1]) == nil {
-		m.setStatus(true, "no service %q in the catalog (tab completes service names)", args[1])
+		// Not echoed either: a key typed in the service's place would be.
+		m.setStatus(true, "no service by that name in the catalog: /secret add SERVICE, tab completes service names")
 		return nil
 	}
 	m.secretFor, m.secretTTL = args[1], ttl
@@ -381,10 +445,11 @@ func (m *Model) secretCmd(c *convState, args []string) tea.Cmd {
 	return m.setFocus(paneInput)
 }
 
-// storeSecret seals and posts the hidden key.
+// storeSecret seals and posts the hidden key. Line breaks around it (a
+// paste that ended with a newline) are not part of a key.
 func (m *Model) storeSecret() tea.Cmd {
 	c := m.conv()
-	value := []byte(m.secret.Value())
+	value := []byte(strings.Trim(m.secret.Value(), "\r\n"))
 	svc, ttl := m.secretFor, m.secretTTL
 	m.secret.Reset()
 	m.secretFor = ""

@@ -47,7 +47,7 @@ func (c *convState) name1(key, gateway string) string {
 	if n := c.names[key]; n != "" {
 		return n
 	}
-	return conversation.ShortKey(key)
+	return shortKey(key)
 }
 
 func (c *convState) nameList(keys []string, gateway string) string {
@@ -172,7 +172,7 @@ func (m *Model) spec(c *convState, it *item) cardSpec {
 	when := m.clock(it.rec.ReceivedAt)
 	if it.msg == nil {
 		return cardSpec{boxed: true, tone: colRed, title: styleErr.Render(head + " ✗ DOES NOT VERIFY"), by: when, lines: []string{
-			styleRed.Render(safeLine(fmt.Sprintf("claims to be %s by %s (%s)", it.rec.Kind, c.name1(it.rec.Author, m.gateway), conversation.ShortKey(it.rec.Author)))),
+			styleRed.Render(safeLine(fmt.Sprintf("claims to be %s by %s (%s)", it.rec.Kind, c.name1(it.rec.Author, m.gateway), shortKey(it.rec.Author)))),
 			styleErr.Render(safeLine(it.err.Error())),
 			styleRed.Render("not trusted: it changes nothing here and cannot be approved"),
 		}}
@@ -197,7 +197,7 @@ func (m *Model) spec(c *convState, it *item) cardSpec {
 		var p conversation.MemberPayload
 		_ = json.Unmarshal(payload, &p)
 		verb := map[bool]string{true: "added", false: "removed"}[it.msg.Kind == conversation.KindMemberAdd]
-		return cardSpec{title: fmt.Sprintf("%s %s %s %s member %s (%s)", head, when, who, verb, c.name1(p.Key, m.gateway), conversation.ShortKey(p.Key))}
+		return cardSpec{title: fmt.Sprintf("%s %s %s %s member %s (%s)", head, when, who, verb, c.name1(p.Key, m.gateway), shortKey(p.Key))}
 	case conversation.KindGateEnable:
 		var p gate.EnablePayload
 		_ = json.Unmarshal(payload, &p)
@@ -359,7 +359,7 @@ func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
 	}
 	if len(p.Body) > 0 {
 		lines = append(lines, "body")
-		for _, l := range fold(pretty(string(p.Body)), foldRequest, c.expanded[it.rec.Seq], "") {
+		for _, l := range fold(pretty(string(p.Body)), foldRequest, c.expanded[it.rec.Seq], " · enter expands") {
 			lines = append(lines, "  "+l)
 		}
 	}
@@ -430,7 +430,7 @@ func (m *Model) proposalSpec(c *convState, it *item, head, by string) cardSpec {
 	}
 	var parts []string
 	for _, a := range pr.p.Add {
-		parts = append(parts, "add "+a.Name+" ("+conversation.ShortKey(a.Key)+")")
+		parts = append(parts, "add "+a.Name+" ("+shortKey(a.Key)+")")
 	}
 	for _, k := range pr.p.Remove {
 		parts = append(parts, "remove "+c.name1(k, m.gateway))

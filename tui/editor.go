@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 
@@ -34,9 +35,16 @@ func (e *editor) Reset() {
 	e.value, e.pos = nil, 0
 }
 
-func (e *editor) insert(s string) {
+// insert puts s at the cursor. Line breaks become spaces on the input
+// line; in the hidden field (a key, pasted with the newline that ended
+// its line) they are dropped. Text past the limit is refused whole, with
+// an error that says so (and never repeats the text).
+func (e *editor) insert(s string) error {
 	var rs []rune
 	for _, r := range s {
+		if e.mask != 0 && (r == '\n' || r == '\r') {
+			continue
+		}
 		if r == '\n' || r == '\r' || r == '\t' {
 			r = ' '
 		}
@@ -45,17 +53,26 @@ func (e *editor) insert(s string) {
 		}
 	}
 	if e.limit > 0 && len(string(e.value))+len(string(rs)) > e.limit {
-		return
+		what := "the input line"
+		if e.mask != 0 {
+			what = "the key field"
+		}
+		if len(rs) > 1 {
+			return fmt.Errorf("nothing pasted: %d more bytes would make %s longer than its limit of %d bytes", len(string(rs)), what, e.limit)
+		}
+		return fmt.Errorf("%s is full: it takes at most %d bytes", what, e.limit)
 	}
 	v := make([]rune, 0, len(e.value)+len(rs))
 	v = append(v, e.value[:e.pos]...)
 	v = append(v, rs...)
 	v = append(v, e.value[e.pos:]...)
 	e.value, e.pos = v, e.pos+len(rs)
+	return nil
 }
 
-// key edits the line; it reports whether it used the key.
-func (e *editor) key(k tea.KeyPressMsg) bool {
+// key edits the line; it returns insert's error for a character that does
+// not fit.
+func (e *editor) key(k tea.KeyPressMsg) error {
 	switch k.String() {
 	case "left", "ctrl+b":
 		e.pos = max(0, e.pos-1)
@@ -88,14 +105,14 @@ func (e *editor) key(k tea.KeyPressMsg) bool {
 		}
 		e.value, e.pos = append(e.value[:i], e.value[e.pos:]...), i
 	case "space":
-		e.insert(" ")
+		return e.insert(" ")
 	default:
 		if k.Text == "" || k.Mod&(tea.ModCtrl|tea.ModAlt) != 0 {
-			return false
+			return nil
 		}
-		e.insert(k.Text)
+		return e.insert(k.Text)
 	}
-	return true
+	return nil
 }
 
 // view draws the line at width w, scrolled so the cursor shows.

@@ -6,6 +6,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
 )
@@ -76,10 +77,12 @@ func (m *Model) listenCmd() tea.Cmd {
 	}
 }
 
-// followCmd streams a conversation from its first record. The client
-// reconnects after a drop and resumes after the last record it delivered;
-// the model drops anything at or below the last seq it holds.
-func (m *Model) followCmd(conv string) tea.Cmd {
+// followCmd streams a conversation's records after seq after (0 for all).
+// The client reconnects after a drop and resumes after the last record it
+// delivered; the model drops anything at or below the last seq it holds.
+// When the stream ends for good the model hears followEndMsg, and restarts
+// it (restartMsg) unless the server's refusal is permanent.
+func (m *Model) followCmd(conv string, after uint64) tea.Cmd {
 	ctx, events, b := m.ctx, m.events, m.backend
 	return func() tea.Msg {
 		go func() {
@@ -91,7 +94,7 @@ func (m *Model) followCmd(conv string) tea.Cmd {
 					return false
 				}
 			}
-			err := b.Follow(ctx, conv, 0, client.FollowOptions{OnState: func(s string) { send(connMsg{conv, s}) }},
+			err := b.Follow(ctx, conv, after, client.FollowOptions{OnState: func(s string) { send(connMsg{conv, s}) }},
 				func(r conversation.Record) error {
 					if !send(recordMsg{conv, r}) {
 						return ctx.Err()
@@ -107,10 +110,47 @@ func (m *Model) followCmd(conv string) tea.Cmd {
 // call runs one action against the server and reports what became of it.
 // what names the action ("approve 3f2a9c1d"), done says it happened.
 func (m *Model) call(what, done string, f func(ctx context.Context, b Backend) error) tea.Cmd {
+	return m.callFor(doneMsg{what: what, done: done}, f)
+}
+
+// callFor is call with the outcome message given whole (a vote names the
+// request whose in-flight mark a refusal clears).
+func (m *Model) callFor(out doneMsg, f func(ctx context.Context, b Backend) error) tea.Cmd {
 	ctx, b := m.ctx, m.backend
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
-		return doneMsg{what: what, done: done, err: f(ctx, b)}
+		out.err = f(ctx, b)
+		return out
 	}
+}
+
+// Restarting a stream that ended: the first attempt after a second, then
+// twice as long each time, never more than followBackoffMax apart.
+const (
+	followBackoffMin = time.Second
+	followBackoffMax = 30 * time.Second
+)
+
+// followBackoff is the wait before restart number n (0 for the first).
+func followBackoff(n int) time.Duration {
+	d := followBackoffMin
+	for range n {
+		d *= 2
+		if d >= followBackoffMax {
+			return followBackoffMax
+		}
+	}
+	return d
+}
+
+// permanentStreamError reports whether a stream's end is one retrying
+// cannot cure: the user is not (or no longer) a member, or the
+// conversation is gone.
+func permanentStreamError(err error) bool {
+	switch twokey.ErrorCode(err) {
+	case twokey.ENotMember, twokey.EUnknownConversation, twokey.EForbidden:
+		return true
+	}
+	return false
 }

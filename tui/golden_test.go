@@ -47,8 +47,11 @@ func TestGoldenCards(t *testing.T) {
 		"create", "chat", "gate_enable", "gate_enabled", "secret_stored", "request_executed", "approve",
 		"executed", "response", "request_rejected", "reject", "rejected", "expired", "secret_revoke",
 		"secret_revoked", "failed", "cancel", "cancelled", "propose", "member_approve", "member_changed",
-		"request_pending",
+		"request_pending", "request_expired", "request_failed", "request_cancelled",
 	}
+	// The request cards of the requests that expired, failed and were
+	// cancelled (the names above without "request_" are their outcomes).
+	at["request_expired"], at["request_failed"], at["request_cancelled"] = at["expired"]-1, at["failed"]-2, at["cancel"]-1
 	for _, name := range cards {
 		t.Run(name, func(t *testing.T) {
 			m := newModel(t, &fakeBackend{}, ps, ps.bob, l)
@@ -56,6 +59,20 @@ func TestGoldenCards(t *testing.T) {
 			golden(t, "card_"+name, screen(m))
 		})
 	}
+	x, xat := extraLog(t, ps)
+	for _, name := range []string{"member_add", "member_remove", "request_executing", "request_program", "request_body"} {
+		t.Run(name, func(t *testing.T) {
+			m := newModel(t, &fakeBackend{}, ps, ps.bob, x)
+			selectSeq(t, m, xat[name])
+			golden(t, "card_"+name, screen(m))
+		})
+	}
+	t.Run("request_body_expanded", func(t *testing.T) {
+		m := newModel(t, &fakeBackend{}, ps, ps.bob, x)
+		selectSeq(t, m, xat["request_body"])
+		press(m, "enter")
+		golden(t, "card_request_body_expanded", screen(m))
+	})
 	t.Run("response_expanded", func(t *testing.T) {
 		m := newModel(t, &fakeBackend{}, ps, ps.bob, l)
 		selectSeq(t, m, at["response"])
@@ -76,8 +93,15 @@ func TestGoldenScreens(t *testing.T) {
 	selectSeq(t, m, 5)
 	golden(t, "screen_unverified", screen(m))
 
-	m = newModel(t, &fakeBackend{}, ps, ps.bob, l, d)
+	// ops gets two records after start: unread, as dev is selected.
+	l2, _ := scenario(t, ps)
+	m = newModel(t, &fakeBackend{}, ps, ps.bob, l2, d)
 	m.Update(connMsg{convOps, "connected"})
+	l2.chat(ps.alice, "one")
+	l2.chat(ps.carol, "two")
+	for _, r := range l2.recs[len(l2.recs)-2:] {
+		m.Update(recordMsg{convOps, r})
+	}
 	press(m, "tab", "tab")
 	golden(t, "screen_conversations", screen(m))
 

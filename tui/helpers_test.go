@@ -111,6 +111,19 @@ func (l *logBuilder) forged(claimed, signer *conversation.Identity, kind string,
 	return rec
 }
 
+// raw appends a record of payload bytes exactly as given, signed by id
+// and chained, whether or not they are a payload that verifies.
+func (l *logBuilder) raw(id *conversation.Identity, kind string, payload []byte) conversation.Record {
+	env := conversation.Sign(id, kind, payload)
+	l.at = l.at.Add(7 * time.Second)
+	next := l.chain.Next(conversation.PAE(env.PayloadType, payload))
+	rec := conversation.Record{Seq: uint64(len(l.recs) + 1), ReceivedAt: conversation.FormatTime(l.at), Kind: kind,
+		Author: id.KeyID(), Envelope: env, Body: append(json.RawMessage(nil), payload...), Chain: next.String()}
+	l.chain = next
+	l.recs = append(l.recs, rec)
+	return rec
+}
+
 func (l *logBuilder) create(name string) {
 	ps := l.ps
 	l.name = name
@@ -271,7 +284,9 @@ func newModel(t testing.TB, b Backend, ps *people, self *conversation.Identity, 
 	m := New(context.Background(), Options{Backend: b, Self: self.KeyID(), Now: func() time.Time { return now }, Location: time.UTC})
 	var sums []api.Summary
 	for _, l := range logs {
-		sums = append(sums, api.Summary{ID: l.conv, Name: l.name})
+		// The log as it stands at start: its records are the backlog, which
+		// is not unread and which the cursor replays to the newest.
+		sums = append(sums, api.Summary{ID: l.conv, Name: l.name, Seq: uint64(len(l.recs))})
 	}
 	m.Update(startMsg{gw: &api.Gateway{SigningKey: ps.gw.KeyID()}, cat: testCatalog(t), convs: sums})
 	for _, l := range logs {
@@ -280,16 +295,20 @@ func newModel(t testing.TB, b Backend, ps *people, self *conversation.Identity, 
 		}
 	}
 	m.Update(tea.WindowSizeMsg{Width: 100, Height: 30})
+	m.View() // bubbletea draws a frame after every message
 	return m
 }
 
 // setNow moves the model's clock.
 func setNow(m *Model, t time.Time) { m.now = func() time.Time { return t } }
 
+// press sends key presses to the model, each followed by a frame drawn,
+// as bubbletea does (View after every Update).
 func press(m *Model, keys ...string) tea.Cmd {
 	var cmds []tea.Cmd
 	for _, k := range keys {
 		_, cmd := m.Update(keyMsg(k))
+		m.View()
 		cmds = append(cmds, cmd)
 	}
 	return tea.Batch(cmds...)
@@ -355,13 +374,15 @@ func run(t testing.TB, m *Model, cmd tea.Cmd) []tea.Msg {
 // screen is the rendered screen without colours.
 func screen(m *Model) string { return ansi.Strip(m.View().Content) }
 
-// selectSeq moves the log's cursor to the record with seq.
+// selectSeq moves the log's cursor to the record with seq, and draws a
+// frame (a and r act on the card last drawn selected).
 func selectSeq(t testing.TB, m *Model, seq uint64) {
 	t.Helper()
 	c := m.conv()
 	for i, it := range c.items {
 		if it.rec.Seq == seq {
 			c.cursor, c.follow, c.scroll = i, i == len(c.items)-1, 0
+			m.View()
 			return
 		}
 	}

@@ -50,11 +50,16 @@ type (
 		conv string
 		err  error
 	}
-	// doneMsg is the outcome of an action (a vote, a post).
+	// doneMsg is the outcome of an action (a vote, a post). A vote names
+	// its conversation and request (or proposal), whose in-flight mark a
+	// refusal clears.
 	doneMsg struct {
-		what, done string
-		err        error
+		what, done      string
+		err             error
+		conv, req, prop string
 	}
+	// restartMsg restarts a conversation's stream that ended.
+	restartMsg struct{ conv string }
 	tickMsg    time.Time
 	refreshMsg struct{}
 	// eventMsg wraps a message from the follow goroutines; after handling
@@ -90,6 +95,12 @@ type Model struct {
 	status        string
 	statusErr     bool
 	quitting      bool
+	// shown is the card the last frame drew as selected: the one a, r and
+	// c act on (see onScreen). View sets it.
+	shown struct {
+		conv string
+		seq  uint64
+	}
 }
 
 // New returns a model; nothing talks to the server until Init's commands run.
@@ -168,13 +179,18 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case followEndMsg:
-		if c := m.convByID(msg.conv); c != nil && msg.err != nil && m.ctx.Err() == nil {
-			c.conn = safeLine("stopped: " + errText(msg.err))
+		return m, m.followEnded(msg)
+	case restartMsg:
+		c := m.convByID(msg.conv)
+		if c == nil || c.retryAt.IsZero() || m.ctx.Err() != nil {
+			return m, nil
 		}
-		return m, nil
+		c.retryAt, c.conn = time.Time{}, "reconnecting: restarting the stream"
+		return m, m.followCmd(c.id, c.lastSeq())
 	case doneMsg:
 		if msg.err != nil {
 			m.setStatus(true, "could not %s: %s", msg.what, errText(msg.err))
+			m.clearSending(msg.conv, msg.req, msg.prop)
 		} else {
 			m.setStatus(false, "%s", msg.done)
 		}
@@ -185,11 +201,56 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.key(msg)
 	case tea.PasteMsg:
 		if m.focus == paneInput {
-			m.editing().insert(msg.Content)
+			m.edited(m.editing().insert(msg.Content))
 		}
 		return m, nil
 	}
 	return m, nil
+}
+
+// edited reports on the status line what an edit refused (a paste or a
+// key past the field's limit); the text itself is never repeated.
+func (m *Model) edited(err error) {
+	if err != nil {
+		m.setStatus(true, "%s", errText(err))
+	}
+}
+
+// clearSending clears the in-flight mark of a vote the server refused.
+func (m *Model) clearSending(conv, req, prop string) {
+	c := m.convByID(conv)
+	if c == nil {
+		return
+	}
+	if r := c.reqs[req]; req != "" && r != nil {
+		r.sending = ""
+	}
+	if pr := c.props[prop]; prop != "" && pr != nil {
+		pr.sending = false
+	}
+}
+
+// followEnded takes the end of a conversation's stream. A refusal that
+// retrying cannot cure (not a member) is shown as it is; anything else
+// restarts the stream after a backoff, which the header counts down.
+func (m *Model) followEnded(msg followEndMsg) tea.Cmd {
+	c := m.convByID(msg.conv)
+	if c == nil || m.ctx.Err() != nil {
+		return nil
+	}
+	if msg.err != nil && permanentStreamError(msg.err) {
+		c.conn, c.retryAt = safeLine("stopped: "+errText(msg.err)), time.Time{}
+		return nil
+	}
+	why := "the stream ended"
+	if msg.err != nil {
+		why = "the stream ended: " + errText(msg.err)
+	}
+	d := followBackoff(c.restarts)
+	c.restarts++
+	c.conn, c.retryAt = safeLine(why), m.now().Add(d)
+	conv := c.id
+	return tea.Tick(d, func(time.Time) tea.Msg { return restartMsg{conv} })
 }
 
 // editing is the field the input line shows: the hidden one while a key
@@ -252,7 +313,7 @@ func (m *Model) addConvs(list []api.Summary) tea.Cmd {
 			continue
 		}
 		m.convs = append(m.convs, newConvState(s, m.gateway))
-		cmds = append(cmds, m.followCmd(s.ID))
+		cmds = append(cmds, m.followCmd(s.ID, 0))
 	}
 	slices.SortStableFunc(m.convs, func(a, b *convState) int {
 		if a.name != b.name {
@@ -269,6 +330,14 @@ func (m *Model) addConvs(list []api.Summary) tea.Cmd {
 }
 
 // record takes one record of a conversation's stream.
+//
+// While the cursor follows the log it moves to each new record, except
+// off a card that waits for the user's vote: a request or proposal
+// arriving below never takes the place of the one selected just as a or
+// r is pressed. The cursor follows again once that card no longer waits
+// (the user voted, or it closed) and the next record arrives. The records
+// the log held when the TUI started are replayed without stopping: the
+// cursor starts on the newest.
 func (m *Model) record(conv string, rec conversation.Record) {
 	c := m.convByID(conv)
 	if c == nil {
@@ -277,9 +346,25 @@ func (m *Model) record(conv string, rec conversation.Record) {
 	if !c.add(rec, m.cat) {
 		return // a duplicate: already held
 	}
+	it := c.items[len(c.items)-1]
+	c.restarts = 0 // the stream works: a later restart starts from the shortest wait
+	if it.msg != nil && it.msg.Author == m.self {
+		switch it.rec.Kind {
+		case conversation.KindGateApprove, conversation.KindGateReject:
+			m.clearSending(c.id, it.reqID, "")
+		case conversation.KindMemberApprove:
+			m.clearSending(c.id, "", it.reqID)
+		}
+	}
 	if c.follow {
-		c.cursor = len(c.items) - 1
-		c.scroll = 0
+		if cur := c.selected(); rec.Seq > c.loaded && cur != it && m.votable(c, cur) {
+			if c == m.conv() && m.votable(c, it) {
+				m.setStatus(false, "#%d below also waits for your vote: the selection stays on #%d (j or G moves)", it.rec.Seq, cur.rec.Seq)
+			}
+		} else {
+			c.cursor = len(c.items) - 1
+			c.scroll = 0
+		}
 	}
 	if rec.Seq > c.loaded && c != m.conv() {
 		c.unread++
@@ -424,7 +509,7 @@ func (m *Model) inputKey(k tea.KeyPressMsg) tea.Cmd {
 		case "enter":
 			return m.storeSecret()
 		}
-		m.secret.key(k)
+		m.edited(m.secret.key(k))
 		return nil
 	}
 	switch k.String() {
@@ -446,6 +531,6 @@ func (m *Model) inputKey(k tea.KeyPressMsg) tea.Cmd {
 	case "shift+tab":
 		return m.setFocus(paneLog)
 	}
-	m.input.key(k)
+	m.edited(m.input.key(k))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/client"
@@ -210,6 +213,15 @@ func TestTamperedRecordsAreRedAndNeverApproved(t *testing.T) {
 	l.recs[len(l.recs)-1] = tampered
 	// A gateway record signed by a member.
 	l.add(ps.alice, conversation.KindGateExecuted, gate.ExecutedPayload{Header: l.header(), RequestID: "0a0a0a0a-5b6e-4f70-8a91-00000000000a", Status: 200})
+	// A request whose chain value is not the one that follows the log: the
+	// records before it were changed (or it was spliced in).
+	badChain := l.request(ps.alice, "0c0c0c0c-5b6e-4f70-8a91-00000000000c", "httpbin.headers", nil, time.Hour)
+	badChain.Chain = conversation.Chain{1, 2, 3}.String()
+	l.recs[len(l.recs)-1] = badChain
+	// A request after a gap: record 10 is missing.
+	gap := l.request(ps.alice, "0d0d0d0d-5b6e-4f70-8a91-00000000000d", "httpbin.headers", nil, time.Hour)
+	gap.Seq++
+	l.recs[len(l.recs)-1] = gap
 
 	fb := &fakeBackend{}
 	m := newModel(t, fb, ps, ps.carol, l)
@@ -220,7 +232,8 @@ func TestTamperedRecordsAreRedAndNeverApproved(t *testing.T) {
 			bad = append(bad, it.err.Error())
 		}
 	}
-	want := []string{"record 5: signature does not verify", "record 7: body does not match", "record 8: gate.executed claims to be the gateway's"}
+	want := []string{"record 5: signature does not verify", "record 7: body does not match", "record 8: gate.executed claims to be the gateway's",
+		"record 9: chain value does not match", "record 11: expected seq 10 (a record is missing or out of order)"}
 	if len(bad) != len(want) {
 		t.Fatalf("failures %q, want %d", bad, len(want))
 	}
@@ -240,20 +253,40 @@ func TestTamperedRecordsAreRedAndNeverApproved(t *testing.T) {
 	if c.broken == "" {
 		t.Error("conversation not marked broken")
 	}
-	// a on the tampered request: nothing signed.
-	selectSeq(t, m, 7)
-	if press(m, "a") != nil || !strings.Contains(m.status, "record #7 does not verify") {
-		t.Errorf("status %q", m.status)
+	// a, r and c on each failing request: nothing signed. Each card is red,
+	// on its own lines (not merely somewhere on the screen), with its reason.
+	for _, tc := range []struct {
+		seq        uint64
+		id, reason string
+	}{
+		{7, "0b0b0b0b-5b6e-4f70-8a91-00000000000b", "record 7: body does not match its envelope's signed payload"},
+		{9, "0c0c0c0c-5b6e-4f70-8a91-00000000000c", "record 9: chain value does not match (the log before it was changed)"},
+		{11, "0d0d0d0d-5b6e-4f70-8a91-00000000000d", "record 11: expected seq 10 (a record is missing or out of order)"},
+	} {
+		selectSeq(t, m, tc.seq)
+		if press(m, "a") != nil || !strings.Contains(m.status, fmt.Sprintf("record #%d does not verify", tc.seq)) {
+			t.Errorf("a on #%d: status %q", tc.seq, m.status)
+		}
+		if press(m, "r") != nil || press(m, "c") != nil {
+			t.Errorf("r or c on #%d sent something", tc.seq)
+		}
+		if _, ok := c.reqs[tc.id]; ok {
+			t.Errorf("#%d, which does not verify, was taken as a request", tc.seq)
+		}
+		m.status = ""
+		raw := m.View().Content
+		title := fmt.Sprintf("#%d ✗ DOES NOT VERIFY", tc.seq)
+		for _, text := range []string{title, "claims to be gate.request by alice", tc.reason, "not trusted: it changes nothing here and cannot be approved"} {
+			if !drawnRed(raw, text) {
+				t.Errorf("#%d: %q is not drawn red:\n%s", tc.seq, text, lineWith(raw, text))
+			}
+		}
 	}
-	if _, ok := c.reqs["0b0b0b0b-5b6e-4f70-8a91-00000000000b"]; ok {
-		t.Error("a tampered request was taken as a request")
+	// The good chat is not red: the check can tell.
+	if drawnRed(m.View().Content, "this one is fine") {
+		t.Error("drawnRed says a genuine chat is red")
 	}
-	// Red, with the reason, on screen.
-	raw := m.View().Content
-	if !strings.Contains(raw, "\x1b[1;31m") && !strings.Contains(raw, "\x1b[31m") {
-		t.Error("no red on the screen of a failed record")
-	}
-	mustContain(t, screen(m), "✗ DOES NOT VERIFY", "body does not match its envelope's signed payload", "✗ the log does not verify")
+	mustContain(t, screen(m), "✗ the log does not verify")
 	if len(fb.Calls()) != 0 {
 		t.Errorf("backend called: %v", fb.Calls())
 	}
@@ -561,15 +594,29 @@ func TestUnreadCountsAndWaitingMark(t *testing.T) {
 	l, _ := scenario(t, ps)
 	d := forgedLog(t, ps)
 	m := newModel(t, &fakeBackend{}, ps, ps.bob, d, l)
-	// dev is selected; ops is not, so what arrives there is unread.
-	s := screen(m)
+	// dev is selected; ops is not, so what arrives there after start is
+	// unread (its backlog is not).
 	ops := m.convByID(convOps)
-	if ops.unread != len(l.recs) {
-		t.Errorf("ops unread %d, want %d", ops.unread, len(l.recs))
+	if ops.unread != 0 {
+		t.Errorf("ops unread %d before anything new, want 0", ops.unread)
 	}
-	mustContain(t, s, "ops", "●1") // r6 waits for bob
+	l.chat(ps.alice, "one")
+	l.chat(ps.carol, "two")
+	for _, r := range l.recs[len(l.recs)-2:] {
+		m.Update(recordMsg{convOps, r})
+	}
+	if ops.unread != 2 {
+		t.Errorf("ops unread %d, want 2", ops.unread)
+	}
+	s := screen(m)
+	mustContain(t, s, "ops", "2 ●1") // r6 waits for bob
 	if !strings.Contains(s, "dev") || !strings.Contains(s, "✗") {
 		t.Error("dev's broken log not marked in the list")
+	}
+	// Choosing ops reads it.
+	press(m, "tab", "tab", "j")
+	if m.conv() != ops || ops.unread != 0 {
+		t.Errorf("after choosing ops: selected %q unread %d", m.conv().name, ops.unread)
 	}
 }
 
@@ -623,4 +670,73 @@ func TestStartupFailureRetries(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].(startMsg).err == nil {
 		t.Errorf("load from a failing backend: %#v", msgs)
 	}
+}
+
+// lineWith is the line of raw (escapes and all) on which text is drawn.
+func lineWith(raw, text string) string {
+	for _, l := range strings.Split(raw, "\n") {
+		if strings.Contains(ansi.Strip(l), text) {
+			return l
+		}
+	}
+	return ""
+}
+
+// drawnRed reports whether text is drawn on one line of raw with the
+// foreground red (SGR 31) in force at each of its characters.
+func drawnRed(raw, text string) bool {
+	line := lineWith(raw, text)
+	if line == "" {
+		return false
+	}
+	// Walk the line: plain characters with the colour in force, and SGR
+	// sequences, which change it.
+	var plain []rune
+	var red []bool
+	fg := false
+	for i := 0; i < len(line); {
+		if line[i] == 0x1b && i+1 < len(line) && line[i+1] == '[' {
+			j := i + 2
+			for j < len(line) && (line[j] < 0x40 || line[j] > 0x7e) {
+				j++
+			}
+			if j < len(line) && line[j] == 'm' {
+				params := strings.Split(line[i+2:j], ";")
+				for k := 0; k < len(params); k++ {
+					switch p := params[k]; {
+					case p == "" || p == "0" || p == "39":
+						fg = false
+					case p == "31" || p == "91":
+						fg = true
+					case len(p) == 2 && (p[0] == '3' || p[0] == '9') && p[1] >= '0' && p[1] <= '7':
+						fg = false
+					case p == "38":
+						fg = false
+						if k+1 < len(params) && params[k+1] == "5" {
+							fg = k+2 < len(params) && (params[k+2] == "1" || params[k+2] == "9")
+							k += 2
+						} else if k+1 < len(params) && params[k+1] == "2" {
+							k += 4
+						}
+					}
+				}
+			}
+			i = j + 1
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(line[i:])
+		plain, red = append(plain, r), append(red, fg)
+		i += n
+	}
+	at := strings.Index(string(plain), text)
+	if at < 0 {
+		return false
+	}
+	start := utf8.RuneCountInString(string(plain)[:at])
+	for k := start; k < start+utf8.RuneCountInString(text); k++ {
+		if !red[k] && plain[k] != ' ' {
+			return false
+		}
+	}
+	return true
 }

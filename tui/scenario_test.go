@@ -115,3 +115,40 @@ func forgedLog(t testing.TB, ps *people) *logBuilder {
 	l.add(ps.alice, conversation.KindChatMessage, conversation.ChatPayload{Header: conversation.Header{Conversation: convDev, CreatedAt: conversation.FormatTime(t0)}, Text: "this one is fine"})
 	return l
 }
+
+// Request ids of extraLog.
+const (
+	convLab = "0b7c2e4a-1f3d-4c5b-9a8e-000000000003"
+	r7      = "b7c8d9e0-5b6e-4f70-8a91-000000000007" // httpbin.headers, executing
+	r8      = "b8c9d0e1-5b6e-4f70-8a91-000000000008" // from a program, pending
+	r9      = "b9d0e1f2-5b6e-4f70-8a91-000000000009" // a long body, pending
+)
+
+// extraLog is a conversation with the cards scenario lacks: a member added
+// and removed, a request executing (M reached, no outcome yet), one a
+// program submitted through the gateway, and one with a body long enough
+// to fold. It returns the seq of each.
+func extraLog(t testing.TB, ps *people) (*logBuilder, map[string]uint64) {
+	l := newLog(t, ps, convLab)
+	at := map[string]uint64{}
+	mark := func(name string) { at[name] = uint64(len(l.recs)) }
+	l.create("lab")
+	l.add(ps.alice, conversation.KindMemberAdd, conversation.MemberPayload{Header: l.header(), Key: ps.dave.KeyID(), Name: "dave"})
+	mark("member_add")
+	l.add(ps.alice, conversation.KindMemberRemove, conversation.MemberPayload{Header: l.header(), Key: ps.dave.KeyID()})
+	mark("member_remove")
+	l.enable(2, nil)
+	req := l.request(ps.alice, r7, "httpbin.headers", nil, time.Hour)
+	mark("request_executing")
+	l.vote(ps.bob, req, true, "")
+	l.add(ps.gw, conversation.KindGateRequest, gate.RequestPayload{Header: l.header(), RequestID: r8, Template: "httpbin.headers",
+		Service: "httpbin", Method: "GET", URL: "http://127.0.0.1:9000/httpbin/headers",
+		ExpiresAt: conversation.FormatTime(t0.Add(30 * time.Minute)), Program: "nightly-report"})
+	mark("request_program")
+	body := `{"order":{"id":"A-1042","lines":[{"sku":"K-1","qty":2},{"sku":"K-2","qty":1}],"ship_to":{"city":"Lyon","zip":"69001"},"note":"leave at the door"}}`
+	l.add(ps.carol, conversation.KindGateRequest, gate.RequestPayload{Header: l.header(), RequestID: r9, Service: "httpbin",
+		Method: "POST", URL: "http://127.0.0.1:9000/httpbin/post", Headers: map[string]string{"Content-Type": "application/json"},
+		Body: []byte(body), ExpiresAt: conversation.FormatTime(t0.Add(time.Hour))})
+	mark("request_body")
+	return l, at
+}

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -44,6 +45,11 @@ type reqView struct {
 	status    int
 	duration  int64
 	expires   time.Time
+	// sending is the user's own vote while it is on its way ("approval" or
+	// "rejection"): set when a or r signs it, cleared when the vote's record
+	// arrives or the server refuses it, so a second key press does not
+	// send a second vote.
+	sending string
 }
 
 func (r *reqView) voted(key string) string {
@@ -66,6 +72,7 @@ type propView struct {
 	needed    []string
 	approvals []string
 	done      bool
+	sending   bool // the user's approval is on its way (as reqView.sending)
 }
 
 // convState is one conversation: its verified log and what follows from it.
@@ -89,7 +96,13 @@ type convState struct {
 	follow   bool // the cursor follows new records
 	scroll   int  // line offset inside a card taller than the pane
 	expanded map[uint64]bool
-	conn     string // "connected", "reconnecting: ...", "stopped: ..."
+	conn     string // "connected", "reconnecting: ...", "stopped: ...", or why the stream ended
+	// The stream is restarted after it ends with an error that retrying may
+	// cure: retryAt is when the next attempt starts (zero when none is
+	// planned), restarts how many have been made since a record last
+	// arrived (the backoff grows with it).
+	retryAt  time.Time
+	restarts int
 }
 
 func newConvState(s api.Summary, gateway string) *convState {
@@ -193,6 +206,12 @@ func (c *convState) apply(it *item, cat *api.Catalog) {
 		if json.Unmarshal(payload, &p) != nil || p.RequestID == "" {
 			return
 		}
+		if c.reqs[p.RequestID] != nil {
+			// The server refuses a second request with an id already used
+			// (duplicate_request); one in the log anyway is not believed, and
+			// its card cannot pass for the first one's.
+			return
+		}
 		it.reqID = p.RequestID
 		r := &reqView{id: p.RequestID, seq: it.rec.Seq, p: p, digest: m.PayloadDigest(), submitter: m.Author,
 			signers: slices.Clone(c.gate.Signers), state: gate.StatePending}
@@ -255,7 +274,7 @@ func (c *convState) apply(it *item, cat *api.Catalog) {
 		}
 	case conversation.KindMemberPropose:
 		var p gate.ProposePayload
-		if json.Unmarshal(payload, &p) != nil || p.ProposalID == "" {
+		if json.Unmarshal(payload, &p) != nil || p.ProposalID == "" || c.props[p.ProposalID] != nil {
 			return
 		}
 		it.reqID = p.ProposalID
@@ -355,4 +374,23 @@ func (c *convState) selected() *item {
 		return nil
 	}
 	return c.items[c.cursor]
+}
+
+// itemAt returns the item holding the record with seq, or nil.
+func (c *convState) itemAt(seq uint64) *item {
+	i, ok := slices.BinarySearchFunc(c.items, seq, func(it *item, seq uint64) int {
+		return cmp.Compare(it.rec.Seq, seq)
+	})
+	if !ok {
+		return nil
+	}
+	return c.items[i]
+}
+
+// lastSeq is the seq of the last record held (0 for none).
+func (c *convState) lastSeq() uint64 {
+	if len(c.items) == 0 {
+		return 0
+	}
+	return c.items[len(c.items)-1].rec.Seq
 }

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/twokey/twokey"
-	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 )
 
@@ -35,7 +35,7 @@ func fit(s string, w int) string {
 func (m *Model) leftWidth() int { return max(16, min(28, m.width/4)) }
 
 func (m *Model) bodyHeight() int {
-	return max(3, m.height-4-len(m.previewLines()))
+	return max(3, m.height-3-len(m.footerLines())-len(m.previewLines()))
 }
 
 // previewLines is the preview wrapped to the screen, at most 5 lines.
@@ -80,13 +80,32 @@ func (m *Model) render() string {
 		b.WriteByte('\n')
 		b.WriteString(fit("  "+p, w))
 	}
-	b.WriteByte('\n')
-	b.WriteString(fit(m.footer(), w))
+	for _, f := range m.footerLines() {
+		b.WriteByte('\n')
+		b.WriteString(fit(f, w))
+	}
 	return b.String()
 }
 
+// footerLines is the status line, wrapped to the screen (at most 4 lines:
+// an explanation is read whole, not cut), or the keys.
+func (m *Model) footerLines() []string {
+	if m.status == "" {
+		return []string{m.footer()}
+	}
+	st := lipgloss.NewStyle()
+	if m.statusErr {
+		st = styleErr
+	}
+	lines := strings.Split(ansi.Wrap(m.status, max(10, m.width), ""), "\n")
+	for i := range lines {
+		lines[i] = st.Render(lines[i])
+	}
+	return clip(lines, 4)
+}
+
 func (m *Model) header() string {
-	me := conversation.ShortKey(m.self)
+	me := shortKey(m.self)
 	if c := m.conv(); c != nil && c.names[m.self] != "" {
 		me = c.names[m.self]
 	}
@@ -98,6 +117,12 @@ func (m *Model) header() string {
 			s += " · " + styleFaint.Render("connecting…")
 		case c.conn == "connected":
 			s += " · " + styleGreen.Render("● live")
+		case !c.retryAt.IsZero():
+			left := "now"
+			if d := c.retryAt.Sub(m.now()); d > 0 {
+				left = "in " + d.Round(time.Second).String()
+			}
+			s += " · " + styleErr.Render("◌ "+c.conn+" · retrying "+left)
 		case strings.HasPrefix(c.conn, "reconnecting"):
 			s += " · " + styleErr.Render("◌ "+c.conn)
 		default:
@@ -159,6 +184,7 @@ func (m *Model) convLines(w, h int) []string {
 // rightLines draws the log pane (or the help or members overlay).
 func (m *Model) rightLines(w, h int) []string {
 	c := m.conv()
+	m.shown.conv, m.shown.seq = "", 0 // until a card is drawn selected below
 	switch m.overlay {
 	case "help":
 		return clip(m.helpLines(w), h)
@@ -204,6 +230,9 @@ func (m *Model) logLines(c *convState, w, h int) []string {
 		return []string{styleFaint.Render("no records yet")}
 	}
 	sel := max(0, min(len(c.items)-1, c.cursor))
+	if sel == c.cursor {
+		m.shown.conv, m.shown.seq = c.id, c.items[sel].rec.Seq
+	}
 	render := func(i int) []string { return strings.Split(m.renderItem(c, i, w), "\n") }
 	lines := render(sel)
 	if len(lines) > h {
@@ -226,13 +255,8 @@ func (m *Model) logLines(c *convState, w, h int) []string {
 	return lines
 }
 
+// footer is the keys (or what the input line does) when there is no status.
 func (m *Model) footer() string {
-	if m.status != "" {
-		if m.statusErr {
-			return styleErr.Render(m.status)
-		}
-		return m.status
-	}
 	var hint string
 	switch {
 	case m.overlay != "":
