@@ -1,6 +1,7 @@
 package tui_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,16 +18,44 @@ import (
 	"github.com/twokey/twokey/internal/testutil"
 )
 
-// tmuxSession drives a program in a private tmux server (its own socket),
-// so the test never touches a user's tmux.
+// Waits are generous: polling costs nothing when things are fast, and CI
+// is a slow 2-core machine running -race.
+const (
+	screenWait = 60 * time.Second
+	quitWait   = 30 * time.Second
+)
+
+// tmuxSession drives a program in a private tmux server (its own socket,
+// no configuration file), so the test never touches a user's tmux.
 type tmuxSession struct {
 	t      *testing.T
 	socket string
+	env    []string // the environment of the tmux server, hence of the program
 }
 
 func (s *tmuxSession) tmux(args ...string) (string, error) {
-	out, err := exec.Command("tmux", append([]string{"-L", s.socket}, args...)...).CombinedOutput()
+	cmd := exec.Command("tmux", append([]string{"-f", "/dev/null", "-L", s.socket}, args...)...)
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// childEnv is the environment of the twokey processes the test starts:
+// the test's own without any TWOKEY_* setting (a developer's server or
+// identity must not leak in), with HOME and TWOKEY_HOME in dir, and extra.
+func childEnv(dir string, extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "TWOKEY_") || strings.HasPrefix(kv, "HOME=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	home, twokeyHome := filepath.Join(dir, "home"), filepath.Join(dir, "twokey-home")
+	for _, d := range []string{home, twokeyHome} {
+		_ = os.MkdirAll(d, 0o700) // a failure shows as the child's own error
+	}
+	return append(append(env, "HOME="+home, "TWOKEY_HOME="+twokeyHome), extra...)
 }
 
 func (s *tmuxSession) screen() string {
@@ -37,11 +66,12 @@ func (s *tmuxSession) screen() string {
 	return out
 }
 
-// waitFor polls the screen (100 ms apart, up to 15 s) until it holds all of want.
+// waitFor polls the screen (100 ms apart, up to screenWait) until it holds
+// all of want.
 func (s *tmuxSession) waitFor(what string, want ...string) string {
 	s.t.Helper()
 	var scr string
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(screenWait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		scr = s.screen()
 		ok := true
 		for _, w := range want {
@@ -51,7 +81,7 @@ func (s *tmuxSession) waitFor(what string, want ...string) string {
 			return scr
 		}
 	}
-	s.t.Fatalf("waiting for %s: %q not on the screen after 15 s:\n%s", what, want, scr)
+	s.t.Fatalf("waiting for %s: %q not on the screen after %v:\n%s", what, want, screenWait, scr)
 	return ""
 }
 
@@ -78,7 +108,8 @@ func TestTUIEndToEnd(t *testing.T) {
 
 	up := testutil.NewUpstream(t)
 	srv := testutil.StartServer(t, up)
-	ctx := testutil.Ctx(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	alice, bob := testutil.Identity(t, "alice"), testutil.Identity(t, "bob")
 	aliceFile, bobFile := filepath.Join(dir, "alice.json"), filepath.Join(dir, "bob.json")
 	for id, path := range map[*conversation.Identity]string{alice: aliceFile, bob: bobFile} {
@@ -109,7 +140,7 @@ func TestTUIEndToEnd(t *testing.T) {
 	// bob's TUI, in a 120x40 terminal.
 	sock := make([]byte, 6)
 	_, _ = rand.Read(sock)
-	s := &tmuxSession{t: t, socket: "twokey-e2e-" + hex.EncodeToString(sock)}
+	s := &tmuxSession{t: t, socket: "twokey-e2e-" + hex.EncodeToString(sock), env: childEnv(dir)}
 	t.Cleanup(func() { _, _ = s.tmux("kill-server") })
 	stderr := filepath.Join(dir, "tui.stderr")
 	command := fmt.Sprintf("TWOKEY_SERVER=%s TWOKEY_IDENTITY=%s %s tui ops 2>%s", shellQuote(srv.URL()), shellQuote(bobFile), shellQuote(bin), shellQuote(stderr))
@@ -126,12 +157,20 @@ func TestTUIEndToEnd(t *testing.T) {
 
 	// alice submits with the CLI; it counts as her approval (1/2).
 	cli := exec.Command(bin, "request", "ops", "httpbin.headers")
-	cli.Env = append(os.Environ(), "TWOKEY_SERVER="+srv.URL(), "TWOKEY_IDENTITY="+aliceFile)
-	out, err := cli.CombinedOutput()
+	cli.Env = childEnv(dir, "TWOKEY_SERVER="+srv.URL(), "TWOKEY_IDENTITY="+aliceFile)
+	var cliErr strings.Builder
+	cli.Stderr = &cliErr
+	out, err := cli.Output()
 	if err != nil {
-		t.Fatalf("twokey request: %v\n%s", err, out)
+		t.Fatalf("twokey request: %v\nstdout: %s\nstderr: %s", err, out, cliErr.String())
 	}
-	id := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(string(out), "submitted request "))[0], ":")
+	// stdout is "submitted request ID: METHOD URL".
+	rest, ok := strings.CutPrefix(string(out), "submitted request ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) == 0 || len(strings.TrimSuffix(fields[0], ":")) < 8 {
+		t.Fatalf("twokey request printed no request id on stdout: %q (stderr %q)", out, cliErr.String())
+	}
+	id := strings.TrimSuffix(fields[0], ":")
 	s.waitFor("the request card", "REQUEST "+id[:8], "approvals 1/2: alice", "you: not voted yet · a approve · r reject")
 
 	// bob presses a on the selected (newest) card.
@@ -144,8 +183,12 @@ func TestTUIEndToEnd(t *testing.T) {
 		_ = os.WriteFile(p, []byte(scr), 0o644)
 	}
 
-	// The server agrees: executed once, with bob's approval bound to the digest.
-	st, err := ca.Request(ctx, conv, id)
+	// The server agrees: executed once, with bob's approval bound to the
+	// digest. (A fresh context: the waits above may have used up most of
+	// the first.)
+	final, cancelFinal := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelFinal()
+	st, err := ca.Request(final, conv, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +206,7 @@ func TestTUIEndToEnd(t *testing.T) {
 	if out, err := s.tmux("send-keys", "-t", "tui", "q"); err != nil {
 		t.Fatalf("send-keys: %v\n%s", err, out)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(quitWait); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := s.tmux("has-session", "-t", "tui"); err != nil {
 			break
 		}

@@ -66,7 +66,7 @@ func (p *dropProxy) drop() {
 // pump feeds the model what its follow goroutines send until done holds.
 func pump(t *testing.T, m *Model, seen func(tea.Msg), done func() bool) {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(60 * time.Second) // generous: CI is slow; waiting costs nothing when it is not
 	for !done() {
 		select {
 		case msg := <-m.events:
@@ -85,7 +85,8 @@ func pump(t *testing.T, m *Model, seen func(tea.Msg), done func() bool) {
 // says it is reconnecting, then holds every record once, in order, verified.
 func TestLiveStreamReconnectsAndResumes(t *testing.T) {
 	srv := testutil.StartServer(t, nil)
-	ctx, cancel := context.WithCancel(testutil.Ctx(t))
+	// Several waits of up to a minute share this context.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	alice, bob := testutil.Identity(t, "alice"), testutil.Identity(t, "bob")
 	ca := testutil.Client(srv.URL(), alice, nil)
