@@ -359,7 +359,11 @@ var errDone = fmt.Errorf("done")
 
 func TestFanOut50Subscribers1000Messages(t *testing.T) {
 	f := newFixture(t)
-	ctx := testutil.Ctx(t)
+	// 1,000 durable posts can take a while on a loaded CI machine under the
+	// race detector: the budget is generous, and a failed post ends the
+	// subscribers at once rather than leaving them waiting.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
 	const subs, msgs = 50, 1000
 	start := f.lastSeq(t)
 	last := start + msgs
@@ -381,16 +385,20 @@ func TestFanOut50Subscribers1000Messages(t *testing.T) {
 				return
 			}
 			defer ws.Close()
+			stop := context.AfterFunc(ctx, func() { ws.Close() })
+			defer stop()
 			ws.WriteJSON(map[string]any{"op": "subscribe", "conversation": f.conv, "after": start})
 			ready <- struct{}{}
 			for {
-				ws.SetReadDeadline(time.Now().Add(60 * time.Second))
+				ws.SetReadDeadline(time.Now().Add(2 * time.Minute))
 				var fr struct {
 					Op     string
 					Record *conversation.Record
 				}
 				if err := ws.ReadJSON(&fr); err != nil {
-					t.Errorf("subscriber %d: %v", i, err)
+					if ctx.Err() == nil {
+						t.Errorf("subscriber %d after %d records: %v", i, len(results[i]), err)
+					}
 					return
 				}
 				if fr.Op == "record" {
@@ -417,7 +425,8 @@ func TestFanOut50Subscribers1000Messages(t *testing.T) {
 					c = f.cb
 				}
 				if _, err := c.Say(ctx, f.conv, fmt.Sprint("m", i)); err != nil {
-					t.Error(err)
+					t.Errorf("post %d: %v", i, err)
+					cancel()
 					return
 				}
 			}
