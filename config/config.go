@@ -73,8 +73,8 @@ type Metrics struct {
 
 // Proxy configures proxy mode (/v1/proxy/...).
 type Proxy struct {
-	DefaultWait Duration `yaml:"default_wait" help:"how long a proxied call waits for approval when the client sends no Prefer: wait=N"`
-	MaxWait     Duration `yaml:"max_wait" help:"the longest wait a client may ask for (Prefer: wait=N, ?wait=)"`
+	DefaultWait Duration `yaml:"default_wait" help:"how long a proxied call waits for approval when the client sends no Prefer: wait=N; 0 answers 202 at once"`
+	MaxWait     Duration `yaml:"max_wait" help:"the longest wait a client may ask for (Prefer: wait=N, ?wait=), 1s to 1h"`
 }
 
 // Programs configures program keys' requests.

@@ -316,3 +316,22 @@ func FuzzLoadEnv(f *testing.F) {
 		}
 	})
 }
+
+// TestOperationsDocCoversEverySetting: docs/operations.md names every
+// setting's path, variable and flag.
+func TestOperationsDocCoversEverySetting(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range Paths() {
+		for _, want := range []string{"`" + p[0] + "`", "`" + p[1] + "`"} {
+			if !strings.Contains(string(doc), want) {
+				t.Errorf("docs/operations.md does not name %s", want)
+			}
+		}
+		if p[2] != "" && !strings.Contains(string(doc), "`--"+p[2]) {
+			t.Errorf("docs/operations.md does not name the flag --%s", p[2])
+		}
+	}
+}
