@@ -3,6 +3,7 @@ package conversation
 import (
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/twokey/twokey"
@@ -44,6 +45,10 @@ type State struct {
 	Seq       uint64   `json:"seq"`
 	Chain     Chain    `json:"chain"`
 	CreatedAt string   `json:"created_at"`
+	// LastAt is the received_at of record Seq: the next record is never
+	// stamped earlier, even if the server's clock steps back, so that
+	// received_at never decreases along the log (the audit checks it).
+	LastAt time.Time `json:"last_at,omitzero"`
 }
 
 // IsMember reports whether key is a member.

@@ -384,9 +384,14 @@ func (e *Engine) begin(c *conv) *change {
 
 // append numbers a verified message as the next record.
 func (ch *change) append(m *conversation.Message, now time.Time) conversation.Record {
+	// received_at never goes back along a log, whatever the clock does.
+	now = now.UTC().Truncate(time.Millisecond)
+	if now.Before(ch.st.LastAt) {
+		now = ch.st.LastAt
+	}
 	r := conversation.NewRecord(ch.st.Seq+1, conversation.FormatTime(now), m, ch.st.Chain)
 	next, _ := conversation.ParseChain(r.Chain)
-	ch.st.Seq, ch.st.Chain = r.Seq, next
+	ch.st.Seq, ch.st.Chain, ch.st.LastAt = r.Seq, next, now
 	ch.records = append(ch.records, r)
 	return r
 }

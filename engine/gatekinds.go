@@ -72,6 +72,9 @@ func (e *Engine) enable(ch *change, m *conversation.Message) error {
 	if err != nil {
 		return err
 	}
+	if err := e.knownServices(cfg.Rules); err != nil {
+		return err
+	}
 	ch.gate = &cfg
 	_, err = e.gatewayRecord(ch, conversation.KindGateEnabled, gate.EnabledPayload{
 		Header: e.header(c.st.ID), Signers: cfg.Signers, RequiredApprovals: cfg.RequiredApprovals,
@@ -478,9 +481,14 @@ func (e *Engine) propose(ch *change, m *conversation.Message) error {
 	if _, dup := c.proposals[p.ProposalID]; dup {
 		return twokey.Errorf(twokey.EBadPayload, "proposal_id %s is already in use", p.ProposalID)
 	}
-	prop, _, _, err := gate.Propose(c.gate, c.st.Members, m.Author, p, m.PayloadDigest())
+	prop, next, _, err := gate.Propose(c.gate, c.st.Members, m.Author, p, m.PayloadDigest())
 	if err != nil {
 		return err
+	}
+	if p.Rules != nil {
+		if err := e.knownServices(next.Rules); err != nil {
+			return err
+		}
 	}
 	prop.Seq = ch.st.Seq
 	ch.proposals = maps.Clone(c.proposals)
@@ -551,6 +559,21 @@ func (e *Engine) applyProposal(ch *change, prop *gate.Proposal) error {
 			if err := e.closeIn(ch, r, gate.StateCancelled, gate.ReasonMembershipChanged); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// knownServices refuses a rule naming a service this server's catalog does
+// not have: such a rule (a typo like "githb") would never apply, and the
+// signers would believe a stricter M holds than does.
+func (e *Engine) knownServices(rules []gate.Rule) error {
+	for i, r := range rules {
+		if r.Service == gate.Any {
+			continue
+		}
+		if _, ok := e.cfg.Catalog.Service(r.Service); !ok {
+			return twokey.Errorf(twokey.EBadPayload, "rule %d names service %q, which this server's catalog does not have; 'twokey templates' lists the services", i+1, clip(r.Service))
 		}
 	}
 	return nil
