@@ -4,44 +4,22 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+
+	"github.com/twokey/twokey/internal/termtext"
 )
 
-// What others write reaches the screen only through safe: a control
+// What others write reaches the screen only through safe (see
+// internal/termtext, which the CLI's output goes through too): a control
 // character (an escape sequence could recolour, move the cursor or redraw
-// a card) or a bidirectional override (which could make a URL read
-// differently from what it is) shows as U+FFFD instead.
+// a card), an invalid byte or a bidirectional override (which could make a
+// URL read differently from what it is) shows as U+FFFD instead.
 
-func unsafeRune(r rune) bool {
-	switch {
-	case r == '\n':
-		return false
-	case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0:
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
-		return true
-	}
-	return false
-}
+// unsafeRune reports whether r may not reach the screen as it is.
+func unsafeRune(r rune) bool { return termtext.Unsafe(r) }
 
 // safe makes text from a record or a server fit to print. Newlines stay
 // (a chat message or a body may have several lines); tabs become spaces.
-func safe(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r == '\t' || unsafeRune(r) }) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\t':
-			b.WriteString("    ")
-		case unsafeRune(r):
-			b.WriteRune(0xfffd)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+func safe(s string) string { return strings.ReplaceAll(termtext.Clean(s), "\t", "    ") }
 
 // safeLine is safe for text that must stay on one line (a name, a kind).
 func safeLine(s string) string { return strings.ReplaceAll(safe(s), "\n", "\ufffd") }
