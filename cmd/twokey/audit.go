@@ -76,7 +76,9 @@ func runAuditExport(ctx context.Context, f *factory, o *auditExportOptions, ref 
 		return err
 	}
 	if o.out == "" {
-		_, err = f.io.Out.Write(data)
+		// The export is data, byte for byte: the raw stream, never the
+		// cleaning one (which would change bodies the signatures cover).
+		_, err = f.rawOut.Write(data)
 	} else {
 		err = os.WriteFile(o.out, data, 0o644)
 	}

@@ -58,7 +58,7 @@ TWOKEY_MANAGEMENT_KEY).`,
 			}
 			if asJSON {
 				b, _ := json.MarshalIndent(cfg.Map(), "", "  ")
-				fmt.Fprintln(f.io.Out, string(b))
+				fmt.Fprintln(f.rawOut, string(b))
 				return nil
 			}
 			out, err := cfg.Show()

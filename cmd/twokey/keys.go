@@ -313,8 +313,11 @@ func newKeysSimpleCmd(f *factory, mkey *string, verb, method, suffix, short stri
 	}
 }
 
+// writeJSONOut writes v as JSON for programs to read: to the raw stream,
+// since cleaning would change the data (the JSON encoding already escapes
+// every control character).
 func writeJSONOut(f *factory, v any) error {
-	enc := json.NewEncoder(f.io.Out)
+	enc := json.NewEncoder(f.rawOut)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }

@@ -35,8 +35,8 @@ type Stdio struct {
 // factory carries what every command needs: streams, environment and the
 // global flags, and builds identities and clients from them.
 type factory struct {
-	io       Stdio // Out and Err pass through termtext: others' text cannot drive the terminal
-	rawOut   io.Writer
+	io       Stdio     // Out and Err pass through termtext: others' text cannot drive the terminal
+	rawOut   io.Writer // standard output as it is, for data (JSON, exports) and the TUI
 	getenv   func(string) string
 	server   string
 	identity string
@@ -200,6 +200,8 @@ func Main(ctx context.Context, args []string, stdio Stdio, getenv func(string) s
 	f := &factory{io: Stdio{In: stdio.In, Out: termtext.NewWriter(stdio.Out), Err: termtext.NewWriter(stdio.Err)},
 		rawOut: stdio.Out, getenv: getenv, ctx: ctx}
 	stdio = f.io
+	defer stdio.Out.(*termtext.Writer).Flush()
+	defer stdio.Err.(*termtext.Writer).Flush()
 	root := newRootCmd(f)
 	root.SetArgs(args)
 	root.SetIn(stdio.In)

@@ -85,3 +85,14 @@ func (cw *Writer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Flush writes out a rune still held back (an incomplete one, shown as
+// U+FFFD): call it when nothing more will be written.
+func (cw *Writer) Flush() error {
+	if len(cw.pending) == 0 {
+		return nil
+	}
+	cw.pending = nil
+	_, err := io.WriteString(cw.w, string(utf8.RuneError))
+	return err
+}

@@ -61,3 +61,17 @@ func FuzzWriter(f *testing.F) {
 		}
 	})
 }
+
+// A rune cut off at the end is shown as U+FFFD by Flush, not dropped.
+func TestFlushShowsACutRune(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	w.Write([]byte("ok \xe2\x9c"))
+	if out.String() != "ok " {
+		t.Fatalf("before flush: %q", out.String())
+	}
+	w.Flush()
+	if out.String() != "ok \ufffd" {
+		t.Fatalf("after flush: %q", out.String())
+	}
+}
