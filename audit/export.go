@@ -186,8 +186,11 @@ func (x *Export) service(name string) *Service {
 
 // endpointProblem checks an endpoint the gateway signed for p: it must be
 // what is left of the URL's path below some base URL (the path ends with
-// it at a segment boundary), and, where the export has the service's base
-// URL, exactly the URL's path below that. It returns "" or what is wrong.
+// it at a segment boundary), and exactly the URL's path below the export's
+// base URL of the service. An export without that base URL fails: the
+// signature alone would let a gateway split each URL where it liked (sign
+// "/" and no endpoint rule would ever apply). It returns "" or what is
+// wrong.
 func (x *Export) endpointProblem(p *gate.RequestPayload, signed string) string {
 	u, _, _ := strings.Cut(p.URL, "?")
 	base := u
@@ -214,7 +217,8 @@ func (x *Export) endpointProblem(p *gate.RequestPayload, signed string) string {
 	}
 	svc := x.service(p.Service)
 	if svc == nil {
-		return ""
+		return fmt.Sprintf("the export has no base URL for service %s, so the endpoint %q the gateway signed cannot be checked against it; "+
+			"export again with 'twokey audit export', which includes the server's catalog", clip(p.Service), clip(signed))
 	}
 	got, err := x.endpointOf(p)
 	if err != nil || got != signed {
