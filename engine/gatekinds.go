@@ -160,7 +160,7 @@ func (e *Engine) secret(ch *change, m *conversation.Message) error {
 	}
 	_, err = e.gatewayRecord(ch, conversation.KindGateSecretStored, gate.SecretStoredPayload{
 		Header: e.header(c.st.ID), SecretID: s.ID, Service: s.Service, HeaderName: s.HeaderName,
-		HeaderTemplate: s.HeaderTemplate, ExpiresAt: exp, ProvisionedBy: m.Author,
+		HeaderTemplate: s.HeaderTemplate, ExpiresAt: gate.OptTime(exp), ProvisionedBy: m.Author,
 	})
 	return err
 }

@@ -39,12 +39,24 @@ type SecretPayload struct {
 // SecretStoredPayload is gate.secret.stored.
 type SecretStoredPayload struct {
 	conversation.Header
-	SecretID       string `json:"secret_id"`
-	Service        string `json:"service"`
-	HeaderName     string `json:"header_name"`
-	HeaderTemplate string `json:"header_template"`
-	ExpiresAt      string `json:"expires_at,omitempty"` // absent when the secret has no TTL
-	ProvisionedBy  string `json:"provisioned_by"`
+	SecretID       string  `json:"secret_id"`
+	Service        string  `json:"service"`
+	HeaderName     string  `json:"header_name"`
+	HeaderTemplate string  `json:"header_template"`
+	ExpiresAt      OptTime `json:"expires_at"` // null when the secret has no TTL
+	ProvisionedBy  string  `json:"provisioned_by"`
+}
+
+// OptTime is a time that may not be there: the field is always written (the
+// contract lists it), as null when empty, and read from null or a string.
+type OptTime string
+
+// MarshalJSON writes null for no time.
+func (t OptTime) MarshalJSON() ([]byte, error) {
+	if t == "" {
+		return []byte("null"), nil
+	}
+	return json.Marshal(string(t))
 }
 
 // RevokePayload is gate.secret.revoke.

@@ -753,8 +753,8 @@ func TestWebSocketClosesWhenItsTokenExpires(t *testing.T) {
 }
 
 // TestSecretTTLBoundsAndAbsentExpiry: ttl_seconds over 10 years (or large
-// enough to overflow a duration) is refused; a secret without a TTL has no
-// expires_at in its gate.secret.stored; a fractional TTL rounds up.
+// enough to overflow a duration) is refused; a secret without a TTL has
+// expires_at null in its gate.secret.stored; a fractional TTL rounds up.
 func TestSecretTTLBoundsAndAbsentExpiry(t *testing.T) {
 	g := newGateFake(t, 1, 1)
 	ctx := testutil.Ctx(t)
@@ -792,8 +792,8 @@ func TestSecretTTLBoundsAndAbsentExpiry(t *testing.T) {
 	}
 	var fields map[string]any
 	_ = json.Unmarshal(rec.Body, &fields)
-	if _, ok := fields["expires_at"]; ok || fields["secret_id"] == nil {
-		t.Fatalf("a secret without TTL: gate.secret.stored is %s, want no expires_at", rec.Body)
+	if v, ok := fields["expires_at"]; !ok || v != nil || fields["secret_id"] == nil {
+		t.Fatalf("a secret without TTL: gate.secret.stored is %s, want \"expires_at\": null (the contract lists the field)", rec.Body)
 	}
 	rec, err = g.cs[0].AddSecret(ctx, g.conv, "httpbin", "", "", 1900*time.Millisecond, []byte(testKey))
 	if err != nil {
@@ -801,7 +801,7 @@ func TestSecretTTLBoundsAndAbsentExpiry(t *testing.T) {
 	}
 	var p gate.SecretStoredPayload
 	_ = json.Unmarshal(rec.Body, &p)
-	if want := conversation.FormatTime(g.clk.Now().Add(2 * time.Second)); p.ExpiresAt != want {
+	if want := conversation.FormatTime(g.clk.Now().Add(2 * time.Second)); string(p.ExpiresAt) != want {
 		t.Fatalf("ttl 1.9s: expires_at %q, want %q (rounded up to 2s)", p.ExpiresAt, want)
 	}
 }

@@ -219,7 +219,7 @@ func (m *Model) spec(c *convState, it *item) cardSpec {
 		_ = json.Unmarshal(payload, &p)
 		exp := "no expiry"
 		if p.ExpiresAt != "" {
-			exp = "expires " + m.clockDate(p.ExpiresAt)
+			exp = "expires " + m.clockDate(string(p.ExpiresAt))
 		}
 		return cardSpec{boxed: true, tone: colPurple, title: head + " SECRET STORED", by: by, lines: []string{
 			fmt.Sprintf("a key for %s, sent as %s: %s", p.Service, p.HeaderName, p.HeaderTemplate),

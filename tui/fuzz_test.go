@@ -32,7 +32,7 @@ func fuzzPayloads(l *logBuilder) map[string]any {
 		conversation.KindGateEnabled: gate.EnabledPayload{Header: h, Signers: []string{ps.alice.KeyID()}, RequiredApprovals: 1,
 			Rules: []gate.Rule{{Service: "httpbin", Method: "POST", Endpoint: "/post", RequiredApprovals: 3}}, BoxKey: "box"},
 		conversation.KindGateSecretStored: gate.SecretStoredPayload{Header: h, SecretID: "s", Service: "httpbin", HeaderName: "Authorization",
-			HeaderTemplate: "Bearer {value}", ExpiresAt: conversation.FormatTime(t0), ProvisionedBy: ps.alice.KeyID()},
+			HeaderTemplate: "Bearer {value}", ExpiresAt: gate.OptTime(conversation.FormatTime(t0)), ProvisionedBy: ps.alice.KeyID()},
 		conversation.KindGateSecretRevoke:  gate.RevokePayload{Header: h, Service: "httpbin", SecretID: "s"},
 		conversation.KindGateSecretRevoked: gate.RevokedPayload{Header: h, SecretIDs: []string{"s"}, By: ps.alice.KeyID()},
 		conversation.KindGateRequest: gate.RequestPayload{Header: h, RequestID: r2, Template: "t", Service: "httpbin", Method: "POST",

@@ -36,7 +36,7 @@ func scenario(t testing.TB, ps *people) (*logBuilder, map[string]uint64) {
 	mark("gate_enabled")
 	l.gateway(conversation.KindGateSecretStored, gate.SecretStoredPayload{Header: l.header(), SecretID: "5ec2e7a1-0000-4000-8000-000000000001",
 		Service: "httpbin", HeaderName: "Authorization", HeaderTemplate: "Bearer {value}",
-		ExpiresAt: conversation.FormatTime(t0.Add(720 * time.Hour)), ProvisionedBy: ps.alice.KeyID()})
+		ExpiresAt: gate.OptTime(conversation.FormatTime(t0.Add(720 * time.Hour))), ProvisionedBy: ps.alice.KeyID()})
 	mark("secret_stored")
 
 	req1 := l.request(ps.alice, r1, "httpbin.headers", nil, time.Hour)

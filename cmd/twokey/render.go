@@ -162,7 +162,7 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		_ = json.Unmarshal(r.Body, &p)
 		exp := "no expiry"
 		if p.ExpiresAt != "" {
-			exp = "expires " + p.ExpiresAt
+			exp = "expires " + string(p.ExpiresAt)
 		}
 		fmt.Fprintf(w, "%s SECRET STORED  for %s by %s, header %s: %s (%s; value never shown)\n", head, p.Service, v.name(p.ProvisionedBy), p.HeaderName, p.HeaderTemplate, exp)
 	case conversation.KindGateSecretRevoke:

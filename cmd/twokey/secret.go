@@ -62,7 +62,7 @@ input, never from the command line.`,
 			_ = jsonUnmarshal(rec.Body, &p)
 			exp := "no expiry"
 			if p.ExpiresAt != "" {
-				exp = "expires " + p.ExpiresAt
+				exp = "expires " + string(p.ExpiresAt)
 			}
 			fmt.Fprintf(f.io.Out, "stored secret %s for %s (header %s: %s, %s)\n", p.SecretID, service, p.HeaderName, p.HeaderTemplate, exp)
 			return nil
