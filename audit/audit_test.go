@@ -409,13 +409,14 @@ func TestTamperedExportsFail(t *testing.T) {
 		}, audit.CheckDecision, audit.Options{}},
 		{"a template's pattern renamed, and an approval dropped and re-chained", func(t *testing.T, x *audit.Export) uint64 {
 			// Renaming the pattern the rule names does not take the rule
-			// away: the M of 3 still holds, so 2 approvals fall short.
+			// away: the gateway signed the pattern it matched with, which
+			// the export's template no longer is.
 			x.Templates[0].Endpoint = "/breed/{b}/images/random"
 			i := find(t, x, conversation.KindGateApprove, 2) // alice's, the third of dogs.breed's
 			x.Records = append(x.Records[:i], x.Records[i+1:]...)
 			rechain(x)
 			return x.Records[find(t, x, conversation.KindGateExecuted, 1)].Seq
-		}, audit.CheckThreshold, audit.Options{}},
+		}, audit.CheckDecision, audit.Options{}},
 		{"a template's pattern changed so the request no longer fits it", func(t *testing.T, x *audit.Export) uint64 {
 			x.Templates[0].Endpoint = "/breeds/{breed}"
 			return x.Records[find(t, x, conversation.KindGateExecuted, 1)].Seq
@@ -478,8 +479,8 @@ func baseURLOf(x *audit.Export, service string) string {
 }
 
 // TestCatalogEditsCannotLowerM: the export's catalog facts are unsigned,
-// but M comes from the endpoint the gateway signed, so editing them either
-// changes nothing or fails the audit; it never lowers an M.
+// but M comes from the endpoint and pattern the gateway signed, so editing
+// them either changes nothing or fails the audit; it never lowers an M.
 func TestCatalogEditsCannotLowerM(t *testing.T) {
 	rl := buildRealLog(t)
 	want, err := audit.Verify(clone(t, rl.export), audit.Options{})
@@ -496,13 +497,19 @@ func TestCatalogEditsCannotLowerM(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			x := clone(t, rl.export)
 			edit(x)
-			if name == "services removed" {
-				// The signed endpoints cannot be checked without the base
-				// URLs: a gateway could otherwise split each URL where it
-				// liked. The first closing record fails.
+			// Facts the signed ones are checked against, gone or changed,
+			// fail the decision check: without them a gateway could split
+			// each URL, or name each pattern, where it liked.
+			failing := map[string]string{
+				"services removed":                     "no base URL for service",
+				"templates removed":                    "has no template dogs.breed",
+				"a pattern renamed (same paths)":       "the template changed since this request",
+				"a pattern widened (every path of it)": "the template changed since this request",
+			}
+			if why, ok := failing[name]; ok {
 				_, err := audit.Verify(x, audit.Options{})
-				if f, ok := err.(*audit.Failure); !ok || f.Check != audit.CheckDecision || !strings.Contains(f.Reason, "no base URL for service") {
-					t.Fatalf("without the services: %v, want a decision failure naming the missing base URL", err)
+				if f, ok := err.(*audit.Failure); !ok || f.Check != audit.CheckDecision || !strings.Contains(f.Reason, why) {
+					t.Fatalf("%v, want a decision failure saying %q", err, why)
 				}
 				return
 			}

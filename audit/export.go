@@ -175,6 +175,18 @@ func (x *Export) endpointOf(p *gate.RequestPayload) (string, error) {
 	return path, nil
 }
 
+func (x *Export) template(name string) *Template {
+	if name == "" {
+		return nil
+	}
+	for i := range x.Templates {
+		if x.Templates[i].Name == name {
+			return &x.Templates[i]
+		}
+	}
+	return nil
+}
+
 func (x *Export) service(name string) *Service {
 	for i := range x.Services {
 		if x.Services[i].Name == name {
@@ -191,7 +203,7 @@ func (x *Export) service(name string) *Service {
 // signature alone would let a gateway split each URL where it liked (sign
 // "/" and no endpoint rule would ever apply). It returns "" or what is
 // wrong.
-func (x *Export) endpointProblem(p *gate.RequestPayload, signed string) string {
+func (x *Export) endpointProblem(p *gate.RequestPayload, signed, pattern string) string {
 	u, _, _ := strings.Cut(p.URL, "?")
 	base := u
 	if signed != "/" {
@@ -203,16 +215,24 @@ func (x *Export) endpointProblem(p *gate.RequestPayload, signed string) string {
 	if got, err := (&catalog.Service{Name: p.Service, BaseURL: base}).EndpointOf(p.URL); err != nil || got != signed {
 		return fmt.Sprintf("the gateway signed endpoint %q, which is not the path of the request's URL %s below a base URL at a '/' boundary", clip(signed), clip(p.URL))
 	}
-	if p.Template != "" {
-		// The gateway refuses a request whose path does not fit its
-		// template's pattern; where the export has the template, the
-		// signed endpoint must fit it.
-		for _, t := range x.Templates {
-			if t.Name == p.Template && (t.Service != p.Service || t.Method != p.Method || !templates.MatchEndpoint(t.Endpoint, signed)) {
-				return fmt.Sprintf("the gateway signed endpoint %q, but the export's template %s is %s %s %s, which it does not fit: "+
-					"either the template changed since this request, or one of the two is a lie; compare with your catalog",
-					clip(signed), clip(t.Name), clip(t.Method), clip(t.Service), clip(t.Endpoint))
-			}
+	// The pattern (which a rule may name, PROTOCOL 6) is signed too: the
+	// named template's, which the signed endpoint fits, and which is the
+	// export's template's; none for a request naming no template.
+	switch {
+	case p.Template == "" && pattern != "":
+		return fmt.Sprintf("the gateway signed pattern %q for a request that names no template", clip(pattern))
+	case p.Template != "" && pattern == "":
+		return fmt.Sprintf("the gateway signed no pattern for a request naming template %s, so the rules it was matched with cannot be checked", clip(p.Template))
+	case p.Template != "":
+		t := x.template(p.Template)
+		if t == nil {
+			return fmt.Sprintf("the export has no template %s, so the pattern %q the gateway signed cannot be checked against it; "+
+				"export again with 'twokey audit export', which includes the server's catalog", clip(p.Template), clip(pattern))
+		}
+		if t.Service != p.Service || t.Method != p.Method || t.Endpoint != pattern || !templates.MatchEndpoint(pattern, signed) {
+			return fmt.Sprintf("the gateway signed endpoint %q with pattern %q, but the export's template %s is %s %s %s: "+
+				"either the template changed since this request, or one of the two is a lie; compare with your catalog",
+				clip(signed), clip(pattern), clip(t.Name), clip(t.Method), clip(t.Service), clip(t.Endpoint))
 		}
 	}
 	svc := x.service(p.Service)

@@ -27,10 +27,13 @@ type builder struct {
 	m     int         // the default M set by gated
 	rules []gate.Rule // the rules set by gated
 	paths map[string]string
+	// patterns holds the template pattern of requests that name one
+	// (svc.item: /item/{id}), which the gateway signs with the decision.
+	patterns map[string]string
 }
 
 func newBuilder(t *testing.T, n int) *builder {
-	b := &builder{t: t, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), paths: map[string]string{}}
+	b := &builder{t: t, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), paths: map[string]string{}, patterns: map[string]string{}}
 	var err error
 	if b.gw, err = conversation.NewIdentity("gateway"); err != nil {
 		t.Fatal(err)
@@ -115,8 +118,11 @@ func (b *builder) decided(id string, fields map[string]any) map[string]any {
 	if !ok {
 		b.t.Fatalf("decided: request %s was not submitted with b.request", id)
 	}
-	m, rule := gate.Threshold(b.m, b.rules, gate.Target{Service: "svc", Path: path, Method: "GET"})
+	m, rule := gate.Threshold(b.m, b.rules, gate.Target{Service: "svc", Path: path, Pattern: b.patterns[id], Method: "GET"})
 	fields["required_approvals"], fields["rule"], fields["endpoint"] = m, rule, path
+	if p := b.patterns[id]; p != "" {
+		fields["pattern"] = p
+	}
 	return fields
 }
 
@@ -227,7 +233,7 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 		}, audit.CheckState},
 		{"a rule's stricter M ignored", func(b *builder) {
 			b.gated(1, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
-			b.paths[r1] = "/item/7"
+			b.paths[r1], b.patterns[r1] = "/item/7", "/item/{id}"
 			b.add(0, conversation.KindGateRequest, map[string]any{"request_id": r1, "template": "svc.item", "service": "svc", "method": "GET",
 				"url": base + "/item/7", "expires_at": conversation.FormatTime(b.now.Add(time.Hour))})
 			b.add(-1, conversation.KindGateExecuted, b.decided(r1, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0)}}))
@@ -239,7 +245,9 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 				"required_approvals": 1, "rule": nil, "endpoint": "/item/7"})
 		}, audit.CheckDecision},
 		{"the right M signed under the wrong rule", func(b *builder) {
-			b.gated(2, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
+			// The pattern rule's 2 holds (default 1), but the gateway signs
+			// M 2 as the default's.
+			b.gated(1, []gate.Rule{{Service: "svc", Endpoint: "/item/{id}", Method: "GET", RequiredApprovals: 2}})
 			_, d := b.request(0, r1, "/item/7", time.Hour)
 			b.approve(1, r1, d)
 			b.add(-1, conversation.KindGateExecuted, map[string]any{"request_id": r1, "status": 200, "approvers": []string{b.key(0), b.key(1)},
@@ -382,7 +390,7 @@ func TestReplayAcceptsHonestLogs(t *testing.T) {
 	_, d := b.request(0, r1, "/a", time.Hour)
 	b.approve(2, r1, d)
 	b.executed(r1, 0, 2)
-	b.paths[r2] = "/item/7"
+	b.paths[r2], b.patterns[r2] = "/item/7", "/item/{id}"
 	raw := b.add(1, conversation.KindGateRequest, map[string]any{"request_id": r2, "template": "svc.item", "service": "svc", "method": "GET",
 		"url": base + "/item/7", "expires_at": conversation.FormatTime(b.now.Add(time.Hour))})
 	b.approve(0, r2, conversation.Digest(raw))
@@ -424,9 +432,9 @@ func TestCatalogFactsCannotLowerM(t *testing.T) {
 		},
 	}
 	lies := map[string]map[string]any{
-		"honest facts": {"required_approvals": 2, "rule": gate.Normalize(rule)[0], "endpoint": "/item/7"},
-		"M lowered":    {"required_approvals": 1, "rule": nil, "endpoint": "/item/7"},
-		"URL re-split": {"required_approvals": 1, "rule": nil, "endpoint": "/v1/item/7"},
+		"honest facts": {"required_approvals": 2, "rule": gate.Normalize(rule)[0], "endpoint": "/item/7", "pattern": "/item/{id}"},
+		"M lowered":    {"required_approvals": 1, "rule": nil, "endpoint": "/item/7", "pattern": "/item/{id}"},
+		"URL re-split": {"required_approvals": 1, "rule": nil, "endpoint": "/v1/item/7", "pattern": "/v1/item/{id}"},
 	}
 	for en, edit := range edits {
 		for ln, facts := range lies {

@@ -196,6 +196,7 @@ type request struct {
 	// the rule that set required (nil: the default). problem is what is
 	// wrong with the signed endpoint, reported at the record that signs it.
 	endpoint string
+	pattern  string // the named template's pattern M was matched with
 	rule     *gate.Rule
 	problem  string
 }
@@ -236,7 +237,7 @@ type verifier struct {
 	revoker   string
 	proposals map[string]*gate.Proposal
 	requests  map[string]*request
-	decided   map[string]string // request id -> the endpoint the gateway's first closing record of it signs
+	decided   map[string]signedFacts // request id -> what the gateway's first closing record of it signs
 	secrets   map[string]string // secret id -> service
 	expect    [][]follow        // groups; the head group's records come next, in any order
 	responded map[string]bool
@@ -620,16 +621,22 @@ func (v *verifier) submit() error {
 	// The endpoint M is matched on: the one the gateway signed when it
 	// closed this request (checked against the URL and the export when
 	// that record comes), else the export's base URL's.
-	var endpoint, problem string
+	var endpoint, pattern, problem string
 	if signed, ok := v.decided[p.RequestID]; ok {
-		endpoint, problem = signed, v.x.endpointProblem(&p, signed)
-	} else if endpoint, err = v.x.endpointOf(&p); err != nil {
-		return v.fail(CheckFormat, "%v", err)
+		endpoint, pattern = signed.endpoint, signed.pattern
+		problem = v.x.endpointProblem(&p, signed.endpoint, signed.pattern)
+	} else {
+		if endpoint, err = v.x.endpointOf(&p); err != nil {
+			return v.fail(CheckFormat, "%v", err)
+		}
+		if t := v.x.template(p.Template); t != nil {
+			pattern = t.Endpoint
+		}
 	}
-	required, rule := gate.Threshold(v.cfg.RequiredApprovals, v.cfg.Rules, gate.Target{Service: p.Service, Path: endpoint, Method: p.Method})
+	required, rule := gate.Threshold(v.cfg.RequiredApprovals, v.cfg.Rules, gate.Target{Service: p.Service, Path: endpoint, Pattern: pattern, Method: p.Method})
 	r := &request{p: p, digest: m.PayloadDigest(), submitter: m.Author, signers: slices.Clone(v.cfg.Signers),
 		required: required, approvals: []string{}, state: gate.StatePending, expires: exp, seq: v.rec.Seq,
-		endpoint: endpoint, problem: problem}
+		endpoint: endpoint, pattern: pattern, problem: problem}
 	if rule != nil {
 		c := *rule
 		r.rule = &c
@@ -850,6 +857,7 @@ func (v *verifier) decision(r *request, must bool) error {
 		RequiredApprovals *int       `json:"required_approvals"`
 		Rule              *gate.Rule `json:"rule"`
 		Endpoint          *string    `json:"endpoint"`
+		Pattern           string     `json:"pattern"`
 	}
 	if err := v.decode(&q); err != nil {
 		return err
@@ -863,8 +871,9 @@ func (v *verifier) decision(r *request, must bool) error {
 	if r.problem != "" {
 		return v.fail(CheckDecision, "%s", r.problem)
 	}
-	if *q.Endpoint != r.endpoint {
-		return v.fail(CheckDecision, "it signs endpoint %q for request %s, but the gateway's first record closing it signed %q", clip(*q.Endpoint), r.p.RequestID, clip(r.endpoint))
+	if *q.Endpoint != r.endpoint || q.Pattern != r.pattern {
+		return v.fail(CheckDecision, "it signs endpoint %q (pattern %q) for request %s, but the gateway's first record closing it signed %q (pattern %q)",
+			clip(*q.Endpoint), clip(q.Pattern), r.p.RequestID, clip(r.endpoint), clip(r.pattern))
 	}
 	sameRule := (q.Rule == nil) == (r.rule == nil) && (q.Rule == nil || *q.Rule == *r.rule)
 	if *q.RequiredApprovals != r.required || !sameRule {
@@ -892,8 +901,12 @@ func ruleText(r *gate.Rule) string {
 // first gateway record closing it signs (only records whose signature is
 // the gateway's count; each is checked in full when its turn comes). M
 // is matched on this endpoint from the request's submission on.
-func signedEndpoints(x *Export) map[string]string {
-	out := map[string]string{}
+// signedFacts is what a gateway record closing a request signs about how
+// it matched the rules.
+type signedFacts struct{ endpoint, pattern string }
+
+func signedEndpoints(x *Export) map[string]signedFacts {
+	out := map[string]signedFacts{}
 	for i := range x.Records {
 		switch x.Records[i].Kind {
 		case conversation.KindGateExecuted, conversation.KindGateFailed, conversation.KindGateExpired,
@@ -908,12 +921,13 @@ func signedEndpoints(x *Export) map[string]string {
 		var q struct {
 			RequestID string  `json:"request_id"`
 			Endpoint  *string `json:"endpoint"`
+			Pattern   string  `json:"pattern"`
 		}
 		if json.Unmarshal(m.Payload, &q) != nil || q.Endpoint == nil {
 			continue
 		}
 		if _, seen := out[q.RequestID]; !seen {
-			out[q.RequestID] = *q.Endpoint
+			out[q.RequestID] = signedFacts{*q.Endpoint, q.Pattern}
 		}
 	}
 	return out

@@ -257,6 +257,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	if err != nil {
 		return nil, err
 	}
+	pattern := ""
 	if p.Template != "" {
 		t, ok := e.cfg.Catalog.Template(p.Template)
 		if !ok {
@@ -268,6 +269,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 		if !templates.MatchEndpoint(t.Endpoint, path) {
 			return nil, twokey.Errorf(twokey.EBadPayload, "url path %s does not match template %s's endpoint %s", clip(path), t.Name, t.Endpoint)
 		}
+		pattern = t.Endpoint
 	}
 	secretHeader := svc.HeaderName
 	if secretHeader == "" {
@@ -308,10 +310,10 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	if open >= twokey.MaxPendingPerSigner {
 		return nil, twokey.Errorf(twokey.ERateLimited, "you have %d pending requests in %s, the most one submitter may hold open; wait for some to settle or cancel them", open, c.st.Name)
 	}
-	required, rule := gate.Threshold(c.gate.RequiredApprovals, c.gate.Rules, gate.Target{Service: p.Service, Path: path, Method: method})
+	required, rule := gate.Threshold(c.gate.RequiredApprovals, c.gate.Rules, gate.Target{Service: p.Service, Path: path, Pattern: pattern, Method: method})
 	r := &gate.Request{
 		ID: p.RequestID, Conversation: c.st.ID, Submitter: submitter, Program: program, Payload: p,
-		Digest: digest, Endpoint: path, Signers: slices.Clone(c.gate.Signers), Required: required,
+		Digest: digest, Endpoint: path, Pattern: pattern, Signers: slices.Clone(c.gate.Signers), Required: required,
 		Rule: rule, Approvals: []string{}, Rejections: []string{}, State: gate.StatePending, ExpiresAt: exp,
 		SubmittedSeq: ch.st.Seq,
 	}

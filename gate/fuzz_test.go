@@ -89,9 +89,7 @@ func FuzzPayloads(f *testing.F) {
 func FuzzRuleSelection(f *testing.F) {
 	f.Add(`[{"service":"s","endpoint":"/a/{x}","method":"GET","required_approvals":3},{"service":"s","endpoint":"/a/1","method":"GET","required_approvals":1},{"service":"*","endpoint":"*","method":"*","required_approvals":2}]`, "s", "/a/1", "/a/{x}", "GET")
 	f.Add(`[{"service":"s","required_approvals":2},{"method":"post","required_approvals":1}]`, "s", "/", "", "POST")
-	// The fourth argument (a template pattern) no longer takes part: rules
-	// match the concrete path only. It stays so the seed corpus still loads.
-	f.Fuzz(func(t *testing.T, rulesJSON, service, path, _, method string) {
+	f.Fuzz(func(t *testing.T, rulesJSON, service, path, pattern, method string) {
 		var rules []Rule
 		if json.Unmarshal([]byte(rulesJSON), &rules) != nil {
 			return
@@ -100,7 +98,7 @@ func FuzzRuleSelection(f *testing.F) {
 		if ValidateRules(rules, 5) != nil {
 			return
 		}
-		tg := Target{Service: service, Path: path, Method: method}
+		tg := Target{Service: service, Path: path, Pattern: pattern, Method: method}
 		got := Select(rules, tg)
 		for i := range rules {
 			r := rules[i]
@@ -116,6 +114,20 @@ func FuzzRuleSelection(f *testing.F) {
 		}
 		if got != nil && !got.Matches(tg) {
 			t.Fatalf("selected %v, which does not apply", *got)
+		}
+		// The wider reading covers whatever the contract's does, and
+		// Threshold is never below the contract's M.
+		for _, r := range rules {
+			if r.Matches(tg) && !r.Covers(tg) {
+				t.Fatalf("%v matches but does not cover %+v", r, tg)
+			}
+		}
+		contract := 3
+		if got != nil {
+			contract = got.RequiredApprovals
+		}
+		if m, _ := Threshold(3, rules, tg); m < contract {
+			t.Fatalf("Threshold %d below the contract's %d", m, contract)
 		}
 	})
 }

@@ -44,28 +44,42 @@ func TestSelectBySpecificityEveryTier(t *testing.T) {
 
 func TestEndpointMatchesPatternOrPath(t *testing.T) {
 	rules := []Rule{{"hackernews", "/item/{id}.json", "*", 3}}
-	if r := Select(rules, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r == nil {
-		t.Fatal("pattern rule did not apply to the concrete path")
+	templated := Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}
+	bare := Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}
+	if r := Select(rules, templated); r == nil {
+		t.Fatal("pattern rule did not apply to a templated request (PROTOCOL 6)")
+	}
+	// By the contract's letter a pattern rule needs the template named...
+	if r := Select(rules, bare); r != nil {
+		t.Fatal("Select (the contract's reading) applied a pattern rule to a request naming no template")
+	}
+	// ...but leaving the template out cannot escape it.
+	if m, r := Threshold(1, rules, bare); m != 3 || r == nil {
+		t.Fatalf("pattern rule escaped by leaving out the template: M=%d rule=%v", m, r)
 	}
 	for _, path := range []string{"/item/8863.json/x", "/item/.json/", "/items/8863.json", "/item/8863.jsonx"} {
-		if r := Select(rules, Target{Service: "hackernews", Path: path, Method: "GET"}); r != nil {
+		if m, _ := Threshold(1, rules, Target{Service: "hackernews", Path: path, Method: "GET"}); m != 1 {
 			t.Fatalf("pattern rule applied to %s", path)
 		}
 	}
 	concrete := []Rule{{"hackernews", "/item/8863.json", "*", 3}}
-	if r := Select(concrete, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r == nil {
+	if r := Select(concrete, templated); r == nil {
 		t.Fatal("concrete-path rule did not apply")
 	}
 	// Pattern and path rules tie at one score: the stricter wins, so a
 	// weaker rule spelled the other way cannot shadow it.
 	both := []Rule{{"hackernews", "/item/{id}.json", "GET", 3}, {"hackernews", "/item/8863.json", "GET", 1}}
-	if r := Select(both, Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}); r.RequiredApprovals != 3 {
+	if r := Select(both, templated); r.RequiredApprovals != 3 {
 		t.Fatalf("tie went to the weaker rule: %v", r)
+	}
+	if m, _ := Threshold(1, both, bare); m != 3 {
+		t.Fatalf("without the template the weaker path rule won: M=%d", m)
 	}
 }
 
 // Other spellings of one endpoint (a trailing slash, path parameters after
-// ';') fall under the same rules, concrete or pattern.
+// ';') fall under the same stricter rules, concrete or pattern; and the
+// wider reading never lowers M below the contract's.
 func TestEndpointSpellingsCannotEscapeARule(t *testing.T) {
 	rules := []Rule{{"bank", "/admin", "*", 3}, {"bank", "/users/{id}", "DELETE", 3}, {"bank", "*", "*", 1}}
 	for _, tc := range []struct {
@@ -86,6 +100,32 @@ func TestEndpointSpellingsCannotEscapeARule(t *testing.T) {
 	} {
 		if m, _ := Threshold(1, rules, Target{Service: "bank", Path: tc.path, Method: tc.method}); m != tc.want {
 			t.Errorf("%s %s: M=%d, want %d", tc.method, tc.path, m, tc.want)
+		}
+	}
+	// A weaker, more specific rule does not spread to other spellings: by
+	// the contract /admin/ falls under the service rule's 3, and so it does.
+	weak := []Rule{{"bank", "*", "*", 3}, {"bank", "/admin", "*", 1}}
+	for path, want := range map[string]int{"/admin": 1, "/admin/": 3, "/admin;x": 3, "/other": 3} {
+		if m, _ := Threshold(2, weak, Target{Service: "bank", Path: path, Method: "GET"}); m != want {
+			t.Errorf("weak rule, %s: M=%d, want %d", path, m, want)
+		}
+	}
+}
+
+// Threshold is never below the contract's M, whatever the rules: the
+// wider reading only ever raises it.
+func TestThresholdNeverBelowTheContract(t *testing.T) {
+	rules := []Rule{{"s", "/a/{x}", "GET", 1}, {"s", "/a/1", "*", 2}, {"s", "*", "GET", 3}, {"*", "/a/1/", "*", 2}, {"s", "/a", "*", 4}}
+	for _, path := range []string{"/a/1", "/a/1/", "/a/1;p", "/a", "/a/", "/a/2", "/b"} {
+		for _, pattern := range []string{"", "/a/{x}"} {
+			tg := Target{Service: "s", Path: path, Pattern: pattern, Method: "GET"}
+			want := 5
+			if r := Select(rules, tg); r != nil {
+				want = r.RequiredApprovals
+			}
+			if m, _ := Threshold(5, rules, tg); m < want {
+				t.Errorf("%s (pattern %q): M=%d below the contract's %d", path, pattern, m, want)
+			}
 		}
 	}
 }

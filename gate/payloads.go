@@ -108,19 +108,22 @@ type CancelPayload struct {
 // Decision is what the gateway decided a request under, signed in every
 // record that closes it (this implementation's addition): M as frozen at
 // submission, the rule that set it (null for the conversation's default),
-// and the endpoint it matched the rules against (the URL's path below the
-// service's base URL). An auditor re-derives M from the rules and checks
-// the endpoint against the URL, so a gateway that lowered M or split the
-// URL dishonestly has signed the lie.
+// the endpoint it matched the rules against (the URL's path below the
+// service's base URL) and, when the request names a template, that
+// template's endpoint pattern. An auditor re-derives M from the rules and
+// checks the endpoint against the URL and the pattern against the catalog,
+// so a gateway that lowered M or split the URL dishonestly has signed the
+// lie.
 type Decision struct {
 	RequiredApprovals int    `json:"required_approvals"`
 	Rule              *Rule  `json:"rule"`
 	Endpoint          string `json:"endpoint"`
+	Pattern           string `json:"pattern,omitempty"`
 }
 
 // DecisionOf returns r's decision facts.
 func DecisionOf(r *Request) Decision {
-	d := Decision{RequiredApprovals: r.Required, Endpoint: r.Endpoint}
+	d := Decision{RequiredApprovals: r.Required, Endpoint: r.Endpoint, Pattern: r.Pattern}
 	if r.Rule != nil {
 		rule := *r.Rule
 		d.Rule = &rule

@@ -34,6 +34,7 @@ type Request struct {
 	Payload      RequestPayload `json:"payload"`
 	Digest       string         `json:"request_digest"`
 	Endpoint     string         `json:"endpoint"`
+	Pattern      string         `json:"pattern,omitempty"` // the named template's endpoint pattern
 	Signers      []string       `json:"signers"`
 	Required     int            `json:"required_approvals"`
 	Rule         *Rule          `json:"rule,omitempty"`

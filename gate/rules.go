@@ -40,27 +40,36 @@ func (r Rule) String() string {
 }
 
 // Target is what a rule is matched against: the service, the request's
-// concrete endpoint path (derived from its URL, never from a stated field)
-// and the method.
+// concrete endpoint path (derived from its URL, never from a stated field),
+// the endpoint pattern of the template the request names (if any) and the
+// method.
 type Target struct {
 	Service string
 	Path    string
+	Pattern string
 	Method  string
 }
 
-// Matches reports whether r applies to t. A rule's endpoint is a concrete
-// path or a pattern with {name} placeholders (a template's endpoint); both
-// are matched against the request's concrete path, whether or not the
-// request names a template, so leaving the template out cannot escape a
-// pattern rule. Paths are compared in their MatchPath form.
+// Matches reports whether r applies to t as PROTOCOL 6 says: each non-*
+// field equals the request's, a rule's endpoint matching the concrete path
+// or, when the request names a template, that template's pattern.
 func (r Rule) Matches(t Target) bool {
-	if r.Service != Any && r.Service != t.Service {
+	if !r.sameServiceAndMethod(t) {
 		return false
 	}
-	if r.Method != Any && !strings.EqualFold(r.Method, t.Method) {
+	return r.Endpoint == Any || r.Endpoint == t.Path || (t.Pattern != "" && r.Endpoint == t.Pattern)
+}
+
+// Covers reports whether r applies to t in the wider reading this gateway
+// also enforces: paths compared in their MatchPath form (so /admin/ and
+// /admin;x are /admin), and a pattern rule matched against the concrete
+// path whether or not the request names a template. Every rule that
+// Matches also Covers. See Threshold for how the two readings combine.
+func (r Rule) Covers(t Target) bool {
+	if !r.sameServiceAndMethod(t) {
 		return false
 	}
-	if r.Endpoint == Any {
+	if r.Endpoint == Any || r.Matches(t) {
 		return true
 	}
 	path := MatchPath(t.Path)
@@ -68,6 +77,10 @@ func (r Rule) Matches(t Target) bool {
 		return templates.MatchEndpoint(MatchPath(r.Endpoint), path)
 	}
 	return MatchPath(r.Endpoint) == path
+}
+
+func (r Rule) sameServiceAndMethod(t Target) bool {
+	return (r.Service == Any || r.Service == t.Service) && (r.Method == Any || strings.EqualFold(r.Method, t.Method))
 }
 
 // MatchPath is the form in which rules compare paths: every segment cut at
@@ -143,16 +156,21 @@ func ValidateRules(rules []Rule, signers int) error {
 	return nil
 }
 
-// Select returns the most specific rule that applies to t, or nil.
-// ValidateRules guarantees no two rules on one triple, but a pattern and a
-// concrete path (or two patterns) may both match one request at the same
-// score: then the stricter one (larger M) wins, so that no rule can weaken
-// another by spelling the endpoint differently.
-func Select(rules []Rule, t Target) *Rule {
+// Select returns the most specific rule that applies to t by PROTOCOL 6
+// (Matches), or nil. ValidateRules guarantees no two rules on one triple,
+// but a pattern and a concrete path may both apply at the same score: then
+// the stricter one (larger M) wins, so that no rule can weaken another by
+// spelling the endpoint differently.
+func Select(rules []Rule, t Target) *Rule { return selectBy(rules, t, Rule.Matches) }
+
+// SelectCovering is Select in the wider reading (Covers).
+func SelectCovering(rules []Rule, t Target) *Rule { return selectBy(rules, t, Rule.Covers) }
+
+func selectBy(rules []Rule, t Target, applies func(Rule, Target) bool) *Rule {
 	var best *Rule
 	for i := range rules {
 		r := &rules[i]
-		if !r.Matches(t) {
+		if !applies(*r, t) {
 			continue
 		}
 		if best == nil || r.Score() > best.Score() ||
@@ -163,10 +181,19 @@ func Select(rules []Rule, t Target) *Rule {
 	return best
 }
 
-// Threshold returns M for t: the most specific rule's, else def.
+// Threshold returns M for t and the rule that set it (nil for def). It is
+// the contract's M (PROTOCOL 6: the most specific rule that applies, else
+// def) unless the wider reading (Covers) picks a stricter rule: then that
+// one holds. So M is never below what the contract gives, and a request
+// cannot lower it by respelling its path (/admin/, /admin;x) or by leaving
+// out the template whose pattern a stricter rule names.
 func Threshold(def int, rules []Rule, t Target) (int, *Rule) {
-	if r := Select(rules, t); r != nil {
-		return r.RequiredApprovals, r
+	m, rule := def, Select(rules, t)
+	if rule != nil {
+		m = rule.RequiredApprovals
 	}
-	return def, nil
+	if w := SelectCovering(rules, t); w != nil && w.RequiredApprovals > m {
+		return w.RequiredApprovals, w
+	}
+	return m, rule
 }

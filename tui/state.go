@@ -335,14 +335,19 @@ func (c *convState) learn(ms []conversation.Member) {
 }
 
 // threshold is M for a request, from the conversation's gate as the log
-// tells it and the catalog (for the endpoint below the service's base
-// URL), as the gateway computes it (PROTOCOL 6).
+// tells it and the catalog (for the endpoint below the service's base URL
+// and the template's pattern), as the gateway computes it (PROTOCOL 6).
 func threshold(g gate.Config, cat *api.Catalog, p gate.RequestPayload) (int, *gate.Rule) {
 	t := gate.Target{Service: p.Service, Method: p.Method}
 	if cat != nil {
 		for _, s := range cat.Services {
 			if s.Name == p.Service {
 				t.Path, _ = s.EndpointOf(p.URL)
+			}
+		}
+		for _, tm := range cat.Templates {
+			if p.Template != "" && tm.Name == p.Template {
+				t.Pattern = tm.Endpoint
 			}
 		}
 	}

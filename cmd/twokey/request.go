@@ -102,7 +102,7 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 	if err != nil {
 		return err
 	}
-	m, rule := gate.Threshold(g.RequiredApprovals, g.Rules, gate.Target{Service: t.Service, Path: res.Path, Method: res.Method})
+	m, rule := gate.Threshold(g.RequiredApprovals, g.Rules, gate.Target{Service: t.Service, Path: res.Path, Pattern: t.Endpoint, Method: res.Method})
 	if o.preview {
 		fmt.Fprintf(f.io.Out, "%s %s\n", res.Method, res.URL)
 		for _, k := range sortedKeys(res.Headers) {
