@@ -238,8 +238,8 @@ type verifier struct {
 	proposals map[string]*gate.Proposal
 	requests  map[string]*request
 	decided   map[string]signedFacts // request id -> what the gateway's first closing record of it signs
-	secrets   map[string]string // secret id -> service
-	expect    [][]follow        // groups; the head group's records come next, in any order
+	secrets   map[string]string      // secret id -> service
+	expect    [][]follow             // groups; the head group's records come next, in any order
 	responded map[string]bool
 }
 
