@@ -141,7 +141,7 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 
 // withheldNote is the body published in place of an encoded one.
 const withheldNote = "[withheld by twokey: the upstream answered with Content-Encoding %s although the gateway asked for identity; " +
-	"the %d bytes are not published because the key could not be redacted from them]"
+	"the %d bytes are not published because what they hold cannot be checked or redacted]"
 
 // encodedAs returns the response's Content-Encoding when it is anything
 // but identity, else "".

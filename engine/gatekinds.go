@@ -222,6 +222,11 @@ var forbiddenHeaders = map[string]bool{
 	"Accept-Encoding": true, "Accept-Charset": true, "Range": true, "If-Range": true,
 }
 
+// ForbiddenRequestHeader reports whether a gate.request may not set the
+// header (canonical name): the gateway owns the connection and how the
+// response is encoded. Proxy mode drops these from a client's call.
+func ForbiddenRequestHeader(canon string) bool { return forbiddenHeaders[canon] }
+
 // forbiddenList names forbiddenHeaders for messages, sorted.
 var forbiddenList = strings.Join(slices.Sorted(maps.Keys(forbiddenHeaders)), ", ")
 

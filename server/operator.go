@@ -418,7 +418,7 @@ func proxyHeaders(h http.Header, secretHeader, key string) map[string]string {
 	out := map[string]string{}
 	for name, vals := range h {
 		canon := http.CanonicalHeaderKey(name)
-		if hopHeaders[canon] || drop[canon] || strings.HasPrefix(canon, "X-Twokey-") || strings.EqualFold(canon, secretHeader) {
+		if hopHeaders[canon] || engine.ForbiddenRequestHeader(canon) || drop[canon] || strings.HasPrefix(canon, "X-Twokey-") || strings.EqualFold(canon, secretHeader) {
 			continue
 		}
 		v := strings.Join(vals, ", ")

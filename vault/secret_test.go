@@ -291,30 +291,3 @@ func TestStoreTakesPrintableASCII(t *testing.T) {
 		t.Fatalf("Store(%q) = %v", all, err)
 	}
 }
-
-// Inject asks for the body uncompressed, replacing whatever the request
-// asked for in any letter case: a gzip echo of the key would not be found.
-func TestInjectAsksForIdentityEncoding(t *testing.T) {
-	v := newTestVault(t, 1)
-	s := &Secret{ID: "a", Conversation: "c1", Service: "svc"}
-	if err := v.Store(s, []byte(testValue)); err != nil {
-		t.Fatal(err)
-	}
-	req := newRequest(t)
-	req.Header["accept-encoding"] = []string{"gzip"}
-	req.Header.Set("Accept-Encoding", "br")
-	r, err := v.Inject(req, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var got []string
-	for k, vs := range req.Header {
-		if strings.EqualFold(k, "Accept-Encoding") {
-			got = append(got, vs...)
-		}
-	}
-	if len(got) != 1 || got[0] != "identity" {
-		t.Errorf("Accept-Encoding = %q, want [identity]", got)
-	}
-}
