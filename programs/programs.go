@@ -466,8 +466,10 @@ func (r *Registry) Rotate(name string, grace time.Duration) (*Program, string, e
 const MaxGrace = 30 * 24 * time.Hour
 
 // DefaultGrace is how long a rotated-out key stays valid when the caller
-// does not say (the CLI's --grace default and the management API's).
-const DefaultGrace = 24 * time.Hour
+// does not say (the CLI's --grace default and the management API's): none,
+// so that rotating a key that leaked ends it at once; a grace for the
+// programs still holding it is the caller's choice.
+const DefaultGrace time.Duration = 0
 
 // Delete removes a program key; its keys stop working at once. It is
 // deleted from the store first: a failed delete leaves it in place, both

@@ -399,7 +399,7 @@ type KeyCreate struct {
 
 // KeyRotate is the body of POST /v0/management/keys/{name}/rotate.
 type KeyRotate struct {
-	Grace string `json:"grace,omitempty"` // how long the old key stays valid, e.g. 1h; "0" ends it now; absent: 24h (programs.DefaultGrace)
+	Grace string `json:"grace,omitempty"` // how long the old key stays valid, e.g. 1h; absent or "0": it ends now (programs.DefaultGrace)
 }
 
 // NewKey answers create and rotate: the key, shown this once.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -755,33 +756,36 @@ func TestRequestLogNamesTheKeyUsed(t *testing.T) {
 	}
 }
 
-// TestRotateDefaultGrace: a rotation that names no grace keeps the old key
-// valid for 24h (the CLI's default too); "0" ends it at once.
+// TestRotateDefaultGrace: a rotation that names no grace ends the old key
+// at once (a key that leaked is rotated out now); a grace keeps it valid
+// exactly that long.
 func TestRotateDefaultGrace(t *testing.T) {
 	clk := newFakeClock()
 	g := newGate(t, 2, 1, withMgmt(), testutil.WithClock(clk))
 	key, _ := g.program(t, "r", nil)
+	hn := map[string]any{"template": "hn.top-stories"}
 	var nk server.NewKey
 	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", nil).json(t, &nk)
-	if len(nk.Program.OldKeys) != 1 || nk.Program.OldKeys[0].ValidUntil != conversation.FormatTime(clk.Now().Add(24*time.Hour)) {
-		t.Fatalf("old keys after a rotation without grace: %+v", nk.Program.OldKeys)
-	}
-	hn := map[string]any{"template": "hn.top-stories"}
-	clk.Advance(24*time.Hour - time.Second)
-	if r := g.programSubmit(t, key, hn); r.status != 201 {
-		t.Fatalf("old key within the default grace: %d %s", r.status, r.body)
-	}
-	clk.Advance(time.Second)
-	if r := g.programSubmit(t, key, hn); r.status != 401 {
-		t.Fatalf("old key after the default grace: %d %s", r.status, r.body)
+	if r := g.programSubmit(t, key, hn); r.status != 401 || !strings.Contains(string(r.body), "rotated out") {
+		t.Fatalf("old key after a rotation without grace: %d %s", r.status, r.body)
 	}
 	second := nk.Key
 	if r := g.programSubmit(t, second, hn); r.status != 201 {
 		t.Fatalf("new key: %d %s", r.status, r.body)
 	}
-	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", map[string]string{"grace": "0"})
-	if r := g.programSubmit(t, second, hn); r.status != 401 || !strings.Contains(string(r.body), "rotated out") {
-		t.Fatalf("the key before a rotation with grace 0: %d %s", r.status, r.body)
+	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", map[string]string{"grace": "1h"}).json(t, &nk)
+	if !slices.ContainsFunc(nk.Program.OldKeys, func(k server.OldKey) bool {
+		return k.Prefix == second[:len(k.Prefix)] && k.ValidUntil == conversation.FormatTime(clk.Now().Add(time.Hour))
+	}) {
+		t.Fatalf("old keys after a rotation with grace 1h: %+v", nk.Program.OldKeys)
+	}
+	clk.Advance(time.Hour - time.Second)
+	if r := g.programSubmit(t, second, hn); r.status != 201 {
+		t.Fatalf("old key within its grace: %d %s", r.status, r.body)
+	}
+	clk.Advance(time.Second)
+	if r := g.programSubmit(t, second, hn); r.status != 401 {
+		t.Fatalf("old key after its grace: %d %s", r.status, r.body)
 	}
 }
 

@@ -271,10 +271,10 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 	var grace string
 	var keyOnly bool
 	cmd := &cobra.Command{
-		Use:   "rotate NAME [--grace 24h]",
-		Short: "Give a program a new key; the old one stays valid for the grace period (default 24h)",
-		Example: "  twokey keys rotate claude-code --grace 1h\n" +
-			"  twokey keys rotate ci --grace 0    # the old key stops now",
+		Use:   "rotate NAME [--grace 1h]",
+		Short: "Give a program a new key; the old one stops now, or after the grace period you give",
+		Example: "  twokey keys rotate ci                     # a key that leaked: the old one stops now\n" +
+			"  twokey keys rotate claude-code --grace 1h # routine: the old key keeps working for an hour",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := f.mgmt(*mkey)
@@ -289,7 +289,7 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&grace, "grace", "", "how long the old key keeps working, at most 30d; 0 ends it now (default 24h, the server's default)")
+	cmd.Flags().StringVar(&grace, "grace", "", "how long the old key keeps working, at most 30d (default 0: it stops now)")
 	cmd.Flags().BoolVar(&keyOnly, "key-only", false, "print only the new key (for scripts)")
 	return cmd
 }
