@@ -142,7 +142,7 @@ func makeRealLog(t *testing.T) *realLog {
 	vote("alice", r7, true)
 	wait(r7, gate.StateExecuted)
 	// A program's request, written by the gateway, needs M signers.
-	pst, err := srv.Engine().SubmitProgram(conv, "ci-bot", gate.RequestPayload{Service: "httpbin", Method: "GET",
+	pst, err := srv.Engine().SubmitProgram(conv, "ci-bot", "", gate.RequestPayload{Service: "httpbin", Method: "GET",
 		URL: base + "/anything/program", ExpiresAt: exp(time.Hour)})
 	must(err)
 	vote("bob", pst.RequestID, true)

@@ -24,16 +24,12 @@ import (
 // SubmitProgram writes a gate.request for program into convID and returns
 // the request's state. The caller has authenticated the program and
 // charged its policy; p needs service, method, url and expires_at (and may
-// carry template, params, headers, body and request_id).
-func (e *Engine) SubmitProgram(convID, program string, p gate.RequestPayload) (*api.RequestState, error) {
-	return e.SubmitProgramKey(convID, program, "", p)
-}
-
-// SubmitProgramKey is SubmitProgram that also records keyPrefix, the
-// display prefix of the program key the request came with, on the request
-// (not in the signed payload): the request log names the key actually
-// used, which after a rotation may be an old key still in its grace.
-func (e *Engine) SubmitProgramKey(convID, program, keyPrefix string, p gate.RequestPayload) (*api.RequestState, error) {
+// carry template, params, headers, body and request_id). keyPrefix, the
+// display prefix of the program key the request came with, is kept on the
+// request (not in the signed payload): the request log names the key
+// actually used, which after a rotation may be an old key still in its
+// grace.
+func (e *Engine) SubmitProgram(convID, program, keyPrefix string, p gate.RequestPayload) (*api.RequestState, error) {
 	if program == "" {
 		return nil, twokey.Errorf(twokey.EBadPayload, "a program request needs the program's name")
 	}

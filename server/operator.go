@@ -302,7 +302,7 @@ func (o *operator) submit(w http.ResponseWriter, r *http.Request, prog *programs
 		o.refuse(w, r, prog, "", err)
 		return nil, false
 	}
-	st, err := o.eng.SubmitProgramKey(prog.Conversation, prog.Name, prog.Prefix(), p)
+	st, err := o.eng.SubmitProgram(prog.Conversation, prog.Name, prog.Prefix(), p)
 	if err != nil {
 		refund()
 		o.log.Info("program request not accepted", attrProgram, prog.Name, attrKeyPrefix, prog.Prefix(),
