@@ -83,10 +83,10 @@ func (r Rule) sameServiceAndMethod(t Target) bool {
 	return (r.Service == Any || r.Service == t.Service) && (r.Method == Any || strings.EqualFold(r.Method, t.Method))
 }
 
-// MatchPath is the form in which rules compare paths: every segment cut at
-// its first ';' (path parameters, which many servers ignore) and a
-// trailing '/' dropped (but for the root), so that /admin/ and /admin;x
-// are the same endpoint as /admin to every rule. Percent-escapes need no
+// MatchPath is the form in which the wider reading (Covers) compares
+// paths: every segment cut at its first ';' (path parameters, which many
+// servers ignore) and a trailing '/' dropped (but for the root), so that
+// /admin/ and /admin;x are the same endpoint as /admin. Percent-escapes need no
 // folding: a request's path is checked to be in one canonical spelling
 // before it gets here (templates.CheckPath).
 func MatchPath(p string) string {
