@@ -301,20 +301,26 @@ func (w *crashWorld) verify(t *testing.T, url string, round int) {
 		if err != nil {
 			t.Fatalf("round %d: fetch %s: %v", round, conv, err)
 		}
-		rep, err := audit.Verify(x, audit.Options{Gateway: w.gw, Checkpoints: w.kept[conv]})
-		if err != nil {
-			t.Fatalf("round %d: the log of %s does not verify after a crash: %v", round, conv, err)
-		}
-		if rep.Executing != 0 {
-			t.Fatalf("round %d: %d requests still executing after the restart; they must be failed as interrupted", round, rep.Executing)
+		// The whole audit re-checks every record from the first, so over
+		// the long form's 200 rounds it runs every tenth round (and at the
+		// end); each round still checks the acknowledged records, the
+		// upstream's calls and the checkpoints kept so far.
+		if !long() || round%10 == 0 || w.final {
+			rep, err := audit.Verify(x, audit.Options{Gateway: w.gw, Checkpoints: w.kept[conv]})
+			if err != nil {
+				t.Fatalf("round %d: the log of %s does not verify after a crash: %v", round, conv, err)
+			}
+			if rep.Executing != 0 {
+				t.Fatalf("round %d: %d requests still executing after the restart; they must be failed as interrupted", round, rep.Executing)
+			}
+			if w.final {
+				w.stats.executed += rep.Executed
+				w.stats.failed += rep.Failed
+				w.stats.interrupted += rep.Interrupted
+				w.stats.expired += rep.Expired
+			}
 		}
 		w.kept[conv] = append(w.kept[conv], *x.Checkpoint)
-		if w.final {
-			w.stats.executed += rep.Executed
-			w.stats.failed += rep.Failed
-			w.stats.interrupted += rep.Interrupted
-			w.stats.expired += rep.Expired
-		}
 		for _, r := range x.Records {
 			var p struct {
 				RequestID string `json:"request_id"`
