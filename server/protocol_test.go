@@ -95,8 +95,12 @@ func (f *fixture) chat(t *testing.T, id *conversation.Identity, text string) con
 	return env
 }
 
-func (f *fixture) lastSeq(t *testing.T) uint64 {
-	n, err := f.srv.Store().LastSeq(f.conv)
+func (f *fixture) lastSeq(t *testing.T) uint64 { return lastSeqOf(t, f.srv, f.conv) }
+
+// lastSeqOf reads conv's last seq from the server's store.
+func lastSeqOf(t *testing.T, srv *testutil.Server, conv string) uint64 {
+	t.Helper()
+	n, err := srv.Store().LastSeq(conv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -806,13 +810,7 @@ func TestSecretTTLBoundsAndAbsentExpiry(t *testing.T) {
 	}
 }
 
-func (g *gateFixture) lastSeq(t *testing.T) uint64 {
-	n, err := g.srv.Store().LastSeq(g.conv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+func (g *gateFixture) lastSeq(t *testing.T) uint64 { return lastSeqOf(t, g.srv, g.conv) }
 
 // TestRequestsMayNotChangeTheResponseEncoding: headers that would make
 // the upstream compress, re-encode or cut its answer (so an echo of the
