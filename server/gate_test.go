@@ -39,50 +39,34 @@ func newGate(t *testing.T, n, m int, opts ...testutil.Option) *gateFixture {
 	t.Helper()
 	g := &gateFixture{up: testutil.NewUpstream(t)}
 	g.srv = testutil.StartServer(t, g.up, opts...)
-	ctx := testutil.Ctx(t)
-	var members []conversation.Member
-	for i := 0; i < n; i++ {
-		id := testutil.Identity(t, fmt.Sprintf("signer%d", i))
-		g.ids = append(g.ids, id)
-		if i > 0 {
-			members = append(members, conversation.Member{Key: id.KeyID(), Name: id.Name})
-		}
-	}
-	for _, id := range g.ids {
-		g.cs = append(g.cs, testutil.Client(g.srv.URL(), id, nil))
-	}
-	rec, err := g.cs[0].CreateConversation(ctx, "ops", members)
-	if err != nil {
+	g.enable(t, n, m)
+	if _, err := g.cs[0].AddSecret(testutil.Ctx(t), g.conv, "httpbin", "", "", 0, []byte(testKey)); err != nil {
 		t.Fatal(err)
 	}
-	var p conversation.CreatePayload
-	_ = json.Unmarshal(rec.Body, &p)
-	g.conv = p.Conversation
-	if _, err := g.cs[0].EnableGate(ctx, g.conv, m, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.cs[0].AddSecret(ctx, g.conv, "httpbin", "", "", 0, []byte(testKey)); err != nil {
-		t.Fatal(err)
-	}
-	g.baseURL = g.up.URL + "/httpbin"
 	return g
 }
 
-// withFake returns a fixture whose server and clients run on a fake clock.
+// newGateFake returns a fixture whose server and clients run on a fake
+// clock, with no secret provisioned.
 func newGateFake(t *testing.T, n, m int) *gateFixture {
 	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	g := &gateFixture{up: testutil.NewUpstream(t), clk: clk}
 	g.srv = testutil.StartServer(t, g.up, testutil.WithClock(clk))
+	g.enable(t, n, m)
+	return g
+}
+
+// enable makes n signers, a conversation "ops" of all of them created by
+// signer 0, and turns its gateway on at M m.
+func (g *gateFixture) enable(t *testing.T, n, m int) {
+	t.Helper()
 	ctx := testutil.Ctx(t)
-	var members []conversation.Member
-	for i := 0; i < n; i++ {
-		id := testutil.Identity(t, fmt.Sprintf("signer%d", i))
-		g.ids = append(g.ids, id)
-		g.cs = append(g.cs, testutil.Client(g.srv.URL(), id, clk))
-		if i > 0 {
-			members = append(members, conversation.Member{Key: id.KeyID(), Name: id.Name})
-		}
+	var clk clock.Clock
+	if g.clk != nil {
+		clk = g.clk
 	}
+	var members []conversation.Member
+	g.ids, g.cs, members = testutil.Signers(t, g.srv.URL(), n, clk)
 	rec, err := g.cs[0].CreateConversation(ctx, "ops", members)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +78,6 @@ func newGateFake(t *testing.T, n, m int) *gateFixture {
 		t.Fatal(err)
 	}
 	g.baseURL = g.up.URL + "/httpbin"
-	return g
 }
 
 func (g *gateFixture) now() time.Time {

@@ -229,14 +229,7 @@ func (fx *fixture) setup(t *testing.T, n, m int, clk clock.Clock) {
 	t.Helper()
 	ctx := testutil.Ctx(t)
 	var members []conversation.Member
-	for i := 0; i < n; i++ {
-		id := testutil.Identity(t, fmt.Sprintf("signer%d", i))
-		fx.ids = append(fx.ids, id)
-		fx.cs = append(fx.cs, testutil.Client(fx.srv.URL(), id, clk))
-		if i > 0 {
-			members = append(members, conversation.Member{Key: id.KeyID(), Name: id.Name})
-		}
-	}
+	fx.ids, fx.cs, members = testutil.Signers(t, fx.srv.URL(), n, clk)
 	fx.conv = mustConv(t, fx.cs[0], "ops", members)
 	if _, err := fx.cs[0].EnableGate(ctx, fx.conv, m, nil); err != nil {
 		t.Fatal(err)

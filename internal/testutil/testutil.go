@@ -6,6 +6,7 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -254,6 +255,24 @@ func Identity(t testing.TB, name string) *conversation.Identity {
 }
 
 // Client returns a client for url acting as id, on clk's time if given.
+// Signers makes n identities (signer0, signer1, ...) with a client each for
+// the server at url (on clk, when not nil), and the members a conversation
+// created by signer0 lists besides its author.
+func Signers(t testing.TB, url string, n int, clk clock.Clock) ([]*conversation.Identity, []*client.Client, []conversation.Member) {
+	var ids []*conversation.Identity
+	var cs []*client.Client
+	var others []conversation.Member
+	for i := 0; i < n; i++ {
+		id := Identity(t, fmt.Sprintf("signer%d", i))
+		ids = append(ids, id)
+		cs = append(cs, Client(url, id, clk))
+		if i > 0 {
+			others = append(others, conversation.Member{Key: id.KeyID(), Name: id.Name})
+		}
+	}
+	return ids, cs, others
+}
+
 func Client(url string, id *conversation.Identity, clk clock.Clock) *client.Client {
 	c := client.New(url, id)
 	if clk != nil {
