@@ -652,9 +652,22 @@ func attacks() []attack {
 	}
 }
 
+// attackSets are the further sets of attacks other files of this package
+// add (each file's init appends its own), so a theme's cases live beside
+// their helpers; allAttacks is the whole suite.
+var attackSets []func() []attack
+
+func allAttacks() []attack {
+	all := attacks()
+	for _, set := range attackSets {
+		all = append(all, set()...)
+	}
+	return all
+}
+
 // TestAttacks runs the attack suite: one case per attack.
 func TestAttacks(t *testing.T) {
-	for _, a := range attacks() {
+	for _, a := range allAttacks() {
 		t.Run(a.name, func(t *testing.T) {
 			t.Parallel()
 			a.run(t)
@@ -669,7 +682,7 @@ func TestSecurityDocIndexesEveryAttack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range attacks() {
+	for _, a := range allAttacks() {
 		if !bytes.Contains(doc, []byte(a.name)) {
 			t.Errorf("docs/security.md does not list the attack %q", a.name)
 		}
