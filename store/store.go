@@ -38,9 +38,20 @@ const (
 	// ConvReqs indexes requests by conversation and submission seq:
 	// key CONV/%016x(seq), value the request id.
 	ConvReqs = "convreqs"
+	// Seen holds the payload digest of every envelope accepted within the
+	// freshness window (PROTOCOL 2): key the digest, value when it may be
+	// forgotten (RFC 3339).
+	Seen = "seen"
+	// IDs holds the ids accepted once per server: "proposal/ID" and
+	// "secret/ID", value the conversation.
+	IDs = "ids"
+	// Bans holds the management API's failed-check counts and bans, so a
+	// ban survives a restart.
+	Bans = "bans"
 )
 
-var allBuckets = []string{Meta, Convs, Log, Requests, Pending, Secrets, Nonces, Proposals, Programs, ReqLog, Usage, ConvReqs}
+var allBuckets = []string{Meta, Convs, Log, Requests, Pending, Secrets, Nonces, Proposals, Programs, ReqLog, Usage, ConvReqs,
+	Seen, IDs, Bans}
 
 // ErrLocked is returned when another process holds the database.
 var ErrLocked = errors.New("store: database is locked by another process")
