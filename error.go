@@ -33,6 +33,7 @@ const (
 	ERequestExpired      = "request_expired"
 	ETooLarge            = "too_large"
 	ERateLimited         = "rate_limited"
+	EReplayed            = "replayed"
 	// Codes this implementation adds (docs/protocol.md).
 	ENotFound    = "not_found"   // a route or object other than a conversation or request
 	EUnavailable = "unavailable" // the server is shutting down or its store failed
@@ -100,7 +101,7 @@ func HTTPStatus(code string) int {
 		return 403
 	case EUnknownConversation, EUnknownRequest, ENotFound:
 		return 404
-	case EDuplicateRequest, EAlreadyVoted, EDigestMismatch, ERequestClosed:
+	case EDuplicateRequest, EAlreadyVoted, EDigestMismatch, ERequestClosed, EReplayed:
 		return 409
 	case ERequestExpired:
 		return 410

@@ -20,6 +20,10 @@ const (
 	MaxRules = 1000
 	// MaxFutureSkew is how far in the future a payload's created_at may be.
 	MaxFutureSkew = 5 * time.Minute
+	// MaxPastSkew is how old a posted envelope's created_at may be
+	// (PROTOCOL 2, freshness): an older one is refused, and a newer one is
+	// accepted once, its payload digest remembered while it is fresh.
+	MaxPastSkew = 5 * time.Minute
 	// SessionWindow is how old a session.open's created_at may be.
 	SessionWindow = 5 * time.Minute
 	// SessionTTL is the life of a bearer token.

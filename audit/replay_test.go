@@ -137,6 +137,20 @@ func (b *builder) executed(id string, approvers ...int) {
 		"headers": map[string]string{}, "body": body, "truncated": false, "body_digest": conversation.Digest([]byte(body)), "redactions": 0})
 }
 
+// again appends record i's envelope once more, as a server that accepted
+// a replayed envelope would.
+func (b *builder) again(i int) {
+	b.t.Helper()
+	b.now = b.now.Add(time.Second)
+	m, err := conversation.Verify(b.recs[i].Envelope)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	r := conversation.NewRecord(uint64(len(b.recs)+1), conversation.FormatTime(b.now), m, b.chain)
+	b.chain, _ = conversation.ParseChain(r.Chain)
+	b.recs = append(b.recs, r)
+}
+
 func (b *builder) export() *audit.Export {
 	last := b.recs[len(b.recs)-1]
 	env, _ := conversation.SignJSON(b.gw, conversation.KindCheckpoint, map[string]any{
@@ -294,6 +308,42 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 			b.add(-1, conversation.KindMemberChanged, map[string]any{"proposal_id": r2, "signers": []string{b.key(0), b.key(1), b.key(2)},
 				"members": []conversation.Member{{Key: b.key(0)}, {Key: b.key(1), Name: "b"}, {Key: b.key(2), Name: "c"}}, "required_approvals": 1, "rules": []gate.Rule{}})
 		}, audit.CheckThreshold},
+		{"a chat message replayed", func(b *builder) {
+			b.gated(2, nil)
+			b.add(1, conversation.KindChatMessage, map[string]any{"text": "hi"})
+			b.again(len(b.recs) - 1)
+		}, audit.CheckOnce},
+		{"an applied membership change replayed", func(b *builder) {
+			b.gated(2, nil)
+			raw := b.add(0, conversation.KindMemberPropose, map[string]any{"proposal_id": r2, "required_approvals": 1})
+			b.add(1, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
+			b.add(2, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
+			b.add(-1, conversation.KindMemberChanged, map[string]any{"proposal_id": r2, "signers": []string{b.key(0), b.key(1), b.key(2)},
+				"members": []conversation.Member{{Key: b.key(0)}, {Key: b.key(1), Name: "b"}, {Key: b.key(2), Name: "c"}}, "required_approvals": 1, "rules": []gate.Rule{}})
+			b.again(len(b.recs) - 4)
+		}, audit.CheckOnce},
+		{"a proposal id used again after it applied", func(b *builder) {
+			b.gated(2, nil)
+			raw := b.add(0, conversation.KindMemberPropose, map[string]any{"proposal_id": r2, "required_approvals": 1})
+			b.add(1, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
+			b.add(2, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
+			b.add(-1, conversation.KindMemberChanged, map[string]any{"proposal_id": r2, "signers": []string{b.key(0), b.key(1), b.key(2)},
+				"members": []conversation.Member{{Key: b.key(0)}, {Key: b.key(1), Name: "b"}, {Key: b.key(2), Name: "c"}}, "required_approvals": 1, "rules": []gate.Rule{}})
+			b.add(1, conversation.KindMemberPropose, map[string]any{"proposal_id": r2, "required_approvals": 3})
+		}, audit.CheckOnce},
+		{"a revoked secret stored again", func(b *builder) {
+			b.gated(2, nil)
+			stored := map[string]any{"secret_id": r2, "service": "svc", "header_name": "Authorization", "header_template": "Bearer {value}",
+				"expires_at": nil, "provisioned_by": b.key(1)}
+			b.add(-1, conversation.KindGateSecretStored, stored)
+			b.add(0, conversation.KindGateSecretRevoke, map[string]any{"secret_id": r2})
+			b.add(-1, conversation.KindGateSecretRevoked, map[string]any{"secret_ids": []string{r2}, "by": b.key(0)})
+			b.add(-1, conversation.KindGateSecretStored, stored)
+		}, audit.CheckOnce},
+		{"an envelope received long after it was signed", func(b *builder) {
+			b.gated(2, nil)
+			b.add(1, conversation.KindChatMessage, map[string]any{"text": "late", "created_at": conversation.FormatTime(b.now.Add(-6 * time.Minute))})
+		}, audit.CheckRecord},
 		{"a pending request left alive by a membership change", func(b *builder) {
 			b.gated(2, nil)
 			b.request(0, r1, "/a", time.Hour)

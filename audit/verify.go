@@ -163,7 +163,7 @@ func (r *Report) Summary() string {
 func Verify(x *Export, opt Options) (*Report, error) {
 	v := &verifier{x: x, gw: x.Gateway, anchors: map[uint64][]Anchor{},
 		proposals: map[string]*gate.Proposal{}, requests: map[string]*request{}, secrets: map[string]string{},
-		responded: map[string]bool{}}
+		responded: map[string]bool{}, once: map[string]bool{}}
 	if err := v.prepare(opt); err != nil {
 		return nil, err
 	}
@@ -241,6 +241,10 @@ type verifier struct {
 	secrets   map[string]string      // secret id -> service
 	expect    [][]follow             // groups; the head group's records come next, in any order
 	responded map[string]bool
+	// once holds what the server accepts once (PROTOCOL 2): each member's
+	// signed payloads ("author/digest"), and every proposal and secret id
+	// ever used ("proposal/ID", "secret/ID"), open, applied or revoked.
+	once map[string]bool
 }
 
 func (v *verifier) fail(check Check, format string, args ...any) error {
@@ -340,6 +344,20 @@ func (v *verifier) record(r *conversation.Record) error {
 	if !m.CreatedAt.IsZero() && at.Before(m.CreatedAt.Add(-twokey.MaxFutureSkew)) {
 		return v.fail(CheckRecord, "received_at %s is more than %s before the signed created_at %s: the server refuses messages from that far ahead, so received_at was edited",
 			r.ReceivedAt, twokey.MaxFutureSkew, m.Header.CreatedAt)
+	}
+	if !conversation.GatewayKind(m.Kind) && m.Author != v.gw {
+		// PROTOCOL 2 (freshness and replay): the server accepts a member's
+		// envelope only while its created_at is within the window, and
+		// each one once.
+		if !m.CreatedAt.IsZero() && at.After(m.CreatedAt.Add(twokey.MaxPastSkew)) {
+			return v.fail(CheckRecord, "received_at %s is more than %s after the signed created_at %s: the server accepts only fresh envelopes, so this one was replayed or received_at was edited",
+				r.ReceivedAt, twokey.MaxPastSkew, m.Header.CreatedAt)
+		}
+		key := m.Author + "/" + m.PayloadDigest()
+		if v.once[key] {
+			return v.fail(CheckOnce, "its signed payload was already accepted earlier in this log: a replayed envelope")
+		}
+		v.once[key] = true
 	}
 	v.at = at
 	next := v.chain.Next(conversation.PAE(r.Envelope.PayloadType, m.Payload))
@@ -537,9 +555,10 @@ func (v *verifier) apply() error {
 		if err := v.decode(&p); err != nil {
 			return err
 		}
-		if p.ProposalID == "" || v.proposals[p.ProposalID] != nil {
-			return v.fail(CheckOnce, "proposal id %q is empty or already open", clip(p.ProposalID))
+		if p.ProposalID == "" || v.proposals[p.ProposalID] != nil || v.once["proposal/"+p.ProposalID] {
+			return v.fail(CheckOnce, "proposal id %q is empty or was already used: a proposal id is accepted once", clip(p.ProposalID))
 		}
+		v.once["proposal/"+p.ProposalID] = true
 		prop, _, _, err := gate.Propose(v.cfg, v.st.Members, m.Author, p, m.PayloadDigest())
 		if err != nil {
 			return v.fail(CheckState, "%s", twokey.ErrorMessage(err))
@@ -714,9 +733,10 @@ func (v *verifier) gatewayRecord() error {
 		if !v.gateOn || !v.cfg.IsSigner(p.ProvisionedBy) {
 			return v.fail(CheckAuthority, "the secret was provisioned by %s, not a signer", clip(p.ProvisionedBy))
 		}
-		if _, dup := v.secrets[p.SecretID]; dup || p.SecretID == "" {
-			return v.fail(CheckOnce, "secret id %q is empty or already stored", clip(p.SecretID))
+		if _, dup := v.secrets[p.SecretID]; dup || p.SecretID == "" || v.once["secret/"+p.SecretID] {
+			return v.fail(CheckOnce, "secret id %q is empty or was already used: a secret id is stored once, and a revoked one never again", clip(p.SecretID))
 		}
+		v.once["secret/"+p.SecretID] = true
 		v.secrets[p.SecretID] = p.Service
 		return nil
 	case conversation.KindGateSecretRevoked:

@@ -563,7 +563,7 @@ type SessionPayload struct {
 func (e *Engine) OpenSession(raw []byte) (string, time.Time, error) {
 	m, err := conversation.Open(raw)
 	if err != nil {
-		return "", time.Time{}, unauthorized(err)
+		return "", time.Time{}, err
 	}
 	if m.Kind != conversation.KindSessionOpen {
 		return "", time.Time{}, twokey.Errorf(twokey.EBadEnvelope, "POST /v1/sessions takes a session.open envelope, not %s", m.Kind)
@@ -577,8 +577,13 @@ func (e *Engine) OpenSession(raw []byte) (string, time.Time, error) {
 		return "", time.Time{}, twokey.Errorf(twokey.EBadPayload, "nonce must be at least %d random bytes in standard base64", twokey.MinNonceBytes)
 	}
 	now := e.clock.Now()
-	if age := now.Sub(m.CreatedAt); age > twokey.SessionWindow || age < -twokey.SessionWindow {
-		return "", time.Time{}, twokey.Errorf(twokey.EUnauthorized, "session.open created_at is %s from the server's time; it must be within %s (check your clock)", age.Round(time.Second), twokey.SessionWindow)
+	// PROTOCOL 2 and 7: a created_at ahead of the window is a bad payload
+	// like any other; a stale session.open is unauthorized.
+	if ahead := m.CreatedAt.Sub(now); ahead > twokey.MaxFutureSkew {
+		return "", time.Time{}, twokey.Errorf(twokey.EBadPayload, "session.open created_at is %s ahead of the server's time; it may be at most %s ahead (check your clock)", ahead.Round(time.Second), twokey.MaxFutureSkew)
+	}
+	if age := now.Sub(m.CreatedAt); age > twokey.SessionWindow {
+		return "", time.Time{}, twokey.Errorf(twokey.EUnauthorized, "session.open created_at is %s old; it must be at most %s old: sign a new one (and check your clock)", age.Round(time.Second), twokey.SessionWindow)
 	}
 	// Nonces are kept until the window has surely passed.
 	key := base64.RawURLEncoding.EncodeToString(nonce)
@@ -615,6 +620,11 @@ func (e *Engine) pruneTick() {
 	} else if n > 0 {
 		e.log.Debug("pruned session nonces", "count", n)
 	}
+	if n, err := e.PruneSeen(); err != nil {
+		e.log.Warn("cannot prune the digests of accepted payloads; will retry", AttrError, err.Error())
+	} else if n > 0 {
+		e.log.Debug("pruned accepted payload digests", "count", n)
+	}
 	e.pruneStop = e.clock.AfterFunc(NoncePruneEvery, e.pruneTick)
 }
 
@@ -636,13 +646,6 @@ func (e *Engine) PruneNonces() (int, error) {
 		return 0, err
 	}
 	return len(old), e.st.Commit(&store.Write{Puts: old})
-}
-
-func unauthorized(err error) error {
-	if twokey.ErrorCode(err) != twokey.EBadSignature {
-		return err
-	}
-	return &twokey.Error{Code: twokey.EUnauthorized, Message: "session.open rejected: " + twokey.ErrorMessage(err), Err: err}
 }
 
 // NewTokenKey makes a random token key.

@@ -106,7 +106,10 @@ func (e *Engine) secret(ch *change, m *conversation.Message) error {
 		return err
 	}
 	if _, dup := c.secrets[p.SecretID]; dup {
-		return twokey.Errorf(twokey.EBadPayload, "secret_id %s is already in use; make a new id", p.SecretID)
+		return replayed("secret_id " + p.SecretID)
+	}
+	if err := e.claimID(ch, "secret", p.SecretID); err != nil {
+		return err
 	}
 	if _, err := e.service(p.Service); err != nil {
 		return err
@@ -486,7 +489,10 @@ func (e *Engine) propose(ch *change, m *conversation.Message) error {
 		return err
 	}
 	if _, dup := c.proposals[p.ProposalID]; dup {
-		return twokey.Errorf(twokey.EBadPayload, "proposal_id %s is already in use", p.ProposalID)
+		return replayed("proposal_id " + p.ProposalID)
+	}
+	if err := e.claimID(ch, "proposal", p.ProposalID); err != nil {
+		return err
 	}
 	prop, next, _, err := gate.Propose(c.gate, c.st.Members, m.Author, p, m.PayloadDigest())
 	if err != nil {
@@ -517,6 +523,12 @@ func (e *Engine) approveProposal(ch *change, m *conversation.Message) error {
 	}
 	prop := c.proposals[p.ProposalID]
 	if prop == nil {
+		if used, err := e.usedID("proposal", p.ProposalID, c.st.ID); err != nil || used {
+			if err != nil {
+				return err
+			}
+			return twokey.Errorf(twokey.ERequestClosed, "proposal %s is closed: it was applied, or a membership change applied before it was and voided it; propose again against the members as they are now", p.ProposalID)
+		}
 		return twokey.Errorf(twokey.EUnknownRequest, "no open proposal %s in %s", clip(p.ProposalID), c.st.Name)
 	}
 	if p.ProposalDigest != prop.Digest {

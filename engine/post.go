@@ -9,6 +9,7 @@ import (
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/store"
 	"github.com/twokey/twokey/vault"
 )
 
@@ -34,8 +35,8 @@ func (e *Engine) Clock() clock.Clock { return e.clock }
 
 // checkCommon applies the rules every posted message obeys.
 func (e *Engine) checkCommon(m *conversation.Message) error {
-	if m.CreatedAt.After(e.clock.Now().Add(twokey.MaxFutureSkew)) {
-		return twokey.Errorf(twokey.EBadPayload, "created_at %s is more than %s in the future (check your clock)", m.Header.CreatedAt, twokey.MaxFutureSkew)
+	if err := e.checkFresh(m); err != nil {
+		return err
 	}
 	if conversation.GatewayKind(m.Kind) {
 		return twokey.Errorf(twokey.EForbidden, "%s records are written only by the gateway", m.Kind)
@@ -69,6 +70,12 @@ func (e *Engine) Create(raw []byte) (conversation.Record, error) {
 	st.CreatedAt = conversation.FormatTime(e.clock.Now())
 	c := &conv{st: &conversation.State{ID: id}, proposals: map[string]*gate.Proposal{},
 		requests: map[string]*gate.Request{}, secrets: map[string]*vault.Secret{}}
+	if seen, err := e.st.Get(store.Seen, seenKey(m)); err != nil || seen != nil {
+		if err != nil {
+			return conversation.Record{}, err
+		}
+		return conversation.Record{}, replayed("this conversation.create")
+	}
 	e.mu.Lock()
 	if e.convs[id] != nil {
 		e.mu.Unlock()
@@ -81,6 +88,13 @@ func (e *Engine) Create(raw []byte) (conversation.Record, error) {
 	ch := e.begin(c)
 	ch.st = st
 	rec := ch.append(m, e.clock.Now())
+	if err := e.once(ch, m); err != nil {
+		ch.drop()
+		e.mu.Lock()
+		delete(e.convs, id)
+		e.mu.Unlock()
+		return conversation.Record{}, err
+	}
 	if err := e.commit(ch); err != nil {
 		e.mu.Lock()
 		delete(e.convs, id)
@@ -150,6 +164,11 @@ func (e *Engine) PostMessage(convID string, m *conversation.Message) (conversati
 		if err := e.gateKind(ch, m); err != nil {
 			return conversation.Record{}, err
 		}
+	}
+	// Checked last, so that a replayed request or vote is answered with
+	// what it is (duplicate_request, already_voted, request_closed).
+	if err := e.once(ch, m); err != nil {
+		return conversation.Record{}, err
 	}
 	if err := e.commit(ch); err != nil {
 		return conversation.Record{}, err

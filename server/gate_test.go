@@ -48,10 +48,14 @@ func newGate(t *testing.T, n, m int, opts ...testutil.Option) *gateFixture {
 
 // newGateFake returns a fixture whose server and clients run on a fake
 // clock, with no secret provisioned.
-func newGateFake(t *testing.T, n, m int) *gateFixture {
-	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+func newGateFake(t *testing.T, n, m int, opts ...testutil.Option) *gateFixture {
+	return newGateOn(t, clock.NewFake(time.Now().UTC().Truncate(time.Second)), n, m, opts...)
+}
+
+// newGateOn is newGateFake on the fake clock clk.
+func newGateOn(t *testing.T, clk *clock.Fake, n, m int, opts ...testutil.Option) *gateFixture {
 	g := &gateFixture{up: testutil.NewUpstream(t), clk: clk}
-	g.srv = testutil.StartServer(t, g.up, testutil.WithClock(clk))
+	g.srv = testutil.StartServer(t, g.up, append([]testutil.Option{testutil.WithClock(clk)}, opts...)...)
 	g.enable(t, n, m)
 	return g
 }

@@ -980,7 +980,7 @@ func TestAllowRemoteWithoutTLSWarns(t *testing.T) {
 // is what the background prune keeps.
 func TestLogRetentionOption(t *testing.T) {
 	clk := newFakeClock()
-	g := newGate(t, 2, 2, withMgmt(), testutil.WithClock(clk), func(o *server.Options) { o.LogRetention = 2 * time.Hour })
+	g := newGateOn(t, clk, 2, 2, withMgmt(), func(o *server.Options) { o.LogRetention = 2 * time.Hour })
 	old := g.submit(t, 0, "/get", 24*time.Hour)
 	g.srv.RequestLog().Flush()
 	clk.Advance(90 * time.Minute) // the prunes at 1m and 61m keep it
