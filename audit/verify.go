@@ -820,7 +820,13 @@ func (v *verifier) gatewayRecord() error {
 			return v.fail(CheckOnce, "a response for request %s, which is %s or already answered", r.p.RequestID, r.state)
 		}
 		v.responded[r.p.RequestID] = true
-		if !q.Truncated && q.BodyDigest != conversation.Digest([]byte(q.Body)) {
+		// The digest is over the body's bytes: the text itself, or what
+		// its base64 decodes to (body_encoding base64, PROTOCOL 5).
+		body, err := q.BodyBytes()
+		if err != nil {
+			return v.fail(CheckFormat, "%v", err)
+		}
+		if !q.Truncated && q.BodyDigest != conversation.Digest(body) {
 			return v.fail(CheckState, "body_digest is not the digest of the (whole, untruncated) body")
 		}
 		return nil

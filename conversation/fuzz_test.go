@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/twokey/twokey"
 )
@@ -139,6 +140,9 @@ func checkOpened(t *testing.T, m *Message) {
 	if err := CheckJSON(m.Payload); err != nil {
 		t.Fatalf("CheckJSON refuses an opened payload: %v", err)
 	}
+	if !utf8.Valid(m.Payload) {
+		t.Fatalf("opened a payload that is not UTF-8: %q", m.Payload)
+	}
 	if base64.StdEncoding.EncodeToString(m.Payload) != env.Payload {
 		t.Fatalf("payload %q travelled as %q, not its one base64 spelling", m.Payload, env.Payload)
 	}
@@ -214,6 +218,9 @@ func FuzzCheckJSON(f *testing.F) {
 				t.Fatalf("refused with code %q: %v", code, err)
 			}
 			return
+		}
+		if !utf8.Valid(data) {
+			t.Fatalf("accepted a payload that is not UTF-8: %q", data)
 		}
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(data, &obj); err != nil || obj == nil {

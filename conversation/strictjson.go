@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/twokey/twokey"
 )
@@ -28,7 +29,7 @@ func init() {
 		required_approvals rules service endpoint method signers box_key secret_id header_name
 		header_template ttl_seconds sealed expires_at provisioned_by secret_ids by request_id template
 		url headers body request_digest reason status duration_ms approvers content_type truncated
-		body_digest redactions proposal_id add remove proposal_digest nonce program params`) {
+		body_digest body_encoding redactions proposal_id add remove proposal_digest nonce program params`) {
 		knownFields[foldName(f)] = f
 	}
 }
@@ -36,10 +37,17 @@ func init() {
 // opaqueFields hold user data whose keys are not protocol fields.
 var opaqueFields = map[string]bool{"body": true, "headers": true, "params": true}
 
-// CheckJSON insists that data is a single JSON object with no duplicate keys
-// (exact or differing only in case), no protocol field spelled in another
-// case, and nesting no deeper than twokey.MaxJSONDepth.
+// CheckJSON insists that data is valid UTF-8 (PROTOCOL 2) and a single JSON
+// object with no duplicate keys (exact or differing only in case), no
+// protocol field spelled in another case, and nesting no deeper than
+// twokey.MaxJSONDepth.
 func CheckJSON(data []byte) error {
+	if !utf8.Valid(data) {
+		// encoding/json reads a bad byte as U+FFFD: the bytes signed and
+		// what a reader decodes would differ, and an export would carry
+		// bytes that are not text.
+		return twokey.Errorf(twokey.EBadPayload, "payload is not valid UTF-8 (byte %d); send text as UTF-8", invalidAt(data))
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -76,6 +84,19 @@ func foldName(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// invalidAt returns the offset of the first byte of data that is not part
+// of a UTF-8 sequence.
+func invalidAt(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(data)
 }
 
 func badJSON(err error) error {

@@ -1,6 +1,7 @@
 package conversation
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,6 +64,17 @@ func checkJSONCases() []checkJSONCase {
 		{"very deep", strings.Repeat("[", 100000), false},
 		{"invalid escape", `{"a":"\x"}`, false},
 		{"control character in string", "{\"a\":\"\x01\"}", false},
+		// PROTOCOL 2: a payload is valid UTF-8. encoding/json reads a bad
+		// byte as U+FFFD, so without the check the signed bytes and what
+		// every reader decodes would differ.
+		{"invalid UTF-8 in a string", "{\"text\":\"a\xff\xfeb\"}", false},
+		{"invalid UTF-8 in a key", "{\"te\xffxt\":\"a\"}", false},
+		{"invalid UTF-8 in body", "{\"body\":{\"x\":\"\xc3\"}}", false},
+		{"truncated multibyte sequence", "{\"text\":\"\xe2\x82\"}", false},
+		{"overlong encoding of /", "{\"text\":\"\xc0\xaf\"}", false},
+		{"UTF-8 encoded surrogate", "{\"text\":\"\xed\xa0\x80\"}", false},
+		{"invalid UTF-8 outside strings", "{\"a\":1}\xff", false},
+		{"valid non-ASCII text", "{\"text\":\"é€𝄞 \\ud834\\udd1e\"}", true},
 	}
 }
 
@@ -92,5 +104,38 @@ func TestFoldNameMatchesEncodingJSON(t *testing.T) {
 	// Different names stay different.
 	if foldName("url") == foldName("uri") || foldName("ss") == foldName("ß") {
 		t.Error("foldName merges different names")
+	}
+}
+
+// TestVerifyRefusesPayloadsThatAreNotUTF8: a properly signed envelope of
+// any kind whose payload holds a byte that is not UTF-8 (raw, inside a
+// JSON string: the reporter's a\xff\xfeb) is bad_payload; the same
+// payload in UTF-8 is accepted.
+func TestVerifyRefusesPayloadsThatAreNotUTF8(t *testing.T) {
+	kinds := make([]string, 0, len(gatewayKinds)+len(memberKinds))
+	for k := range gatewayKinds {
+		kinds = append(kinds, k)
+	}
+	for k := range memberKinds {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	if len(kinds) < 20 {
+		t.Fatalf("only %d kinds", len(kinds))
+	}
+	payload := func(text string) []byte {
+		return []byte(`{"conversation":"` + testConv + `","created_at":"` + testCreated + `","text":"` + text + `"}`)
+	}
+	for _, kind := range kinds {
+		if _, err := Verify(Sign(alice, kind, payload("ab"))); err != nil {
+			t.Fatalf("%s: a UTF-8 payload refused: %v", kind, err)
+		}
+		for _, bad := range []string{"a\xff\xfeb", "\xc3", "\xed\xa0\x80"} {
+			_, err := Verify(Sign(alice, kind, payload(bad)))
+			wantCode(t, err, twokey.EBadPayload)
+			if err != nil && !strings.Contains(err.Error(), "not valid UTF-8") {
+				t.Errorf("%s %q: %v, want it to say the payload is not UTF-8", kind, bad, err)
+			}
+		}
 	}
 }

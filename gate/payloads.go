@@ -1,7 +1,11 @@
 package gate
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/twokey/twokey/conversation"
 )
@@ -149,10 +153,68 @@ type ResponsePayload struct {
 	ContentType string            `json:"content_type"`
 	Headers     map[string]string `json:"headers"`
 	Body        string            `json:"body"`
-	Truncated   bool              `json:"truncated"`
-	BodyDigest  string            `json:"body_digest"`
-	Redactions  int               `json:"redactions"`
+	// BodyEncoding is BodyBase64 for a body that is not UTF-8 (Body is
+	// then its standard base64); empty (or BodyUTF8) for text.
+	BodyEncoding string `json:"body_encoding,omitempty"`
+	Truncated    bool   `json:"truncated"`
+	BodyDigest   string `json:"body_digest"`
+	Redactions   int    `json:"redactions"`
 }
+
+// The values of body_encoding (PROTOCOL 5).
+const (
+	BodyUTF8   = "utf-8"
+	BodyBase64 = "base64"
+)
+
+// SetBody sets the body fields from b, the whole (redacted) body the
+// upstream answered (PROTOCOL 5): BodyDigest is the digest of all of b.
+// A b that is valid UTF-8 is given as text, its longest prefix of at most
+// limit bytes that ends at a character boundary; any other b as the
+// standard base64 of its first limit bytes, with BodyEncoding BodyBase64.
+// Truncated says whether b is longer than limit. Text keeps body_encoding
+// unset, as logs before it had none.
+func (p *ResponsePayload) SetBody(b []byte, limit int) {
+	p.BodyDigest = conversation.Digest(b)
+	p.Truncated = len(b) > limit
+	if utf8.Valid(b) {
+		if p.Truncated {
+			cut := limit
+			for cut > 0 && !utf8.RuneStart(b[cut]) {
+				cut--
+			}
+			b = b[:cut]
+		}
+		p.Body, p.BodyEncoding = string(b), ""
+		return
+	}
+	p.Body, p.BodyEncoding = base64.StdEncoding.EncodeToString(b[:min(len(b), limit)]), BodyBase64
+}
+
+// BodyBytes returns the body's bytes as the upstream sent them (after
+// redaction, and cut at 64 KiB when Truncated): Body itself for text, its
+// decoding for base64. An unknown encoding, or base64 that is not standard
+// and padded, is an error.
+func (p *ResponsePayload) BodyBytes() ([]byte, error) {
+	switch p.BodyEncoding {
+	case "", BodyUTF8:
+		return []byte(p.Body), nil
+	case BodyBase64:
+		b, err := base64.StdEncoding.Strict().DecodeString(p.Body)
+		if err != nil || strings.ContainsAny(p.Body, "\r\n") {
+			return nil, fmt.Errorf("body_encoding is base64, but the body is not standard padded base64")
+		}
+		return b, nil
+	}
+	enc := p.BodyEncoding
+	if len(enc) > 32 {
+		enc = enc[:32] + "..."
+	}
+	return nil, fmt.Errorf("body_encoding %q is neither %q nor %q", enc, BodyUTF8, BodyBase64)
+}
+
+// Binary reports whether the body is given as base64.
+func (p *ResponsePayload) Binary() bool { return p.BodyEncoding == BodyBase64 }
 
 // ClosedPayload is gate.failed, gate.expired, gate.rejected and gate.cancelled.
 type ClosedPayload struct {

@@ -270,7 +270,14 @@ func (m *Model) spec(c *convState, it *item) cardSpec {
 	case conversation.KindGateResponse:
 		var p gate.ResponsePayload
 		_ = json.Unmarshal(payload, &p)
-		meta := fmt.Sprintf("%d %s · %d bytes", p.Status, p.ContentType, len(p.Body))
+		// A body that is not UTF-8 is base64 in the record (PROTOCOL 5):
+		// it is described, never drawn.
+		raw, rawErr := p.BodyBytes()
+		n := len(p.Body)
+		if rawErr == nil {
+			n = len(raw)
+		}
+		meta := fmt.Sprintf("%d %s · %d bytes", p.Status, p.ContentType, n)
 		if p.Redactions > 0 {
 			meta += fmt.Sprintf(" · %d redacted", p.Redactions)
 		}
@@ -278,7 +285,12 @@ func (m *Model) spec(c *convState, it *item) cardSpec {
 			meta += " · truncated at 64 KiB"
 		}
 		lines := []string{meta}
-		if p.Body != "" {
+		switch {
+		case p.Binary() && rawErr == nil:
+			lines = append(lines, styleFaint.Render(fmt.Sprintf("binary body, %d bytes (base64 in the record), not shown", n)))
+		case rawErr != nil:
+			lines = append(lines, styleFaint.Render("body not readable: "+safeLine(rawErr.Error())))
+		case p.Body != "":
 			hint := " · enter expands"
 			body := pretty(p.Body)
 			lines = append(lines, fold(body, foldResponse, c.expanded[it.rec.Seq], hint)...)

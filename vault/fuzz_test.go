@@ -3,11 +3,14 @@ package vault
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"unicode/utf16"
 
 	"github.com/twokey/twokey"
 	"golang.org/x/crypto/curve25519"
@@ -196,4 +199,137 @@ func FuzzRedact(f *testing.F) {
 			t.Fatalf("value %q survived in %q", value, out)
 		}
 	})
+}
+
+// FuzzRedactEncoded: a key, or the whole header value it is injected as,
+// written in one of the forms PROTOCOL 5 lists (form picks it; where an
+// encoder has choices, such as which bytes to percent-encode or how to
+// escape a character in JSON, the bits of choices make them), together
+// with the texts around it, cannot be read back from the redacted result
+// in any of those forms (revealed decodes it each way). Keys shorter than
+// 8 bytes are skipped: the oracle's misaligned decodings of random text
+// would find them by chance.
+func FuzzRedactEncoded(f *testing.F) {
+	v := newTestVault(f, 1)
+	f.Fuzz(func(t *testing.T, value string, header bool, before, after string, form uint8, choices uint64, template string) {
+		if len(value) < 8 || len(before)+len(after) > 4096 {
+			return
+		}
+		if ValidateHeader(DefaultHeaderName, template) != nil {
+			template = DefaultHeaderTemplate
+		}
+		s := &Secret{ID: "a", HeaderTemplate: template}
+		if v.Store(s, []byte(value)) != nil {
+			return
+		}
+		req := &http.Request{}
+		r, err := v.Inject(req, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		target := value
+		if header {
+			target = req.Header.Get(DefaultHeaderName)
+		}
+		in := []byte(encodeAs(form, before+target+after, choices))
+		out, n := r.Redact(in)
+		if n == 0 && !bytes.Equal(out, in) {
+			t.Fatalf("no replacements but output changed: %q -> %q", in, out)
+		}
+		if c := bytes.Count(out, []byte(redactPlaceholder)); c < n {
+			t.Fatalf("%d replacements but %d markers in %q", n, c, out)
+		}
+		if how := revealed(out, []byte(value)); how != "" {
+			t.Fatalf("form %d: the key %q survives (%s) in %q\nredacted from %q", form%encodedFormCount, value, how, out, in)
+		}
+	})
+}
+
+const encodedFormCount = 16
+
+// encodeAs writes s in form (modulo encodedFormCount), taking an encoder's
+// free choices from the bits of choices, one bit (or two) per character,
+// reused cyclically.
+func encodeAs(form uint8, s string, choices uint64) string {
+	bit := 0
+	next := func() bool {
+		b := choices>>(bit%64)&1 == 1
+		bit++
+		return b
+	}
+	pct := func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case c == ' ' && next():
+				b.WriteByte('+')
+			case c != '%' && c != '+' && c > ' ' && c < 0x7f && next():
+				b.WriteByte(c)
+			default:
+				digits := "0123456789ABCDEF"
+				if next() {
+					digits = "0123456789abcdef"
+				}
+				b.WriteByte('%')
+				b.WriteByte(digits[c>>4])
+				b.WriteByte(digits[c&15])
+			}
+		}
+		return b.String()
+	}
+	jsonEsc := func(s string) string {
+		var b strings.Builder
+		for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+			switch {
+			case r == '/' && next():
+				b.WriteString(`\/`)
+			case r == '"' || r == '\\' || r < ' ' || next():
+				f := `\u%04x`
+				if next() {
+					f = `\u%04X`
+				}
+				for _, u := range utf16.Encode([]rune{r}) {
+					fmt.Fprintf(&b, f, u)
+				}
+			default:
+				b.WriteRune(r)
+			}
+		}
+		return b.String()
+	}
+	switch form % encodedFormCount {
+	case 1:
+		return pct(s)
+	case 2:
+		return jsonEsc(s)
+	case 3:
+		return base64.StdEncoding.EncodeToString([]byte(s))
+	case 4:
+		return base64.RawStdEncoding.EncodeToString([]byte(s))
+	case 5:
+		return base64.URLEncoding.EncodeToString([]byte(s))
+	case 6:
+		return base64.RawURLEncoding.EncodeToString([]byte(s))
+	case 7:
+		return hex.EncodeToString([]byte(s))
+	case 8:
+		return strings.ToUpper(hex.EncodeToString([]byte(s)))
+	case 9:
+		return string(utf16Bytes(s, false))
+	case 10:
+		return string(utf16Bytes(s, true))
+	case 11:
+		return pct(base64.StdEncoding.EncodeToString([]byte(s)))
+	case 12:
+		return strings.ReplaceAll(base64.StdEncoding.EncodeToString([]byte(s)), "/", `\/`)
+	case 13:
+		return jsonEsc(pct(s))
+	case 14:
+		return pct(hex.EncodeToString([]byte(s)))
+	case 15:
+		return jsonEsc(base64.RawURLEncoding.EncodeToString([]byte(s)))
+	}
+	return s
 }

@@ -7,205 +7,146 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"sort"
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
 // Redactor removes one injected key from what an upstream service returns.
-// It holds the key and the strings derived from it until Close zeroes them.
+// It holds the key, the strings derived from it and an automaton that finds
+// them, all built once when the key is injected, until Close zeroes them.
 // A Redactor is safe for concurrent use; a nil or closed Redactor redacts
 // nothing.
 type Redactor struct {
-	mu       sync.RWMutex
-	patterns [][]byte // longest first; the key, the header value, encodings
+	mu      sync.RWMutex
+	needles [][]byte // the key, the header value and their encodings (see needlesFor)
+	m       *matcher
 }
 
 // newRedactor takes ownership of value and headerValue.
 func newRedactor(value, headerValue []byte) *Redactor {
-	pats := [][]byte{value, headerValue}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		b := make([]byte, enc.EncodedLen(len(value)))
-		enc.Encode(b, value)
-		pats = append(pats, b)
+	needles := append(needlesFor(value), needlesFor(headerValue)...)
+	// An encoder that meets a byte that is not UTF-8 in a JSON string
+	// writes U+FFFD (encoding/json does); a header template may hold one.
+	if !utf8.Valid(headerValue) {
+		replaced := replaceInvalid(headerValue)
+		needles = append(needles, needlesFor(replaced)...)
+		clear(replaced)
 	}
-	lower := make([]byte, hex.EncodedLen(len(value)))
-	hex.Encode(lower, value)
-	upper := bytes.ToUpper(lower)
-	pats = append(pats, lower, upper)
-	// An upstream that answers JSON (httpbin's /headers) escapes what it
-	// echoes: every spelling above as a JSON string's encoders write it.
-	for _, p := range slices.Clone(pats) {
-		pats = append(pats, jsonForms(p)...)
-	}
-
-	var uniq [][]byte
-	for _, p := range pats {
-		dup := len(p) == 0
-		for _, q := range uniq {
-			if bytes.Equal(p, q) {
-				dup = true
-				break
-			}
-		}
-		if dup {
-			clear(p)
-			continue
-		}
-		uniq = append(uniq, p)
-	}
-	sort.SliceStable(uniq, func(i, j int) bool { return len(uniq[i]) > len(uniq[j]) })
-	return &Redactor{patterns: uniq}
+	clear(value)
+	clear(headerValue)
+	return &Redactor{needles: needles, m: newMatcher(needles)}
 }
 
-// jsonEscape is one way of writing a string inside JSON quotes.
-type jsonEscape uint8
-
-const (
-	escHTML     jsonEscape = 1 << iota // <, > and & as \u003c, \u003e, \u0026 (Go's encoding/json)
-	escNonASCII                        // every non-ASCII rune as \uXXXX, surrogate pairs above U+FFFF (Python's json.dumps)
-	escSlash                           // / as \/ (PHP's json_encode)
-	escLineSep                         // U+2028 and U+2029 as \u2028, \u2029 (Go, JavaScript-safe encoders)
-	escUpper                           // \uXXXX with upper-case hex digits
-	escAll      = escHTML | escNonASCII | escSlash | escLineSep | escUpper
-)
-
-// jsonForms returns the spellings of p inside a JSON string that differ
-// from p itself, one for each combination of the escapes encoders in
-// common use apply beyond the ones JSON requires (" and \ and control
-// characters), without duplicates.
-func jsonForms(p []byte) [][]byte {
-	var out [][]byte
-	for mode := jsonEscape(0); mode <= escAll; mode++ {
-		f := appendJSONEscaped(nil, p, mode)
-		if bytes.Equal(f, p) || slices.ContainsFunc(out, func(q []byte) bool { return bytes.Equal(q, f) }) {
-			clear(f)
-			continue
+// needlesFor returns v in each form PROTOCOL 5 lists, as the automaton
+// searches for it: as is; hex, lower and upper case; standard and URL-safe
+// base64 at each of the three byte alignments v can have inside a longer
+// encoded text, with the characters that v alone determines (and, for v at
+// the end of that text, its last character, padded or not); and UTF-16 in
+// both byte orders (without the zero byte at the far end). Percent-encoding
+// and JSON escapes are not needles: the matcher decodes them in the text
+// (see matcher.find), so they apply to every needle, in any mix of escaped
+// and plain characters.
+func needlesFor(v []byte) [][]byte {
+	if len(v) == 0 {
+		return nil
+	}
+	out := [][]byte{bytes.Clone(v)}
+	lower := make([]byte, hex.EncodedLen(len(v)))
+	hex.Encode(lower, v)
+	out = append(out, lower, bytes.ToUpper(lower))
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		for a := 0; a < 3; a++ {
+			out = append(out, base64Forms(enc, v, a)...)
 		}
-		out = append(out, f)
+	}
+	// Sized up front, so that no grown copy of the key is left unzeroed.
+	le, be := make([]byte, 0, 4*len(v)), make([]byte, 0, 4*len(v))
+	for rest := v; len(rest) > 0; {
+		r, size := utf8.DecodeRune(rest) // (no string of the key: it could not be zeroed)
+		rest = rest[size:]
+		units := [2]uint16{uint16(r)}
+		n := 1
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			units, n = [2]uint16{uint16(r1), uint16(r2)}, 2
+		}
+		for _, u := range units[:n] {
+			le = append(le, byte(u), byte(u>>8))
+			be = append(be, byte(u>>8), byte(u))
+		}
+	}
+	// The zero byte that ends an ASCII text in UTF-16LE (and starts it in
+	// UTF-16BE) says nothing: without it the two are one needle, and the
+	// marker replaces no byte of the characters around.
+	le = bytes.TrimSuffix(le, []byte{0})
+	be = bytes.TrimPrefix(be, []byte{0})
+	return append(out, le, be)
+}
+
+// base64Forms returns the base64 (enc, an unpadded alphabet) of v when v
+// starts a bytes into a 3-byte group: the characters whose 6 bits all come
+// from v, then the same followed by the character v's last bits start (what
+// the text holds when v ends it), and that padded with '='.
+func base64Forms(enc *base64.Encoding, v []byte, a int) [][]byte {
+	in := make([]byte, a+len(v))
+	copy(in[a:], v)
+	all := make([]byte, enc.EncodedLen(len(in)))
+	enc.Encode(all, in)
+	clear(in)
+	from, full := (8*a+5)/6, 8*(a+len(v))/6
+	var out [][]byte
+	if full > from {
+		out = append(out, bytes.Clone(all[from:full]))
+	}
+	if len(all) > full {
+		tail := bytes.Clone(all[from:])
+		padded := append(bytes.Clone(tail), "=="[:(4-len(all)%4)%4]...)
+		out = append(out, tail, padded)
+	}
+	clear(all)
+	return out
+}
+
+// replaceInvalid returns b with each byte that is not part of a UTF-8
+// sequence replaced by U+FFFD, as encoding/json writes it.
+func replaceInvalid(b []byte) []byte {
+	out := make([]byte, 0, 3*len(b))
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		out = utf8.AppendRune(out, r)
+		b = b[size:]
 	}
 	return out
 }
 
-// appendJSONEscaped appends p as it appears between the quotes of a JSON
-// string written with the escapes of mode. A byte that is not UTF-8 is
-// kept as is by the plainest modes, and written as \ufffd (as Go does) by
-// the others.
-func appendJSONEscaped(dst, p []byte, mode jsonEscape) []byte {
-	const lowerHex, upperHex = "0123456789abcdef", "0123456789ABCDEF"
-	digits := lowerHex
-	if mode&escUpper != 0 {
-		digits = upperHex
-	}
-	u := func(dst []byte, r rune) []byte {
-		return append(dst, '\\', 'u', digits[r>>12&0xf], digits[r>>8&0xf], digits[r>>4&0xf], digits[r&0xf])
-	}
-	for i := 0; i < len(p); {
-		c := p[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c == '\b':
-				dst = append(dst, '\\', 'b')
-			case c == '\f':
-				dst = append(dst, '\\', 'f')
-			case c < ' ':
-				dst = u(dst, rune(c))
-			case mode&escHTML != 0 && (c == '<' || c == '>' || c == '&'):
-				dst = u(dst, rune(c))
-			case mode&escSlash != 0 && c == '/':
-				dst = append(dst, '\\', '/')
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(p[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			if mode&(escNonASCII|escHTML|escLineSep) != 0 {
-				dst = u(dst, utf8.RuneError)
-			} else {
-				dst = append(dst, c)
-			}
-		case mode&escNonASCII != 0:
-			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
-				dst = u(u(dst, r1), r2)
-			} else {
-				dst = u(dst, r)
-			}
-		case mode&escLineSep != 0 && (r == '\u2028' || r == '\u2029'):
-			dst = u(dst, r)
-		default:
-			dst = append(dst, p[i:i+size]...)
-		}
-		i += size
-	}
-	return dst
-}
-
-// Redact replaces every occurrence of the key, of the whole injected header
-// value, and of the key's standard and URL-safe base64 (padded or not) and
-// hex (either case) encodings with "[redacted]", and of each of these as a
-// JSON string's encoders escape it (see jsonForms), preferring the longest
-// match at each position, and returns the result and the number of
-// replacements. With nothing to replace it returns b itself.
+// Redact replaces every occurrence of the key and of the whole injected
+// header value, in each form PROTOCOL 5 lists (see needlesFor; and
+// percent-encoded, JSON-escaped, or JSON-escaped percent-encoding, in any
+// mix of escaped and plain characters) with "[redacted]", and returns the
+// result and the number of replacements. Occurrences that overlap, also in
+// different forms, are one replacement; adjacent ones are two. With nothing
+// to replace it returns b itself.
 func (r *Redactor) Redact(b []byte) ([]byte, int) {
 	if r == nil {
 		return b, 0
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	pats := r.patterns
-	if len(pats) == 0 || len(b) == 0 {
+	if r.m == nil || len(b) == 0 {
 		return b, 0
 	}
-	// next[i] is the first match of pats[i] at or after pos, or -1.
-	next := make([]int, len(pats))
-	for i, p := range pats {
-		next[i] = bytes.Index(b, p)
+	found := r.m.find(b)
+	if len(found) == 0 {
+		return b, 0
 	}
-	var out []byte
-	n, pos := 0, 0
-	for {
-		best := -1
-		for i, p := range pats {
-			if next[i] >= 0 && next[i] < pos {
-				if j := bytes.Index(b[pos:], p); j >= 0 {
-					next[i] = pos + j
-				} else {
-					next[i] = -1
-				}
-			}
-			if next[i] >= 0 && (best < 0 || next[i] < next[best]) {
-				best = i // ties keep the earlier, longer pattern
-			}
-		}
-		if best < 0 {
-			break
-		}
-		if out == nil {
-			out = make([]byte, 0, len(b))
-		}
-		out = append(out, b[pos:next[best]]...)
+	out := make([]byte, 0, len(b))
+	pos := 0
+	for _, s := range found {
+		out = append(out, b[pos:s.start]...)
 		out = append(out, redactPlaceholder...)
-		pos = next[best] + len(pats[best])
-		n++
+		pos = s.end
 	}
-	if n == 0 {
-		return b, 0
-	}
-	return append(out, b[pos:]...), n
+	return append(out, b[pos:]...), len(found)
 }
 
 // RedactString is Redact for a string.
@@ -228,10 +169,14 @@ func (r *Redactor) Close() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range r.patterns {
+	for _, p := range r.needles {
 		clear(p)
 	}
-	r.patterns = nil
+	r.needles = nil
+	if r.m != nil {
+		r.m.wipe()
+		r.m = nil
+	}
 }
 
 // Format keeps the key out of every fmt verb.

@@ -20,7 +20,7 @@ import (
 func (r *Redactor) held() [][]byte {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return append([][]byte(nil), r.patterns...)
+	return append([][]byte(nil), r.needles...)
 }
 
 // injectValue stores value under the given header and injects it.
@@ -110,11 +110,25 @@ func TestRedactorClose(t *testing.T) {
 	if !sawValue || !sawHeader || len(bufs) < 5 {
 		t.Fatalf("held %d buffers; value %v, header %v", len(bufs), sawValue, sawHeader)
 	}
+	// The automaton spells the needles out too (its edges, its table).
+	m := r.m
+	tables := [][]int32{m.dense, m.edgeStart, m.edgeNext, m.fail, m.out}
+	if len(m.edgeClass) == 0 || len(m.dense) == 0 {
+		t.Fatal("no automaton")
+	}
 	r.Close()
 	for i, b := range bufs {
 		if !bytes.Equal(b, make([]byte, len(b))) {
 			t.Errorf("buffer %d not zeroed after Close: %q", i, b)
 		}
+	}
+	for i, tb := range tables {
+		if slices.ContainsFunc(tb, func(x int32) bool { return x != 0 }) {
+			t.Errorf("automaton table %d not zeroed after Close", i)
+		}
+	}
+	if slices.ContainsFunc(m.edgeClass, func(x uint16) bool { return x != 0 }) || m.class != [256]uint16{} || r.m != nil {
+		t.Error("automaton classes not zeroed after Close")
 	}
 	r.Close() // twice is fine
 	in := []byte("Bearer " + testValue)
@@ -266,21 +280,29 @@ func TestRedactStoredQuotedKey(t *testing.T) {
 	}
 }
 
-func TestJSONFormsAreDistinctAndOnlyWhenNeeded(t *testing.T) {
-	if f := jsonForms([]byte("sk_live_4eC39HqLyjWD")); len(f) != 0 {
-		t.Errorf("a plain key has JSON forms %q; want none", f)
-	}
-	f := jsonForms([]byte(`a<"é`))
-	want := []string{`a<\"é`, `a\u003c\"é`, `a<\"\u00e9`, `a\u003c\"\u00e9`, `a<\"\u00E9`, `a\u003C\"\u00E9`}
-	for _, w := range want {
-		if !slices.ContainsFunc(f, func(b []byte) bool { return string(b) == w }) {
-			t.Errorf("jsonForms lacks %s; has %q", w, f)
-		}
-	}
-	for i := range f {
-		for j := range i {
-			if bytes.Equal(f[i], f[j]) {
-				t.Errorf("form %q twice", f[i])
+// TestBase64FormsAreInEveryEncoding: whatever bytes surround a value, the
+// base64 of the whole holds the form for the value's alignment; a value
+// at the end holds its tail form, padded or not as the encoding is.
+func TestBase64FormsAreInEveryEncoding(t *testing.T) {
+	surround := []byte("\xff\x00\xfe\x01\xfd")
+	for _, v := range []string{"k", "ke", "key", "sk_live_A+b/c=D<9>?", testValue} {
+		for _, enc := range []struct{ raw, pad *base64.Encoding }{{base64.RawStdEncoding, base64.StdEncoding}, {base64.RawURLEncoding, base64.URLEncoding}} {
+			for before := 0; before < 5; before++ {
+				forms := base64Forms(enc.raw, []byte(v), before%3)
+				if len(forms) == 0 {
+					t.Fatalf("%q at alignment %d: no form", v, before%3)
+				}
+				whole := append(append(slices.Clone(surround[:before]), v...), surround...)
+				atEnd := append(slices.Clone(surround[:before]), v...)
+				if len(v) >= 3 && !strings.Contains(enc.pad.EncodeToString(whole), string(forms[0])) {
+					t.Errorf("%q after %d bytes: %s not in %s", v, before, forms[0], enc.pad.EncodeToString(whole))
+				}
+				for _, e := range []*base64.Encoding{enc.raw, enc.pad} {
+					s := e.EncodeToString(atEnd)
+					if !slices.ContainsFunc(forms, func(f []byte) bool { return strings.HasSuffix(s, string(f)) }) {
+						t.Errorf("%q after %d bytes, at the end: no form ends %s (forms %q)", v, before, s, forms)
+					}
+				}
 			}
 		}
 	}

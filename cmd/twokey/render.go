@@ -110,6 +110,28 @@ func prettyBody(body string, maxLines int) string {
 	return strings.Join(lines, "\n")
 }
 
+// responseBody is what the CLI prints of a gate.response's body: the
+// text, pretty when it is JSON; a body given as base64 (it is not UTF-8,
+// PROTOCOL 5) is described, never dumped.
+func responseBody(p *gate.ResponsePayload, maxLines int) string {
+	if !p.Binary() {
+		return prettyBody(p.Body, maxLines)
+	}
+	b, err := p.BodyBytes()
+	if err != nil {
+		return "binary body, not readable: " + err.Error()
+	}
+	return fmt.Sprintf("binary body, %d bytes (base64 in the record), not shown", len(b))
+}
+
+// bodyLen is how many bytes of the body a gate.response holds.
+func bodyLen(p *gate.ResponsePayload) int {
+	if b, err := p.BodyBytes(); err == nil {
+		return len(b)
+	}
+	return len(p.Body)
+}
+
 func timeLeft(exp, now time.Time) string {
 	d := exp.Sub(now)
 	if d <= 0 {
@@ -255,9 +277,9 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		if p.Truncated {
 			extra += ", truncated at 64 KiB"
 		}
-		fmt.Fprintf(w, "%s RESPONSE %s  %d %s (%d bytes shown%s)\n", head, shortID(p.RequestID), p.Status, p.ContentType, len(p.Body), extra)
+		fmt.Fprintf(w, "%s RESPONSE %s  %d %s (%d bytes shown%s)\n", head, shortID(p.RequestID), p.Status, p.ContentType, bodyLen(&p), extra)
 		if !v.short && p.Body != "" {
-			indent(w, prettyBody(p.Body, 40))
+			indent(w, responseBody(&p, 40))
 		}
 	case conversation.KindGateFailed, conversation.KindGateExpired, conversation.KindGateRejected, conversation.KindGateCancelled:
 		var p gate.ClosedPayload

@@ -201,7 +201,7 @@ func printRequest(ctx context.Context, w io.Writer, c *client.Client, conv api.S
 			var p gate.ResponsePayload
 			if jsonUnmarshal(recs[0].Body, &p) == nil {
 				fmt.Fprintf(w, "response %d %s (%d redactions)\n", p.Status, p.ContentType, p.Redactions)
-				fmt.Fprintln(w, prettyBody(p.Body, 0))
+				fmt.Fprintln(w, responseBody(&p, 0))
 			}
 		}
 	}
