@@ -45,7 +45,7 @@ fuzz:
 # benchmarks run either way, and make fails at the end if either did.
 bench: build
 	@status=0; ./bin/twokey bench --out bin/bench.md --profile-dir bin/bench-profiles $(BENCHFLAGS) || status=$$?; \
-	$(GO) test -run '^$$' -bench . -benchtime 300ms ./conversation ./gate ./store ./templates ./engine > bin/bench-go.txt || { cat bin/bench-go.txt; exit 1; }; \
+	$(GO) test -run '^$$' -bench . -benchtime 300ms ./conversation ./gate ./store ./templates ./engine ./reqlog > bin/bench-go.txt || { cat bin/bench-go.txt; exit 1; }; \
 	cat bin/bench-go.txt; exit $$status
 
 clean:

@@ -40,6 +40,10 @@ const (
 	// MaxPendingPerSigner bounds the pending requests one author may hold
 	// open in one conversation, so that no signer can flood the others.
 	MaxPendingPerSigner = 100
+	// MaxRequestTarget bounds the request target (path and query) of a
+	// proxied call: a longer one is refused with 414 before anything is
+	// stored.
+	MaxRequestTarget = 8 << 10
 	// MaxJSONDepth bounds the nesting of any JSON the server decodes.
 	MaxJSONDepth = 64
 )

@@ -74,7 +74,8 @@ type Config struct {
 	UpstreamTimeout time.Duration
 	// MaxResponseBytes bounds how much of an upstream body is read (default 10 MiB).
 	MaxResponseBytes int64
-	// Observer, when set, hears about every execution (request logs, metrics).
+	// Observer, when set, hears about requests after each commit (metrics);
+	// one that is also a Recorder writes the request log in the commit.
 	Observer Observer
 }
 
@@ -368,6 +369,7 @@ type change struct {
 	secrets   map[string]*vault.Secret // changed secrets; nil value = removed
 	after     []func()                 // run after a successful commit, under the lock
 	abort     []func()                 // run when the change is dropped instead
+	events    []Event                  // for the Recorder: written in this commit
 }
 
 // drop undoes what building the change reserved outside it.
@@ -433,7 +435,7 @@ func (e *Engine) commit(ch *change) error {
 	if err != nil {
 		return err
 	}
-	puts := ch.puts
+	puts := append(ch.puts, e.recordPuts(ch)...)
 	for id, r := range ch.requests {
 		b, err := json.Marshal(r)
 		if err != nil {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/conversation"
@@ -121,9 +120,14 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 		data = []byte(fmt.Sprintf(withheldNote, shown, len(data)))
 		contentType = "text/plain; charset=utf-8"
 	}
+	// Redaction sees the bytes as they came, text or not; the body is
+	// then recorded as text, or as base64 when it is not UTF-8, and its
+	// digest is over all of the redacted bytes (PROTOCOL 5).
 	data, n := red.Redact(data)
 	out := &gate.ResponsePayload{RequestID: r.ID, Status: resp.StatusCode, ContentType: contentType,
-		Headers: map[string]string{}, BodyDigest: conversation.Digest(data), Redactions: n}
+		Headers: map[string]string{}, Redactions: n}
+	out.SetBody(data, twokey.MaxResponseBody)
+	// Every header recorded is redacted, like the body.
 	for _, h := range responseHeaders {
 		if enc != "" && (h == "Content-Encoding" || h == "Content-Length" || h == "Content-Type") {
 			continue
@@ -135,7 +139,6 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 		}
 	}
 	out.ContentType, _ = red.RedactString(out.ContentType)
-	out.Body, out.Truncated = textBody(data, twokey.MaxResponseBody)
 	e.finish(c, r, out, dur, "", "")
 }
 
@@ -165,19 +168,6 @@ type noRedactor struct{}
 
 func (noRedactor) Redact(b []byte) ([]byte, int)       { return b, 0 }
 func (noRedactor) RedactString(s string) (string, int) { return s, 0 }
-
-// textBody returns at most limit bytes of b as text, cut at a rune
-// boundary. A body that is not UTF-8 is shown with invalid bytes replaced.
-func textBody(b []byte, limit int) (string, bool) {
-	truncated := len(b) > limit
-	if truncated {
-		b = b[:limit]
-		for len(b) > 0 && !utf8.Valid(b[len(b)-min(len(b), 3):]) && !utf8.RuneStart(b[len(b)-1]) {
-			b = b[:len(b)-1]
-		}
-	}
-	return strings.ToValidUTF8(string(b), "\uFFFD"), truncated
-}
 
 // classify turns a transport error into a gate.failed reason.
 func classify(err error) string {
@@ -230,6 +220,11 @@ func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, du
 		done.Result = &gate.Result{Reason: reason, Detail: detail, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq}
 	}
 	ch.putRequest(done)
+	ev := Event{Kind: EventExecuted, Request: done, Duration: dur, Reason: reason}
+	if resp != nil {
+		ev.Status = resp.Status
+	}
+	e.record(ch, ev)
 	if err := e.commit(ch); err != nil {
 		// The request stays executing in the store; at the next start it
 		// becomes failed/interrupted and is never sent again.

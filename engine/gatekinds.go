@@ -336,6 +336,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	}
 	ch.putRequest(r)
 	ch.puts = append(ch.puts, store.Put{Bucket: store.ConvReqs, Key: reqIndexKey(c.st.ID, r.SubmittedSeq), Value: []byte(r.ID)})
+	e.record(ch, Event{Kind: EventSubmitted, Request: r})
 	if e.cfg.Observer != nil {
 		ch.after = append(ch.after, func() { e.cfg.Observer.Submitted(c.st.ID, r) })
 	}
@@ -415,6 +416,9 @@ func (e *Engine) vote(ch *change, m *conversation.Message) error {
 		r.Result = &gate.Result{Reason: gate.ReasonRejected, Seq: ch.st.Seq}
 	}
 	ch.putRequest(r)
+	if r.State == gate.StateRejected {
+		e.record(ch, Event{Kind: EventClosed, Request: r, State: gate.StateRejected, Reason: gate.ReasonRejected})
+	}
 	if e.cfg.Observer != nil {
 		obs := r.Clone()
 		ch.after = append(ch.after, func() {
@@ -460,6 +464,7 @@ func (e *Engine) closeIn(ch *change, r *gate.Request, state, reason string) erro
 	r.State = state
 	r.Result = &gate.Result{Reason: reason, Seq: ch.st.Seq}
 	ch.putRequest(r)
+	e.record(ch, Event{Kind: EventClosed, Request: r, State: state, Reason: reason})
 	if e.cfg.Observer != nil {
 		ch.after = append(ch.after, func() { e.cfg.Observer.Closed(ch.c.st.ID, r, state, reason) })
 	}

@@ -5,26 +5,39 @@
 // status, duration, approvers and the submitter (a signer's key id, or a
 // program's name and key prefix).
 //
-// It hears about requests as the engine's Observer. The engine calls the
-// observer under a conversation's lock, so Log never writes there: it
-// queues the entry and a writer commits queued entries in batches, through
-// the store's group commit. Queries flush the queue first, so they see
-// every entry observed before them. Entries older than the retention are
-// pruned in the background. The conversation's own log stays the record of
-// truth; this one is for operators (twokey logs, twokey usage).
+// Writing. Log is the engine's Recorder: for each event it returns the
+// entry and an add to the day's usage counters as store puts, and the
+// engine writes them in the commit that makes the event happen. An entry
+// is durable exactly when the record that causes it is: after a crash the
+// request log and the conversations agree. Every text field of an entry
+// is cut at MaxFieldBytes.
+//
+// Reading. Query reads one page, newest first, from the key range its time
+// bounds give, applying the other filters as it goes; it stops at the
+// page's limit (at most MaxLimit) or after examining ScanBudget entries,
+// and hands back a cursor for the next page. Its cost depends on the page,
+// never on the size of the log. Usage sums the per-day counters (counts,
+// and a histogram of upstream latency for the percentiles) and reads no
+// entry. Entries and counters older than the retention are pruned in the
+// background. The conversation's own log stays the record of truth; this
+// one is for operators (twokey logs, twokey usage).
 package reqlog
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/engine"
 	"github.com/twokey/twokey/gate"
@@ -39,6 +52,21 @@ const (
 	EventExpired   = "expired"
 	EventRejected  = "rejected"
 	EventCancelled = "cancelled"
+)
+
+// Limits of the log.
+const (
+	// MaxFieldBytes bounds every text field of an entry (the URL, the
+	// template, names, reasons): a longer one is cut, at a character
+	// boundary, and ends with a marker saying how much was cut.
+	MaxFieldBytes = 2 << 10
+	// DefaultLimit is a page's size when the query names none.
+	DefaultLimit = 100
+	// MaxLimit is the most entries one page holds.
+	MaxLimit = 1000
+	// ScanBudget is the most entries one page examines: a page whose
+	// filters match little ends early, with a cursor to go on from.
+	ScanBudget = 10000
 )
 
 // Entry is one line of the request log.
@@ -76,22 +104,26 @@ type Config struct {
 	Retention time.Duration // default 90 days
 }
 
-// Log is the durable request log. It implements engine.Observer.
+// Log is the durable request log. It is the engine's Recorder (and an
+// Observer that does nothing after the commit: the entries are already in
+// it).
 type Log struct {
-	cfg   Config
-	queue chan any // *Entry, or a chan struct{} to close once flushed
-	done  chan struct{}
-	wg    sync.WaitGroup
+	cfg Config
 
 	mu        sync.Mutex
 	closed    bool
 	stopPrune func() bool
 }
 
-var _ engine.Observer = (*Log)(nil)
+var (
+	_ engine.Observer = (*Log)(nil)
+	_ engine.Recorder = (*Log)(nil)
+)
 
-// New starts the log's writer and its pruner.
-func New(cfg Config) *Log {
+// New opens the log on its store and starts its pruner. A log written
+// before usage had counters gets them first, from its entries (once, a
+// chunk per commit, resumed after a crash).
+func New(cfg Config) (*Log, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -101,11 +133,12 @@ func New(cfg Config) *Log {
 	if cfg.Retention <= 0 {
 		cfg.Retention = 90 * 24 * time.Hour
 	}
-	l := &Log{cfg: cfg, queue: make(chan any, 4096), done: make(chan struct{})}
-	l.wg.Add(1)
-	go l.writer()
+	l := &Log{cfg: cfg}
+	if err := l.countOldEntries(); err != nil {
+		return nil, fmt.Errorf("request log: cannot add up the usage of its entries: %w", err)
+	}
 	l.schedulePrune(time.Minute)
-	return l
+	return l, nil
 }
 
 // PruneEvery is how often old entries are pruned.
@@ -127,109 +160,107 @@ func (l *Log) schedulePrune(after time.Duration) {
 	})
 }
 
-// Close writes what is queued and stops. Entries observed afterwards are
-// dropped (the engine is closed first).
+// Close stops the pruner. Nothing is queued: every entry was written with
+// its commit.
 func (l *Log) Close() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed {
-		l.mu.Unlock()
 		return
 	}
 	l.closed = true
 	if l.stopPrune != nil {
 		l.stopPrune()
 	}
-	l.mu.Unlock()
-	close(l.done)
-	l.wg.Wait()
 }
 
-func (l *Log) enqueue(v any) bool {
-	l.mu.Lock()
-	closed := l.closed
-	l.mu.Unlock()
-	if closed {
-		return false
-	}
-	select {
-	case l.queue <- v:
-		return true
-	case <-l.done:
-		return false
-	}
-}
+// Submitted does nothing: the entry was written by Puts.
+func (l *Log) Submitted(string, *gate.Request) {}
 
-// Flush returns once every entry observed before it is durable.
-func (l *Log) Flush() {
-	ch := make(chan struct{})
-	if !l.enqueue(ch) {
-		return
-	}
-	select {
-	case <-ch:
-	case <-l.done:
-	}
-}
+// Voted does nothing: votes are in the conversation's log.
+func (l *Log) Voted(string, *gate.Request, bool) {}
 
-func (l *Log) writer() {
-	defer l.wg.Done()
-	for {
-		var first any
-		select {
-		case first = <-l.queue:
-		case <-l.done:
-			for {
-				select {
-				case v := <-l.queue:
-					l.write([]any{v})
-				default:
-					return
-				}
-			}
-		}
-		batch := []any{first}
-	fill:
-		for len(batch) < 512 {
-			select {
-			case v := <-l.queue:
-				batch = append(batch, v)
-			default:
-				break fill
-			}
-		}
-		l.write(batch)
+// Closed does nothing: the entry was written by Puts.
+func (l *Log) Closed(string, *gate.Request, string, string) {}
+
+// Executed does nothing: the entry was written by Puts.
+func (l *Log) Executed(engine.Execution) {}
+
+var closedEvents = map[string]string{gate.StateExpired: EventExpired, gate.StateRejected: EventRejected,
+	gate.StateCancelled: EventCancelled, gate.StateFailed: EventFailed}
+
+// Puts returns the entry of ev and its add to the day's usage counters,
+// for the engine to write in the commit that makes ev happen.
+func (l *Log) Puts(ev engine.Event) []store.Put {
+	e := entryOf(ev)
+	if e == nil {
+		return nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil
+	}
+	return []store.Put{
+		{Bucket: store.ReqLog, Key: entryKey(e), Value: b},
+		{Bucket: store.Usage, Key: counterKey(e), Add: countsOf(e)},
 	}
 }
 
-func (l *Log) write(batch []any) {
-	var puts []store.Put
-	var waiters []chan struct{}
-	for _, v := range batch {
-		switch x := v.(type) {
-		case *Entry:
-			b, err := json.Marshal(x)
-			if err != nil {
-				continue
-			}
-			puts = append(puts, store.Put{Bucket: store.ReqLog, Key: entryKey(x), Value: b})
-		case chan struct{}:
-			waiters = append(waiters, x)
+// entryOf is the entry of ev, or nil for an event the log does not keep.
+func entryOf(ev engine.Event) *Entry {
+	r := ev.Request
+	if r == nil {
+		return nil
+	}
+	var event string
+	switch ev.Kind {
+	case engine.EventSubmitted:
+		event = EventSubmitted
+	case engine.EventClosed:
+		event = closedEvents[ev.State]
+	case engine.EventExecuted:
+		event = EventExecuted
+		if ev.Reason != "" {
+			event = EventFailed
 		}
 	}
-	if len(puts) > 0 {
-		if err := l.cfg.Store.Commit(&store.Write{Puts: puts}); err != nil {
-			l.cfg.Logger.Error("cannot write the request log", "entries", len(puts), "error", err.Error())
-		}
+	if event == "" {
+		return nil
 	}
-	for _, w := range waiters {
-		close(w)
+	e := &Entry{Time: ev.Time.UTC(), Event: event, Conversation: ev.Conversation, RequestID: r.ID,
+		Template: r.Payload.Template, Service: r.Payload.Service, Method: r.Payload.Method,
+		URL: MaskURL(r.Payload.URL), Submitter: r.Submitter, Program: r.Program, KeyPrefix: r.KeyPrefix, Reason: ev.Reason}
+	if ev.Kind == engine.EventExecuted {
+		e.Status = ev.Status
+		e.DurationMS = float64(ev.Duration.Microseconds()) / 1000
+		e.Approvers = slices.Clone(r.Approvals)
+	}
+	e.bound()
+	return e
+}
+
+// bound cuts every text field at MaxFieldBytes.
+func (e *Entry) bound() {
+	for _, s := range []*string{&e.Event, &e.Conversation, &e.RequestID, &e.Template, &e.Service, &e.Method,
+		&e.URL, &e.Submitter, &e.Program, &e.KeyPrefix, &e.Reason} {
+		*s = Cut(*s)
+	}
+	for i := range e.Approvers {
+		e.Approvers[i] = Cut(e.Approvers[i])
 	}
 }
 
-// entryKey orders entries by time: nanoseconds in fixed-width hex, then
-// the request and the event (so two events never share a key).
-func entryKey(e *Entry) string {
-	return fmt.Sprintf("%016x/%s/%s", uint64(e.Time.UnixNano()), e.RequestID, e.Event)
+// Cut returns s if it fits in MaxFieldBytes, else its first MaxFieldBytes
+// at most (cut at a character boundary) and a marker "[... N bytes cut]".
+func Cut(s string) string {
+	if len(s) <= MaxFieldBytes {
+		return s
+	}
+	n := MaxFieldBytes
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s[... %d bytes cut]", s[:n], len(s)-n)
 }
 
 // MaskURL replaces every query value with ***, keeping the names: a part
@@ -253,85 +284,68 @@ func MaskURL(raw string) string {
 	return base + "?" + strings.Join(parts, "&")
 }
 
-func (l *Log) entry(event, conv string, r *gate.Request) *Entry {
-	e := &Entry{Time: l.cfg.Clock.Now().UTC(), Event: event, Conversation: conv, RequestID: r.ID,
-		Template: r.Payload.Template, Service: r.Payload.Service, Method: r.Payload.Method,
-		URL: MaskURL(r.Payload.URL), Submitter: r.Submitter, Program: r.Program, KeyPrefix: r.KeyPrefix}
-	return e
+// Time bounds.
+
+// Epoch is the earliest instant the log can name: entry keys count
+// nanoseconds from it. A bound before it counts as it.
+var Epoch = time.Unix(0, 0).UTC()
+
+// lastKeyTime is the latest instant a key's nanoseconds can hold (2262);
+// a bound after it is past every entry.
+var lastKeyTime = time.Unix(0, math.MaxInt64).UTC()
+
+// MaxBound is the latest time bound a query may give.
+var MaxBound = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+
+// Bound checks a time given as a query bound: a time before Epoch counts
+// as Epoch, and one after year 9999 is refused (bad_payload).
+func Bound(name string, t time.Time) (time.Time, error) {
+	if t.After(MaxBound) {
+		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%s=%s is after year 9999; give a time up to 9999-12-31T23:59:59Z", name, t.UTC().Format(time.RFC3339))
+	}
+	if t.Before(Epoch) {
+		return Epoch, nil
+	}
+	return t.UTC(), nil
 }
 
-// Submitted logs a new request.
-func (l *Log) Submitted(conv string, r *gate.Request) {
-	l.enqueue(l.entry(EventSubmitted, conv, r))
+// timeKey is the fixed-width hex nanoseconds since Epoch that entry keys
+// start with, clamped to what the key can hold.
+func timeKey(t time.Time) string {
+	switch {
+	case t.Before(Epoch):
+		return fmt.Sprintf("%016x", 0)
+	case t.After(lastKeyTime):
+		return "ffffffffffffffff"
+	}
+	return fmt.Sprintf("%016x", uint64(t.UnixNano()))
 }
 
-// Voted is not logged: votes are in the conversation's log.
-func (l *Log) Voted(string, *gate.Request, bool) {}
-
-// Closed logs a request that ended without a call (or was interrupted).
-func (l *Log) Closed(conv string, r *gate.Request, state, reason string) {
-	event := map[string]string{gate.StateExpired: EventExpired, gate.StateRejected: EventRejected,
-		gate.StateCancelled: EventCancelled, gate.StateFailed: EventFailed}[state]
-	if event == "" {
-		return
-	}
-	e := l.entry(event, conv, r)
-	e.Reason = reason
-	l.enqueue(e)
+// entryKey orders entries by time: nanoseconds in fixed-width hex, then
+// the request and the event (so two events never share a key).
+func entryKey(e *Entry) string {
+	return timeKey(e.Time) + "/" + e.RequestID + "/" + e.Event
 }
 
-// Executed logs a finished upstream call.
-func (l *Log) Executed(ex engine.Execution) {
-	event := EventExecuted
-	if ex.Reason != "" {
-		event = EventFailed
-	}
-	e := l.entry(event, ex.Conversation, ex.Request)
-	if !ex.Time.IsZero() {
-		e.Time = ex.Time.UTC()
-	}
-	e.Status = ex.Status
-	e.DurationMS = float64(ex.Duration.Microseconds()) / 1000
-	e.Reason = ex.Reason
-	e.Approvers = slices.Clone(ex.Request.Approvals)
-	l.enqueue(e)
-}
-
-// Prune deletes entries older than the retention and says how many.
-func (l *Log) Prune() (int, error) {
-	cutoff := entryKey(&Entry{Time: l.cfg.Clock.Now().Add(-l.cfg.Retention)})
-	var old []store.Put
-	errStop := errors.New("stop")
-	err := l.cfg.Store.ForEach(store.ReqLog, func(k string, _ []byte) error {
-		if k >= cutoff {
-			return errStop
-		}
-		old = append(old, store.Put{Bucket: store.ReqLog, Key: k})
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return 0, err
-	}
-	total := len(old)
-	for len(old) > 0 {
-		n := min(len(old), 10000)
-		if err := l.cfg.Store.Commit(&store.Write{Puts: old[:n]}); err != nil {
-			return total - len(old), err
-		}
-		old = old[n:]
-	}
-	return total, nil
-}
+// Queries.
 
 // Filter selects entries.
 type Filter struct {
-	Since, Until time.Time // zero: unbounded
+	// Since and Until bound the time: Since is inclusive, Until exclusive;
+	// zero is unbounded (so a bound that was given must come through
+	// Bound, which never returns zero).
+	Since, Until time.Time
 	Service      string
 	Conversation string
 	Key          string   // a usage key: "program:NAME" or a key id
 	Program      string   // a program's name
 	Events       []string // empty: all
-	Limit        int      // newest first; 0: all
+	// Limit is the most entries of the page: 1 to MaxLimit, 0 for
+	// DefaultLimit. Usage ignores it.
+	Limit int
+	// Cursor is a page's Next: the page goes on from there. Usage
+	// ignores it.
+	Cursor string
 }
 
 func (f *Filter) match(e *Entry) bool {
@@ -354,36 +368,88 @@ func (f *Filter) match(e *Entry) bool {
 	return true
 }
 
-// Entries returns the matching entries, newest first.
-func (l *Log) Entries(f Filter) ([]Entry, error) {
-	l.Flush()
-	var from string
-	if !f.Since.IsZero() {
-		from = entryKey(&Entry{Time: f.Since})
+// Page is one page of a query.
+type Page struct {
+	Entries []Entry `json:"entries"`
+	// Next, when set, is the cursor of the next page: there may be more
+	// entries (a page stops at its limit, or after ScanBudget entries).
+	Next string `json:"next,omitempty"`
+}
+
+// Query returns one page of the entries f selects, newest first.
+func (l *Log) Query(f Filter) (Page, error) {
+	limit := f.Limit
+	if limit == 0 {
+		limit = DefaultLimit
 	}
-	var out []Entry
-	err := l.cfg.Store.ForEach(store.ReqLog, func(k string, v []byte) error {
-		if k < from {
-			return nil
+	if limit < 0 || limit > MaxLimit {
+		return Page{}, twokey.Errorf(twokey.EBadPayload, "limit %d: a page holds 1 to %d entries; follow its next cursor for more", f.Limit, MaxLimit)
+	}
+	var lo, hi string
+	if !f.Since.IsZero() {
+		lo = timeKey(f.Since)
+	}
+	if !f.Until.IsZero() {
+		hi = timeKey(f.Until)
+	}
+	if f.Cursor != "" {
+		k, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return Page{}, err
 		}
+		if hi == "" || k < hi {
+			hi = k
+		}
+	}
+	page := Page{Entries: []Entry{}}
+	if hi != "" && hi <= lo {
+		return page, nil
+	}
+	var last []byte
+	examined := 0
+	err := l.cfg.Store.Scan(store.ReqLog, lo, hi, true, func(k, v []byte) bool {
+		if len(page.Entries) == limit || examined == ScanBudget {
+			page.Next = base64.RawURLEncoding.EncodeToString(last)
+			return false
+		}
+		examined++
+		last = append(last[:0], k...)
 		var e Entry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return nil // a damaged entry is skipped, not fatal
+		if json.Unmarshal(v, &e) != nil {
+			return true // a damaged entry is skipped, not fatal
 		}
 		if f.match(&e) {
-			out = append(out, e)
+			page.Entries = append(page.Entries, e)
 		}
-		return nil
+		return true
 	})
 	if err != nil {
-		return nil, err
+		return Page{}, err
 	}
-	slices.Reverse(out)
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[:f.Limit]
-	}
-	return out, nil
+	return page, nil
 }
+
+// decodeCursor returns the key a cursor stands for.
+func decodeCursor(c string) (string, error) {
+	k, err := base64.RawURLEncoding.DecodeString(c)
+	bad := len(k) < 17 || k[16] != '/'
+	for i := 0; !bad && i < 16; i++ {
+		bad = !strings.ContainsRune("0123456789abcdef", rune(k[i]))
+	}
+	if err != nil || bad {
+		return "", twokey.Errorf(twokey.EBadPayload, "cursor %q is not one this server gave; use the next of the page before", clipText(c))
+	}
+	return string(k), nil
+}
+
+func clipText(s string) string {
+	if len(s) > 64 {
+		return s[:61] + "..."
+	}
+	return s
+}
+
+// Usage.
 
 // Usage is one row of usage: counts and upstream latency of a group.
 type Usage struct {
@@ -405,70 +471,328 @@ const (
 	ByDay     = "day"
 )
 
-// Usage adds up the entries f selects by key, service or day. Latency is
-// that of upstream calls (executed, and failed ones that reached the
-// network), in milliseconds.
+// The counters of a usage row (store.Put.Add), in this order, then the
+// latency histogram's buckets.
+const (
+	cSubmitted = iota
+	cExecuted
+	cFailed
+	cExpired
+	cRejected
+	cCancelled
+	cLatency // the first bucket of the latency histogram
+)
+
+var eventCounter = map[string]int{EventSubmitted: cSubmitted, EventExecuted: cExecuted, EventFailed: cFailed,
+	EventExpired: cExpired, EventRejected: cRejected, EventCancelled: cCancelled}
+
+// The latency histogram: bucket 0 holds calls under 0.1 ms, bucket i ≥ 1
+// those from 0.1 ms × 2^((i-1)/8) to 0.1 ms × 2^(i/8) (each 9% wider than
+// the one before), the last one everything from 28 minutes on. A
+// percentile is the geometric middle of its bucket: within 4.5% of the
+// true value.
+const (
+	latPerDoubling = 8
+	latBuckets     = latPerDoubling*24 + 2
+	latFloorMS     = 0.1
+)
+
+func latBucket(ms float64) int {
+	if ms < latFloorMS {
+		return 0
+	}
+	i := int(math.Floor(latPerDoubling*math.Log2(ms/latFloorMS))) + 1
+	return min(max(i, 1), latBuckets-1)
+}
+
+func latValue(i int) float64 {
+	if i == 0 {
+		return latFloorMS / 2
+	}
+	v := latFloorMS * math.Exp2((float64(i-1)+0.5)/latPerDoubling)
+	return math.Round(v*100) / 100
+}
+
+// dayOf names t's UTC day.
+func dayOf(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+// counterKey is the usage row of e: its day, conversation, service and
+// usage key, NUL-separated.
+func counterKey(e *Entry) string {
+	return dayOf(e.Time) + "\x00" + e.Conversation + "\x00" + e.Service + "\x00" + e.Key()
+}
+
+// countsOf is what e adds to its usage row.
+func countsOf(e *Entry) []uint64 {
+	i, ok := eventCounter[e.Event]
+	if !ok {
+		return []uint64{}
+	}
+	if (e.Event == EventExecuted || e.Event == EventFailed) && e.DurationMS > 0 {
+		add := make([]uint64, cLatency+latBucket(e.DurationMS)+1)
+		add[i] = 1
+		add[len(add)-1] = 1
+		return add
+	}
+	add := make([]uint64, i+1)
+	add[i] = 1
+	return add
+}
+
+// Days returns the UTC days Usage counts for f's time bounds, first and
+// last ("" where unbounded; last before first when none): usage is kept
+// per day, so a bound counts the whole day it falls in.
+func Days(f Filter) (first, last string) {
+	if !f.Since.IsZero() {
+		first = dayOf(maxTime(f.Since, Epoch))
+	}
+	if !f.Until.IsZero() {
+		if !f.Until.After(Epoch) {
+			return first, "1969-12-31"
+		}
+		last = dayOf(f.Until.Add(-time.Nanosecond))
+	}
+	return first, last
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Usage adds up the usage counters f selects by key, service or day.
+// Latency is that of upstream calls (executed, and failed ones that
+// reached the network), in milliseconds, from the counters' histogram. The
+// time bounds count whole UTC days (Days).
 func (l *Log) Usage(by string, f Filter) ([]Usage, error) {
 	if by != ByKey && by != ByService && by != ByDay {
-		return nil, fmt.Errorf("group by key, service or day, not %q", by)
+		return nil, twokey.Errorf(twokey.EBadPayload, "group by key, service or day, not %q", clipText(by))
 	}
-	f.Limit = 0
-	entries, err := l.Entries(f)
+	first, last := Days(f)
+	out := []Usage{}
+	if (first != "" && last != "" && last < first) || (!f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until)) {
+		return out, nil // an empty range
+	}
+	lo, hi := first, ""
+	if last != "" {
+		hi = last + "\x01" // after every row of the last day
+	}
+	type acc struct {
+		counts []uint64
+	}
+	rows := map[string]*acc{}
+	var scanErr error
+	err := l.cfg.Store.Scan(store.Usage, lo, hi, false, func(k, v []byte) bool {
+		parts := bytes.Split(k, []byte{0})
+		if len(parts) != 4 {
+			return true
+		}
+		day, conv, svc, key := string(parts[0]), string(parts[1]), string(parts[2]), string(parts[3])
+		switch {
+		case f.Service != "" && svc != f.Service,
+			f.Conversation != "" && conv != f.Conversation,
+			f.Key != "" && key != f.Key,
+			f.Program != "" && key != "program:"+f.Program:
+			return true
+		}
+		counts, err := store.Counters(v)
+		if err != nil {
+			scanErr = fmt.Errorf("usage row %q: %w", k, err)
+			return false
+		}
+		g := key
+		switch by {
+		case ByService:
+			g = svc
+		case ByDay:
+			g = day
+		}
+		a := rows[g]
+		if a == nil {
+			a = &acc{}
+			rows[g] = a
+		}
+		if len(a.counts) < len(counts) {
+			a.counts = append(a.counts, make([]uint64, len(counts)-len(a.counts))...)
+		}
+		for i, n := range counts {
+			a.counts[i] += n
+		}
+		return true
+	})
+	if err == nil {
+		err = scanErr
+	}
 	if err != nil {
 		return nil, err
 	}
-	rows := map[string]*Usage{}
-	lat := map[string][]float64{}
-	for i := range entries {
-		e := &entries[i]
-		var g string
-		switch by {
-		case ByKey:
-			g = e.Key()
-		case ByService:
-			g = e.Service
-		case ByDay:
-			g = e.Time.UTC().Format("2006-01-02")
+	shown := func(event string) bool { return len(f.Events) == 0 || slices.Contains(f.Events, event) }
+	for g, a := range rows {
+		c := append(a.counts, make([]uint64, max(0, cLatency-len(a.counts)))...)
+		u := Usage{Group: g}
+		for event, i := range eventCounter {
+			if !shown(event) {
+				continue
+			}
+			n := int(c[i])
+			switch i {
+			case cSubmitted:
+				u.Submitted = n
+			case cExecuted:
+				u.Executed = n
+			case cFailed:
+				u.Failed = n
+			case cExpired:
+				u.Expired = n
+			case cRejected:
+				u.Rejected = n
+			case cCancelled:
+				u.Cancelled = n
+			}
 		}
-		u := rows[g]
-		if u == nil {
-			u = &Usage{Group: g}
-			rows[g] = u
+		if shown(EventExecuted) || shown(EventFailed) {
+			hist := c[cLatency:]
+			u.P50MS, u.P95MS = percentile(hist, 50), percentile(hist, 95)
 		}
-		switch e.Event {
-		case EventSubmitted:
-			u.Submitted++
-		case EventExecuted:
-			u.Executed++
-		case EventFailed:
-			u.Failed++
-		case EventExpired:
-			u.Expired++
-		case EventRejected:
-			u.Rejected++
-		case EventCancelled:
-			u.Cancelled++
+		if u != (Usage{Group: g}) {
+			out = append(out, u)
 		}
-		if (e.Event == EventExecuted || e.Event == EventFailed) && e.DurationMS > 0 {
-			lat[g] = append(lat[g], e.DurationMS)
-		}
-	}
-	out := make([]Usage, 0, len(rows))
-	for _, u := range rows {
-		l := lat[u.Group]
-		sort.Float64s(l)
-		u.P50MS, u.P95MS = percentile(l, 50), percentile(l, 95)
-		out = append(out, *u)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
 	return out, nil
 }
 
-// percentile is the nearest-rank percentile of sorted values (0 if none).
-func percentile(sorted []float64, p int) float64 {
-	if len(sorted) == 0 {
+// percentile is the nearest-rank percentile of a latency histogram: the
+// middle of the bucket the rank falls in (0 if empty).
+func percentile(hist []uint64, p int) float64 {
+	var n uint64
+	for _, c := range hist {
+		n += c
+	}
+	if n == 0 {
 		return 0
 	}
-	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
-	return sorted[max(rank, 1)-1]
+	rank := max((uint64(p)*n+99)/100, 1) // ceil(p/100 * n)
+	var cum uint64
+	for i, c := range hist {
+		if cum += c; cum >= rank {
+			return latValue(i)
+		}
+	}
+	return latValue(len(hist) - 1)
+}
+
+// Retention.
+
+// pruneBatch is how many keys one prune commit deletes.
+const pruneBatch = 10000
+
+// Prune deletes entries older than the retention, and the usage counters
+// of the days wholly before it, and says how many entries went.
+func (l *Log) Prune() (int, error) {
+	cutoff := l.cfg.Clock.Now().Add(-l.cfg.Retention)
+	n, err := l.deleteBelow(store.ReqLog, timeKey(cutoff))
+	if err != nil {
+		return n, err
+	}
+	_, err = l.deleteBelow(store.Usage, dayOf(cutoff))
+	return n, err
+}
+
+// deleteBelow deletes the keys of bucket before hi, a batch per commit.
+func (l *Log) deleteBelow(bucket, hi string) (int, error) {
+	total := 0
+	for {
+		var old []store.Put
+		err := l.cfg.Store.Scan(bucket, "", hi, false, func(k, _ []byte) bool {
+			old = append(old, store.Put{Bucket: bucket, Key: string(k)})
+			return len(old) < pruneBatch
+		})
+		if err != nil || len(old) == 0 {
+			return total, err
+		}
+		if err := l.cfg.Store.Commit(&store.Write{Puts: old}); err != nil {
+			return total, err
+		}
+		total += len(old)
+		if len(old) < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// metaCounted is the Meta key that says how far the entries of a log
+// written before the usage counters have been counted: "done", or the last
+// entry key counted.
+const metaCounted = "reqlog_counted"
+
+// countChunk is how many old entries one commit counts.
+const countChunk = 5000
+
+// countOldEntries adds up, into the usage counters, the entries written
+// before there were counters. Each chunk's counters commit with the mark of
+// how far it got, so a crash resumes without counting an entry twice.
+func (l *Log) countOldEntries() error {
+	mark, err := l.cfg.Store.Get(store.Meta, metaCounted)
+	if err != nil || string(mark) == "done" {
+		return err
+	}
+	from := ""
+	if mark != nil {
+		from = string(mark) + "\x00" // the first key after it
+	}
+	total := 0
+	for {
+		adds := map[string][]uint64{}
+		var lastKey string
+		n := 0
+		err := l.cfg.Store.Scan(store.ReqLog, from, "", false, func(k, v []byte) bool {
+			if n == countChunk {
+				return false
+			}
+			n++
+			lastKey = string(k)
+			var e Entry
+			if json.Unmarshal(v, &e) != nil {
+				return true
+			}
+			e.bound()
+			ck, add := counterKey(&e), countsOf(&e)
+			row := adds[ck]
+			if len(row) < len(add) {
+				row = append(row, make([]uint64, len(add)-len(row))...)
+			}
+			for i, x := range add {
+				row[i] += x
+			}
+			adds[ck] = row
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		puts := make([]store.Put, 0, len(adds)+1)
+		for k, add := range adds {
+			puts = append(puts, store.Put{Bucket: store.Usage, Key: k, Add: add})
+		}
+		done := n < countChunk
+		next := []byte(lastKey)
+		if done {
+			next = []byte("done")
+		}
+		puts = append(puts, store.Put{Bucket: store.Meta, Key: metaCounted, Value: next})
+		if err := l.cfg.Store.Commit(&store.Write{Puts: puts}); err != nil {
+			return err
+		}
+		total += n
+		if done {
+			if total > 0 {
+				l.cfg.Logger.Info("request log: usage counters added up from existing entries", "entries", total)
+			}
+			return nil
+		}
+		from = lastKey + "\x00"
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twokey/twokey/engine"
 	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/store"
 )
 
 // Metrics is the server's Prometheus metrics, in a registry of its own
@@ -157,8 +158,11 @@ func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// multiObserver tells several observers.
+// multiObserver tells several observers, and is the Recorder of those
+// that are.
 type multiObserver []engine.Observer
+
+var _ engine.Recorder = multiObserver(nil)
 
 func (o multiObserver) Executed(ex engine.Execution) {
 	for _, x := range o {
@@ -182,4 +186,15 @@ func (o multiObserver) Submitted(conv string, r *gate.Request) {
 	for _, x := range o {
 		x.Submitted(conv, r)
 	}
+}
+
+// Puts gathers what the observers that are Recorders write in a commit.
+func (o multiObserver) Puts(ev engine.Event) []store.Put {
+	var puts []store.Put
+	for _, x := range o {
+		if r, ok := x.(engine.Recorder); ok {
+			puts = append(puts, r.Puts(ev)...)
+		}
+	}
+	return puts
 }

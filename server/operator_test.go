@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/catalog"
@@ -207,7 +208,6 @@ func TestProgramRequestNeedsSigners(t *testing.T) {
 	if r := call(t, "GET", g.srv.URL()+"/v1/programs/requests/"+other, nil, bearerHdr(key)); r.status != 404 {
 		t.Fatalf("another's request: %d %s", r.status, r.body)
 	}
-	g.srv.RequestLog().Flush()
 	checkNoKey(t, g.srv, key)
 }
 
@@ -982,16 +982,33 @@ func TestLogRetentionOption(t *testing.T) {
 	clk := newFakeClock()
 	g := newGateOn(t, clk, 2, 2, withMgmt(), func(o *server.Options) { o.LogRetention = 2 * time.Hour })
 	old := g.submit(t, 0, "/get", 24*time.Hour)
-	g.srv.RequestLog().Flush()
 	clk.Advance(90 * time.Minute) // the prunes at 1m and 61m keep it
 	recent := g.submit(t, 0, "/get", 24*time.Hour)
-	g.srv.RequestLog().Flush()
 	clk.Advance(61 * time.Minute) // the prune at 121m cuts at 1m: the first goes
-	entries, err := g.srv.RequestLog().Entries(reqlog.Filter{})
+	page, err := g.srv.RequestLog().Query(reqlog.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].RequestID != recent || entries[0].RequestID == old {
+	if entries := page.Entries; len(entries) != 1 || entries[0].RequestID != recent || entries[0].RequestID == old {
 		t.Fatalf("entries after pruning with a 2h retention: %+v", entries)
+	}
+}
+
+// TestProxyReturnsBinaryBodiesAsBytes: a body that is not UTF-8 is base64
+// in the conversation's record, and the program gets its bytes back.
+func TestProxyReturnsBinaryBodiesAsBytes(t *testing.T) {
+	g := newGate(t, 2, 1, withMgmt())
+	key, _ := g.program(t, "bin", nil)
+	go g.approveNextPending(t, 1)
+	r := call(t, "GET", g.srv.URL()+"/v1/proxy/ops/httpbin/bytes/512?seed=7", nil, bearerHdr(key))
+	if r.status != 200 || len(r.body) != 512 || r.header.Get("Content-Length") != "512" {
+		t.Fatalf("binary body through the proxy: %d, %d bytes, Content-Length %s", r.status, len(r.body), r.header.Get("Content-Length"))
+	}
+	if utf8.Valid(r.body) {
+		t.Fatal("the test's body is valid UTF-8; pick another seed")
+	}
+	ups := g.up.Requests()
+	if got := ups[len(ups)-1]; got.Path != "/httpbin/bytes/512" {
+		t.Fatalf("upstream got %s", got.Path)
 	}
 }

@@ -6,6 +6,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -34,7 +35,9 @@ const (
 	Proposals = "proposals"
 	Programs  = "programs"
 	ReqLog    = "reqlog"
-	Usage     = "usage"
+	// Usage holds the request log's per-day counters (reqlog): one row of
+	// counters (see Put.Add) per day, conversation, service and submitter.
+	Usage = "usage"
 	// ConvReqs indexes requests by conversation and submission seq:
 	// key CONV/%016x(seq), value the request id.
 	ConvReqs = "convreqs"
@@ -74,10 +77,18 @@ type Store struct {
 }
 
 // Put is one key written (or deleted, when Value is nil) in a bucket.
+//
+// When Add is set the Put adds to counters instead, inside the write
+// transaction: the value at Key is a row of counters (uvarints, see
+// Counters; an absent key is a row of zeros), and Add[i] is added to the
+// i-th, the row growing as needed. Value is then ignored. Because the add
+// reads and writes in the transaction that commits it, writes committing
+// concurrently never lose each other's counts.
 type Put struct {
 	Bucket string
 	Key    string
 	Value  []byte
+	Add    []uint64
 }
 
 // Write is one atomic change: records appended to a conversation's log, its
@@ -292,7 +303,9 @@ func (s *Store) apply(tx *bolt.Tx, w *Write) error {
 			return fmt.Errorf("store: no bucket %q", p.Bucket)
 		}
 		var err error
-		if p.Value == nil {
+		if p.Add != nil {
+			err = addCounters(b, []byte(p.Key), p.Add)
+		} else if p.Value == nil {
 			err = b.Delete([]byte(p.Key))
 		} else {
 			err = b.Put([]byte(p.Key), p.Value)
@@ -302,6 +315,39 @@ func (s *Store) apply(tx *bolt.Tx, w *Write) error {
 		}
 	}
 	return nil
+}
+
+// addCounters adds add to the row of counters at key.
+func addCounters(b *bolt.Bucket, key []byte, add []uint64) error {
+	row, err := Counters(b.Get(key))
+	if err != nil {
+		return fmt.Errorf("store: counters %q: %w", key, err)
+	}
+	if len(row) < len(add) {
+		row = append(row, make([]uint64, len(add)-len(row))...)
+	}
+	for i, n := range add {
+		row[i] += n
+	}
+	out := make([]byte, 0, len(row)+8)
+	for _, n := range row {
+		out = binary.AppendUvarint(out, n)
+	}
+	return b.Put(key, out)
+}
+
+// Counters decodes a row of counters written by Put.Add (nil: none).
+func Counters(v []byte) ([]uint64, error) {
+	var row []uint64
+	for len(v) > 0 {
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
+			return nil, errors.New("malformed counters")
+		}
+		row = append(row, n)
+		v = v[k:]
+	}
+	return row, nil
 }
 
 func seqKey(seq uint64) []byte {
@@ -402,6 +448,43 @@ func (s *Store) ForEach(bucket string, fn func(k string, v []byte) error) error 
 // Put writes one key durably (through the committer).
 func (s *Store) Put(bucket, key string, value []byte) error {
 	return s.Commit(&Write{Puts: []Put{{Bucket: bucket, Key: key, Value: value}}})
+}
+
+// Scan calls fn with the keys and values of bucket in [from, to) (to ""
+// has no upper bound), in key order, or last key first when reverse, until
+// fn returns false. k and v are bbolt's own memory, valid only during fn:
+// copy what you keep. fn must not call the store.
+func (s *Store) Scan(bucket, from, to string, reverse bool, fn func(k, v []byte) bool) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return fmt.Errorf("store: no bucket %q", bucket)
+		}
+		c := b.Cursor()
+		lo, hi := []byte(from), []byte(to)
+		if !reverse {
+			for k, v := c.Seek(lo); k != nil && (to == "" || bytes.Compare(k, hi) < 0); k, v = c.Next() {
+				if !fn(k, v) {
+					return nil
+				}
+			}
+			return nil
+		}
+		var k, v []byte
+		if to == "" {
+			k, v = c.Last()
+		} else if k, v = c.Seek(hi); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.Compare(k, lo) >= 0; k, v = c.Prev() {
+			if !fn(k, v) {
+				return nil
+			}
+		}
+		return nil
+	})
 }
 
 // Reverse calls fn with copies of the keys and values of bucket that start

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
+	"github.com/twokey/twokey/server"
 )
 
 // ack is a message the server acknowledged (answered 201): it must be in
@@ -124,6 +128,10 @@ func TestCrashRounds(t *testing.T) {
 	deadline := time.Now().Add(budget)
 	w := &crashWorld{t: t, dir: t.TempDir(), up: testutil.NewUpstream(t), kept: map[string][]audit.Checkpoint{}}
 	w.alice, w.bob, w.carol = testutil.Identity(t, "alice"), testutil.Identity(t, "bob"), testutil.Identity(t, "carol")
+	// The management API is on, for the request log's check.
+	if err := os.WriteFile(filepath.Join(w.dir, "twokey.yaml"), []byte("management: {key: "+crashMgmtKey+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	p := startProc(t, w.dir, w.up)
 	w.setup(t, p.url)
 	rng := rand.New(rand.NewPCG(seed, 7))
@@ -152,7 +160,7 @@ func TestCrashRounds(t *testing.T) {
 	p.kill()
 	// A last start in process, whose stop checks the bbolt file's
 	// consistency page by page.
-	srv := testutil.StartServer(t, w.up, testutil.WithDataDir(w.dir))
+	srv := testutil.StartServer(t, w.up, testutil.WithDataDir(w.dir), func(o *server.Options) { o.Management.Key = crashMgmtKey })
 	w.final = true
 	w.verify(t, srv.URL(), rounds+1)
 	srv.Stop(t)
@@ -296,6 +304,8 @@ func (w *crashWorld) verify(t *testing.T, url string, round int) {
 		}
 	}
 	inLog := map[string]string{} // request id -> how it ended
+	events := map[string]bool{}  // "request id event": what the request log must hold
+	logBefore := w.requestLog(t, url, round)
 	for _, conv := range []string{w.duo, w.solo} {
 		x, err := audit.Fetch(ctx, c, conv)
 		if err != nil {
@@ -327,6 +337,9 @@ func (w *crashWorld) verify(t *testing.T, url string, round int) {
 				Reason    string `json:"reason"`
 			}
 			_ = json.Unmarshal(r.Body, &p)
+			if ev, ok := logEvents[r.Kind]; ok {
+				events[p.RequestID+" "+ev] = true
+			}
 			switch r.Kind {
 			case conversation.KindGateRequest:
 				if _, ok := inLog[p.RequestID]; !ok {
@@ -351,6 +364,7 @@ func (w *crashWorld) verify(t *testing.T, url string, round int) {
 		w.stats.acked = len(w.acks)
 		w.mu.Unlock()
 	}
+	checkRequestLog(t, round, logBefore, w.requestLog(t, url, round), events)
 	for path := range received {
 		rid, ok := strings.CutPrefix(path, "/httpbin/anything/")
 		if !ok {
@@ -368,6 +382,79 @@ func (w *crashWorld) verify(t *testing.T, url string, round int) {
 		if n := received["/httpbin/anything/"+rid] + received["/httpbin/anything/"+rid+"/slow"]; end == "executed" && n != 1 {
 			t.Fatalf("round %d: request %s is executed in the log but the upstream got it %d times", round, rid, n)
 		}
+	}
+}
+
+const crashMgmtKey = "crash-test-management-key-0c4f"
+
+// logEvents is the request log's event for each record kind that makes
+// one.
+var logEvents = map[string]string{
+	conversation.KindGateRequest: "submitted", conversation.KindGateExecuted: "executed", conversation.KindGateFailed: "failed",
+	conversation.KindGateExpired: "expired", conversation.KindGateRejected: "rejected", conversation.KindGateCancelled: "cancelled",
+}
+
+// requestLog reads the whole request log, a page at a time: how many
+// entries each "request id event" has.
+func (w *crashWorld) requestLog(t *testing.T, base string, round int) map[string]int {
+	got := map[string]int{}
+	q := url.Values{"limit": {"1000"}}
+	for {
+		req, err := http.NewRequestWithContext(testutil.Ctx(t), "GET", base+"/v0/management/logs?"+q.Encode(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Management-Key", crashMgmtKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("round %d: request log: %v", round, err)
+		}
+		var page struct {
+			Entries []struct {
+				RequestID string `json:"request_id"`
+				Event     string `json:"event"`
+			} `json:"entries"`
+			Next string `json:"next"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil {
+			t.Fatalf("round %d: request log answered %d (%v)", round, resp.StatusCode, err)
+		}
+		for _, e := range page.Entries {
+			got[e.RequestID+" "+e.Event]++
+		}
+		if page.Next == "" {
+			return got
+		}
+		q.Set("cursor", page.Next)
+	}
+}
+
+// checkRequestLog checks that the request log and the conversations
+// agree: every request submitted and every one closed in a conversation's
+// log has its entry, and the request log has no entry more (none twice,
+// none for what the conversations do not hold). The entries are written
+// in the commits of the records, so a kill can lose neither without the
+// other. The server keeps working while it is read (requests expire), so
+// the log is read before the conversations (before) and after (after):
+// what was in the log before must be in the conversations, and what is in
+// the conversations must be in the log after.
+func checkRequestLog(t *testing.T, round int, before, after map[string]int, want map[string]bool) {
+	var missing, extra []string
+	for k, n := range before {
+		if n != 1 || !want[k] {
+			extra = append(extra, fmt.Sprintf("%s (%d)", k, n))
+		}
+	}
+	for k := range want {
+		if after[k] != 1 {
+			missing = append(missing, fmt.Sprintf("%s (%d)", k, after[k]))
+		}
+	}
+	if len(missing) > 0 || len(extra) > 0 {
+		t.Fatalf("round %d: the request log and the conversations disagree after a crash: %d of %d entries missing or twice %q, %d extra or twice %q",
+			round, len(missing), len(want), missing[:min(5, len(missing))], len(extra), extra[:min(5, len(extra))])
 	}
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"text/tabwriter"
@@ -13,16 +15,16 @@ import (
 )
 
 type logsOptions struct {
-	service, since, conversation, key, program, event string
-	limit                                             int
-	asJSON                                            bool
+	service, since, until, conversation, key, program, event string
+	limit                                                    int
+	all, asJSON                                              bool
 }
 
 func newLogsCmd(f *factory) *cobra.Command {
 	o := &logsOptions{}
 	var mkey string
 	cmd := &cobra.Command{
-		Use:   "logs [--service S] [--since 24h] [--json]",
+		Use:   "logs [--service S] [--since 24h] [--limit N | --all] [--json]",
 		Short: "The server's request log: every request submitted and how it ended",
 		Long: `Print the server's durable request log, newest first: each request
 submitted and each outcome (executed, failed, expired, rejected, cancelled)
@@ -31,76 +33,154 @@ masked), status, duration, approvers and submitter (a signer's key, or a
 program's name and key prefix). Entries are kept for request_logs.retention
 (default 90 days).
 
+The server answers a page at a time (at most 1000 entries); --limit says
+how many entries to show (100 by default), --all pages through every one.
+--since and --until take a duration back from now (24h, 7d) or an RFC 3339
+time; a time before 1970 counts as 1970.
+
 This reads the management API: it needs TWOKEY_MANAGEMENT_KEY.`,
 		Example: "  twokey logs --since 24h\n" +
-			"  twokey logs --service httpbin --event executed,failed --json",
+			"  twokey logs --service httpbin --event executed,failed --json\n" +
+			"  twokey logs --all --since 30d --json > log.json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.all && cmd.Flags().Changed("limit") {
+				return usagef("--all shows every entry; leave out --limit")
+			}
+			if !o.all && (o.limit < 1 || o.limit > reqlog.MaxLimit) {
+				return usagef("--limit %d: give 1 to %d, or --all to page through every entry", o.limit, reqlog.MaxLimit)
+			}
 			m, err := f.mgmt(mkey)
 			if err != nil {
 				return err
 			}
 			q := url.Values{}
-			for k, v := range map[string]string{"service": o.service, "since": o.since, "conversation": o.conversation,
+			for k, v := range map[string]string{"service": o.service, "since": o.since, "until": o.until, "conversation": o.conversation,
 				"key": o.key, "program": o.program, "event": o.event} {
 				if v != "" {
 					q.Set(k, v)
 				}
 			}
-			q.Set("limit", fmt.Sprint(o.limit))
-			var out struct {
-				Entries []reqlog.Entry `json:"entries"`
-			}
-			if err := m.do(cmd.Context(), "GET", "/v0/management/logs?"+q.Encode(), nil, &out); err != nil {
-				return err
-			}
-			if o.asJSON {
-				return writeJSONOut(f, out.Entries)
-			}
-			if len(out.Entries) == 0 {
-				fmt.Fprintln(f.io.Out, "no entries")
-				return nil
-			}
-			tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tEVENT\tREQUEST\tTEMPLATE\tCALL\tSTATUS\tMS\tBY\tAPPROVERS")
-			for _, e := range out.Entries {
-				status := "-"
-				if e.Status != 0 {
-					status = fmt.Sprint(e.Status)
+			out := newLogsOut(f, o.asJSON)
+			shown := 0
+			for {
+				// A page may hold fewer entries than asked (a server stops
+				// a page after a bounded scan): ask again from its cursor.
+				n := reqlog.MaxLimit
+				if !o.all {
+					n = o.limit - shown
 				}
-				if e.Reason != "" {
-					status = e.Reason
+				q.Set("limit", fmt.Sprint(n))
+				var page reqlog.Page
+				if err := m.do(cmd.Context(), "GET", "/v0/management/logs?"+q.Encode(), nil, &page); err != nil {
+					return err
 				}
-				ms := "-"
-				if e.DurationMS > 0 {
-					ms = fmt.Sprintf("%.1f", e.DurationMS)
+				if err := out.add(page.Entries); err != nil {
+					return err
 				}
-				by := conversation.ShortKey(e.Submitter)
-				if e.Program != "" {
-					by = "program:" + e.Program
-					if e.KeyPrefix != "" {
-						by += " (" + e.KeyPrefix + "...)"
-					}
+				shown += len(page.Entries)
+				if page.Next == "" || (!o.all && shown >= o.limit) {
+					break
 				}
-				approvers := make([]string, len(e.Approvers))
-				for i, a := range e.Approvers {
-					approvers[i] = conversation.ShortKey(a)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05"), e.Event,
-					shortID(e.RequestID), orDefault(e.Template, "-"), e.Method, e.URL, status, ms, by, orDefault(strings.Join(approvers, ","), "-"))
+				q.Set("cursor", page.Next)
 			}
-			return tw.Flush()
+			return out.close()
 		},
 	}
 	addMgmtFlag(cmd, &mkey)
 	fl := cmd.Flags()
 	fl.StringVar(&o.service, "service", "", "only this service")
 	fl.StringVar(&o.since, "since", "", "only entries this recent (24h, 7d) or since an RFC 3339 time")
+	fl.StringVar(&o.until, "until", "", "only entries before this: a duration back from now (24h) or an RFC 3339 time")
 	fl.StringVar(&o.conversation, "conversation", "", "only this conversation (name or id)")
 	fl.StringVar(&o.key, "key", "", "only requests by this submitter: a key id, or program:NAME")
 	fl.StringVar(&o.program, "program", "", "only this program's requests")
 	fl.StringVar(&o.event, "event", "", "only these events, comma-separated: submitted, executed, failed, expired, rejected, cancelled")
-	fl.IntVar(&o.limit, "limit", 100, "at most this many entries")
+	fl.IntVar(&o.limit, "limit", 100, fmt.Sprintf("at most this many entries (1 to %d)", reqlog.MaxLimit))
+	fl.BoolVar(&o.all, "all", false, "every entry that matches, a page at a time")
 	fl.BoolVar(&o.asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// logsOut prints entries as they arrive, a page at a time: a JSON array,
+// or a table flushed after each page.
+type logsOut struct {
+	w      io.Writer
+	asJSON bool
+	tw     *tabwriter.Writer
+	n      int
+}
+
+func newLogsOut(f *factory, asJSON bool) *logsOut {
+	if asJSON {
+		return &logsOut{w: f.rawOut, asJSON: true}
+	}
+	return &logsOut{w: f.io.Out, tw: tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)}
+}
+
+func (o *logsOut) add(entries []reqlog.Entry) error {
+	for _, e := range entries {
+		if o.asJSON {
+			b, err := json.MarshalIndent(e, "  ", "  ")
+			if err != nil {
+				return err
+			}
+			sep := ",\n  "
+			if o.n == 0 {
+				sep = "[\n  "
+			}
+			if _, err := fmt.Fprintf(o.w, "%s%s", sep, b); err != nil {
+				return err
+			}
+			o.n++
+			continue
+		}
+		if o.n == 0 {
+			fmt.Fprintln(o.tw, "TIME\tEVENT\tREQUEST\tTEMPLATE\tCALL\tSTATUS\tMS\tBY\tAPPROVERS")
+		}
+		o.n++
+		status := "-"
+		if e.Status != 0 {
+			status = fmt.Sprint(e.Status)
+		}
+		if e.Reason != "" {
+			status = e.Reason
+		}
+		ms := "-"
+		if e.DurationMS > 0 {
+			ms = fmt.Sprintf("%.1f", e.DurationMS)
+		}
+		by := conversation.ShortKey(e.Submitter)
+		if e.Program != "" {
+			by = "program:" + e.Program
+			if e.KeyPrefix != "" {
+				by += " (" + e.KeyPrefix + "...)"
+			}
+		}
+		approvers := make([]string, len(e.Approvers))
+		for i, a := range e.Approvers {
+			approvers[i] = conversation.ShortKey(a)
+		}
+		fmt.Fprintf(o.tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05"), e.Event,
+			shortID(e.RequestID), orDefault(e.Template, "-"), e.Method, e.URL, status, ms, by, orDefault(strings.Join(approvers, ","), "-"))
+	}
+	if o.tw != nil {
+		return o.tw.Flush()
+	}
+	return nil
+}
+
+func (o *logsOut) close() error {
+	switch {
+	case o.asJSON && o.n == 0:
+		_, err := fmt.Fprintln(o.w, "[]")
+		return err
+	case o.asJSON:
+		_, err := fmt.Fprintln(o.w, "\n]")
+		return err
+	case o.n == 0:
+		_, err := fmt.Fprintln(o.w, "no entries")
+		return err
+	}
+	return nil
 }
