@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -397,6 +398,37 @@ func (o *operator) programVote(w http.ResponseWriter, r *http.Request) {
 
 // Proxy mode.
 
+// proxyPrefix is where proxy mode's paths start.
+const proxyPrefix = "/v1/proxy/"
+
+// refuseDotSegments answers host_mismatch, before the router sees the
+// request, when a proxy path holds a dot segment: "." or "..", also
+// percent-encoded ("%2e%2E") or behind an encoded slash ("a%2F.."). The
+// router would clean such a path and redirect the client (307) to
+// another path, so that ".../hackernews/../httpbin/..." became a call to
+// httpbin after a redirect the client followed. A path counts as the
+// proxy's when it starts with /v1/proxy/ as sent or once cleaned.
+func refuseDotSegments(w http.ResponseWriter, r *http.Request, log *slog.Logger) bool {
+	if !strings.HasPrefix(r.URL.Path, proxyPrefix) && !strings.HasPrefix(path.Clean(r.URL.Path)+"/", proxyPrefix) {
+		return false
+	}
+	for _, seg := range strings.Split(r.URL.EscapedPath(), "/") {
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			dec = seg
+		}
+		for _, part := range strings.Split(dec, "/") {
+			if part == "." || part == ".." {
+				writeError(w, log, twokey.Errorf(twokey.EHostMismatch,
+					"the path %q holds a dot segment (%q); proxy paths are taken as sent, never cleaned or redirected: name the service and its path without . or .. (/v1/proxy/CONV/SERVICE/PATH)",
+					clipURL(r.URL.EscapedPath()), seg))
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // hopHeaders are never forwarded: they belong to one connection, carry
 // the client's own credentials, or are the gateway's to set.
 var hopHeaders = map[string]bool{
@@ -454,6 +486,9 @@ func preferWait(h http.Header, def, max time.Duration) (time.Duration, bool) {
 // once the signers have approved it within the wait, else 202 with the
 // request's Location.
 func (o *operator) proxy(w http.ResponseWriter, r *http.Request) {
+	if o.tooLongTarget(w, r) {
+		return
+	}
 	prog, key, ok := o.program(w, r)
 	if !ok {
 		return
@@ -575,10 +610,17 @@ func (o *operator) proxyAnswer(w http.ResponseWriter, r *http.Request, prog *pro
 		if resp.Redactions > 0 {
 			h.Set("X-Twokey-Redactions", strconv.Itoa(resp.Redactions))
 		}
-		h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+		// A body that is not UTF-8 is base64 in the record; the program
+		// gets its bytes back.
+		body, err := resp.BodyBytes()
+		if err != nil {
+			fail(http.StatusBadGateway, "request_failed", "the call was made but its response record cannot be read; see the conversation")
+			return
+		}
+		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(resp.Status)
 		if r.Method != http.MethodHead {
-			io.WriteString(w, resp.Body)
+			w.Write(body)
 		}
 	case gate.StateFailed:
 		fail(http.StatusBadGateway, "request_failed", "the approved call failed: "+reason)
