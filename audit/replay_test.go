@@ -137,6 +137,15 @@ func (b *builder) executed(id string, approvers ...int) {
 		"headers": map[string]string{}, "body": body, "truncated": false, "body_digest": conversation.Digest([]byte(body)), "redactions": 0})
 }
 
+// lowerMTo1 applies proposal id (M to 1) with every signer's approval.
+func (b *builder) lowerMTo1(id string) {
+	raw := b.add(0, conversation.KindMemberPropose, map[string]any{"proposal_id": id, "required_approvals": 1})
+	b.add(1, conversation.KindMemberApprove, map[string]any{"proposal_id": id, "proposal_digest": conversation.Digest(raw)})
+	b.add(2, conversation.KindMemberApprove, map[string]any{"proposal_id": id, "proposal_digest": conversation.Digest(raw)})
+	b.add(-1, conversation.KindMemberChanged, map[string]any{"proposal_id": id, "signers": []string{b.key(0), b.key(1), b.key(2)},
+		"members": []conversation.Member{{Key: b.key(0)}, {Key: b.key(1), Name: "b"}, {Key: b.key(2), Name: "c"}}, "required_approvals": 1, "rules": []gate.Rule{}})
+}
+
 // again appends record i's envelope once more, as a server that accepted
 // a replayed envelope would.
 func (b *builder) again(i int) {
@@ -315,20 +324,12 @@ func TestReplayCatchesWhatTheGatewayMustNeverDo(t *testing.T) {
 		}, audit.CheckOnce},
 		{"an applied membership change replayed", func(b *builder) {
 			b.gated(2, nil)
-			raw := b.add(0, conversation.KindMemberPropose, map[string]any{"proposal_id": r2, "required_approvals": 1})
-			b.add(1, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
-			b.add(2, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
-			b.add(-1, conversation.KindMemberChanged, map[string]any{"proposal_id": r2, "signers": []string{b.key(0), b.key(1), b.key(2)},
-				"members": []conversation.Member{{Key: b.key(0)}, {Key: b.key(1), Name: "b"}, {Key: b.key(2), Name: "c"}}, "required_approvals": 1, "rules": []gate.Rule{}})
+			b.lowerMTo1(r2)
 			b.again(len(b.recs) - 4)
 		}, audit.CheckOnce},
 		{"a proposal id used again after it applied", func(b *builder) {
 			b.gated(2, nil)
-			raw := b.add(0, conversation.KindMemberPropose, map[string]any{"proposal_id": r2, "required_approvals": 1})
-			b.add(1, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
-			b.add(2, conversation.KindMemberApprove, map[string]any{"proposal_id": r2, "proposal_digest": conversation.Digest(raw)})
-			b.add(-1, conversation.KindMemberChanged, map[string]any{"proposal_id": r2, "signers": []string{b.key(0), b.key(1), b.key(2)},
-				"members": []conversation.Member{{Key: b.key(0)}, {Key: b.key(1), Name: "b"}, {Key: b.key(2), Name: "c"}}, "required_approvals": 1, "rules": []gate.Rule{}})
+			b.lowerMTo1(r2)
 			b.add(1, conversation.KindMemberPropose, map[string]any{"proposal_id": r2, "required_approvals": 3})
 		}, audit.CheckOnce},
 		{"a revoked secret stored again", func(b *builder) {
