@@ -38,6 +38,7 @@ type Config struct {
 	Metrics          Metrics           `yaml:"metrics"`
 	Proxy            Proxy             `yaml:"proxy"`
 	Programs         Programs          `yaml:"programs"`
+	Limits           Limits            `yaml:"limits"`
 
 	src map[string]string // dotted path -> where its value came from
 }
@@ -82,6 +83,15 @@ type Programs struct {
 	RequestTTL Duration `yaml:"request_ttl" help:"how long a program's request waits for approvals unless it says otherwise"`
 }
 
+// Limits bound what one client can hold open (docs/operations.md, Limits).
+type Limits struct {
+	WebSocketsPerToken    int      `yaml:"websockets_per_token" help:"WebSockets one session token may hold open; more are answered 429"`
+	WebSocketsPerMember   int      `yaml:"websockets_per_member" help:"WebSockets one key may hold open over all its sessions; more are answered 429"`
+	MaxConnections        int      `yaml:"max_connections" help:"connections the server holds at once, WebSockets included; more are answered 503; 0 derives it from the file descriptor limit (80% less 32)"`
+	ConnectionsPerAddress int      `yaml:"connections_per_address" help:"connections one IP address may hold at once, but for authenticated WebSockets; more are answered 429; 0 turns the cap off"`
+	BodyTimeout           Duration `yaml:"body_timeout" help:"how long the server waits for a request's body once its headers are in"`
+}
+
 // Default returns the built-in defaults.
 func Default() *Config {
 	return &Config{
@@ -95,7 +105,9 @@ func Default() *Config {
 		Metrics:          Metrics{Enabled: true},
 		Proxy:            Proxy{DefaultWait: Duration(30 * time.Second), MaxWait: Duration(300 * time.Second)},
 		Programs:         Programs{RequestTTL: Duration(time.Hour)},
-		src:              map[string]string{},
+		Limits: Limits{WebSocketsPerToken: 8, WebSocketsPerMember: 32, ConnectionsPerAddress: 128,
+			BodyTimeout: Duration(10 * time.Second)},
+		src: map[string]string{},
 	}
 }
 
@@ -202,6 +214,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Programs.RequestTTL < Duration(time.Minute) || c.Programs.RequestTTL > Duration(7*24*time.Hour) {
 		bad("programs.request_ttl", "must be between 1m and 7d")
+	}
+	if c.Limits.WebSocketsPerToken < 1 {
+		bad("limits.websockets_per_token", "must be at least 1")
+	}
+	if c.Limits.WebSocketsPerMember < c.Limits.WebSocketsPerToken {
+		bad("limits.websockets_per_member", "must be at least limits.websockets_per_token (%d)", c.Limits.WebSocketsPerToken)
+	}
+	if c.Limits.MaxConnections < 0 {
+		bad("limits.max_connections", "must be 0 (derived from the file descriptor limit) or a number of connections")
+	}
+	if c.Limits.ConnectionsPerAddress < 0 {
+		bad("limits.connections_per_address", "must be 0 (no cap) or a number of connections")
+	}
+	if c.Limits.BodyTimeout < Duration(100*time.Millisecond) || c.Limits.BodyTimeout > Duration(10*time.Minute) {
+		bad("limits.body_timeout", "must be between 100ms and 10m")
 	}
 	if len(errs) > 0 {
 		return &Error{Problems: errs}

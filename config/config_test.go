@@ -133,6 +133,12 @@ func TestErrorsNameTheSource(t *testing.T) {
 		{name: "flow mapping, wrong type", file: "management: {max_failures: lots, ban_for: 1m}\n", want: []string{":1: management.max_failures: cannot unmarshal"}},
 		{name: "flow mapping, unknown field", file: "tls: {mdoe: x, mode: off}\n", want: []string{":1: field \"mdoe\" is not known in tls; the fields are: mode, addr"}},
 		{name: "trusted proxy", env: map[string]string{"TWOKEY_MANAGEMENT_TRUSTED_PROXIES": "10.0.0.0/8,not-an-ip"}, want: []string{"env TWOKEY_MANAGEMENT_TRUSTED_PROXIES: management.trusted_proxies: \"not-an-ip\""}},
+		{name: "limits", file: "limits:\n  websockets_per_token: 0\n  max_connections: -1\n  body_timeout: 1h\n",
+			flags: []string{"--limits-connections-per-address", "-5"},
+			want: []string{":2: limits.websockets_per_token: must be at least 1", ":3: limits.max_connections: must be 0",
+				":4: limits.body_timeout: must be between 100ms and 10m", "flag --limits-connections-per-address: limits.connections_per_address: must be 0"}},
+		{name: "limits per member under per token", env: map[string]string{"TWOKEY_LIMITS_WEBSOCKETS_PER_MEMBER": "4"},
+			want: []string{"env TWOKEY_LIMITS_WEBSOCKETS_PER_MEMBER: limits.websockets_per_member: must be at least limits.websockets_per_token (8)"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/engine"
@@ -54,6 +56,9 @@ func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if refuseDotSegments(w, r, a.log) { // before the mux cleans and redirects
+		return
+	}
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -94,15 +99,29 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	writeJSON(w, twokey.HTTPStatus(code), b)
 }
 
-// readBody reads a request body of at most the envelope limit.
+// readBody reads a request body of at most the envelope limit, within the
+// body timeout (limits.body_timeout): a client that sends its body slowly
+// is cut then, whatever its pace, so that it cannot hold a connection and
+// a goroutine for as long as it trickles.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	timeout := bodyTimeout(r)
+	rc := http.NewResponseController(w)
+	// Not supported (a recorder in a unit test): read without a deadline.
+	deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, twokey.MaxEnvelopeBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, twokey.Errorf(twokey.ETooLarge, "body is over %d bytes, the envelope limit", twokey.MaxEnvelopeBytes)
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w.Header().Set("Connection", "close")
+			return nil, twokey.Errorf(twokey.EBadEnvelope, "the body did not arrive within %s (limits.body_timeout); send the whole envelope at once", timeout)
+		}
 		return nil, twokey.Errorf(twokey.EBadEnvelope, "cannot read the body: %v", err)
+	}
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{}) // the rest of the request has no read to bound
 	}
 	return body, nil
 }

@@ -69,8 +69,8 @@ type fixture struct {
 	messagesURL string
 }
 
-func newFixture(t *testing.T) *fixture {
-	f := &fixture{srv: testutil.StartServer(t, nil)}
+func newFixture(t *testing.T, opts ...testutil.Option) *fixture {
+	f := &fixture{srv: testutil.StartServer(t, nil, opts...)}
 	f.alice, f.bob, f.eve = testutil.Identity(t, "alice"), testutil.Identity(t, "bob"), testutil.Identity(t, "eve")
 	f.ca = testutil.Client(f.srv.URL(), f.alice, nil)
 	f.cb = testutil.Client(f.srv.URL(), f.bob, nil)
@@ -362,7 +362,8 @@ func TestRestartKeepsEverything(t *testing.T) {
 var errDone = fmt.Errorf("done")
 
 func TestFanOut50Subscribers1000Messages(t *testing.T) {
-	f := newFixture(t)
+	// 25 sockets on each of two tokens: over the default cap of 8 a token.
+	f := newFixture(t, func(o *server.Options) { o.Limits.WebSocketsPerToken, o.Limits.WebSocketsPerMember = 25, 25 })
 	// 1,000 durable posts can take a while on a loaded CI machine under the
 	// race detector: the budget is generous, and a failed post ends the
 	// subscribers at once rather than leaving them waiting.

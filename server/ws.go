@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,13 +42,21 @@ type wsHub struct {
 
 	frames frameCache
 
-	mu    sync.Mutex
-	conns map[*wsConn]struct{}
-	shut  bool
+	// The caps on sockets per session token and per key (Limits); < 0
+	// is no cap.
+	perToken, perMember int
+
+	mu       sync.Mutex
+	conns    map[*wsConn]struct{}
+	byToken  map[[32]byte]int // sockets open per token, by its SHA-256
+	byMember map[string]int   // sockets open per key id
+	shut     bool
 }
 
 func newWSHub(eng *engine.Engine, log *slog.Logger) *wsHub {
 	return &wsHub{eng: eng, log: log, conns: map[*wsConn]struct{}{}, frames: newFrameCache(wsFrameCacheBytes),
+		perToken: DefaultWebSocketsPerToken, perMember: DefaultWebSocketsPerMember,
+		byToken: map[[32]byte]int{}, byMember: map[string]int{},
 		upgrader: websocket.Upgrader{
 			ReadBufferSize: 1024, WriteBufferSize: 1024, WriteBufferPool: &sync.Pool{},
 			// Tokens, not cookies, authenticate: a cross-origin page has no token.
@@ -82,6 +91,7 @@ type wsConn struct {
 	hub  *wsHub
 	ws   *websocket.Conn
 	key  string
+	tok  [32]byte // the SHA-256 of its token, for the per-token cap
 	wake chan struct{}
 	ctrl chan *serverFrame // pointers: a full queue of 64 costs 512 bytes, not 5 KiB
 	done chan struct{}
@@ -108,27 +118,42 @@ func (h *wsHub) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, h.log, err)
 		return
 	}
+	th := sha256.Sum256([]byte(tok))
 	h.mu.Lock()
 	if h.shut {
 		h.mu.Unlock()
 		writeError(w, h.log, twokey.Errorf(twokey.EUnavailable, "the server is shutting down"))
 		return
 	}
+	// The socket's place under its token's and key's caps is taken before
+	// the upgrade and given back when it closes.
+	if err := h.reserve(th, key); err != nil {
+		h.mu.Unlock()
+		h.log.Debug("websocket refused", engine.AttrCode, twokey.ErrorCode(err), engine.AttrError, err.Error())
+		writeError(w, h.log, err)
+		return
+	}
 	h.mu.Unlock()
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.mu.Lock()
+		h.unreserve(th, key)
+		h.mu.Unlock()
 		return // the upgrader has answered
 	}
-	c := &wsConn{hub: h, ws: ws, key: key, wake: make(chan struct{}, 1), ctrl: make(chan *serverFrame, 64),
+	c := &wsConn{hub: h, ws: ws, key: key, tok: th, wake: make(chan struct{}, 1), ctrl: make(chan *serverFrame, 64),
 		done: make(chan struct{}), subs: map[string]*wsSub{}}
 	h.mu.Lock()
 	if h.shut {
+		h.unreserve(th, key)
 		h.mu.Unlock()
 		ws.Close()
 		return
 	}
 	h.conns[c] = struct{}{}
 	h.mu.Unlock()
+	// Authenticated: the connection leaves its address's count.
+	releaseAddress(ws.NetConn())
 	// The socket lives as long as its token, on the engine's clock: then it
 	// closes with CloseTokenExpired, and the client reconnects with a new
 	// session.
@@ -143,6 +168,30 @@ func (h *wsHub) serve(w http.ResponseWriter, r *http.Request) {
 	// net/http lets go of the request's buffers and state (about 13 KiB)
 	// for the life of an idle socket.
 	go c.readLoop()
+}
+
+// reserve counts a socket of token th and key in, or refuses it with
+// rate_limited when either is at its cap. h.mu is held.
+func (h *wsHub) reserve(th [32]byte, key string) error {
+	if h.perToken > 0 && h.byToken[th] >= h.perToken {
+		return twokey.Errorf(twokey.ERateLimited, "this session token already has %d WebSockets open, the most one token may have (limits.websockets_per_token); close one, or subscribe to several conversations on one socket", h.perToken)
+	}
+	if h.perMember > 0 && h.byMember[key] >= h.perMember {
+		return twokey.Errorf(twokey.ERateLimited, "key %s already has %d WebSockets open, the most one key may have over all its sessions (limits.websockets_per_member); close some of them", key, h.perMember)
+	}
+	h.byToken[th]++
+	h.byMember[key]++
+	return nil
+}
+
+// unreserve gives back what reserve took. h.mu is held.
+func (h *wsHub) unreserve(th [32]byte, key string) {
+	if h.byToken[th]--; h.byToken[th] <= 0 {
+		delete(h.byToken, th)
+	}
+	if h.byMember[key]--; h.byMember[key] <= 0 {
+		delete(h.byMember, key)
+	}
 }
 
 func (h *wsHub) count() int {
@@ -180,6 +229,7 @@ func (c *wsConn) closeWith(code int, text string) {
 		c.mu.Unlock()
 		c.hub.mu.Lock()
 		delete(c.hub.conns, c)
+		c.hub.unreserve(c.tok, c.key)
 		c.hub.mu.Unlock()
 	})
 }

@@ -87,7 +87,10 @@ func startEnv(dir string, up *upstream, pool []*conversation.Identity) (*env, er
 	var err error
 	pprof.Do(context.Background(), pprof.Labels("side", "server"), func(context.Context) {
 		e.d, err = server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: dir, Logger: logger, Out: io.Discard,
-			ServiceOverrides: []string{"fun=" + up.url}, LockTimeout: 5 * time.Second, UpstreamTimeout: 10 * time.Second})
+			ServiceOverrides: []string{"fun=" + up.url}, LockTimeout: 5 * time.Second, UpstreamTimeout: 10 * time.Second,
+			// The load comes from a few identities on one address, by
+			// design; only the file descriptor cap stays.
+			Limits: server.Limits{WebSocketsPerToken: -1, WebSocketsPerMember: -1, ConnectionsPerAddress: -1}})
 	})
 	if err != nil {
 		return nil, err
