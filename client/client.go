@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,9 +41,11 @@ type Client struct {
 	gw      *api.Gateway
 }
 
-// New returns a client for the server at base acting as id.
+// New returns a client for the server at base acting as id, with Go's
+// default trust. It does not check base; Open does (the CLI and the TUI
+// use Open). Redirects are treated as transport.go says either way.
 func New(base string, id *conversation.Identity) *Client {
-	return &Client{Base: strings.TrimSuffix(base, "/"), HTTP: &http.Client{Timeout: 60 * time.Second}, ID: id,
+	return &Client{Base: strings.TrimSuffix(base, "/"), HTTP: newHTTPClient(base, nil), ID: id,
 		Now: func() time.Time { return time.Now().UTC() }}
 }
 
@@ -73,6 +76,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, auth 
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
+		if ce := AsRefusal(err); ce != nil {
+			return ce // a redirect refused or a bad setting: its words, as they are
+		}
 		return &twokey.Error{Code: twokey.EUnavailable, Message: fmt.Sprintf("cannot reach the twokey server at %s: %v (is 'twokey serve' running? choose another with --server or TWOKEY_SERVER)", c.Base, unwrapURLErr(err)), Err: err}
 	}
 	defer resp.Body.Close()
@@ -96,6 +102,21 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, auth 
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
 		}
+	}
+	return nil
+}
+
+// AsRefusal returns the *RedirectError or *SettingError in err's chain, or
+// nil: what the client refused to do, which callers show as it is rather
+// than as a server that cannot be reached.
+func AsRefusal(err error) error {
+	var re *RedirectError
+	if errors.As(err, &re) {
+		return re
+	}
+	var se *SettingError
+	if errors.As(err, &se) {
+		return se
 	}
 	return nil
 }

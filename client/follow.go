@@ -76,9 +76,18 @@ func (c *Client) Dial(ctx context.Context) (*websocket.Conn, error) {
 	}
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/ws"
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	if t, ok := c.HTTP.Transport.(*http.Transport); ok && t != nil {
-		d.TLSClientConfig = t.TLSClientConfig
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: tlsConfigOf(c.HTTP.Transport)}
+	if g, ok := c.HTTP.Transport.(*guard); ok && u.Scheme == "ws" {
+		// The handshake carries the token: ask the plain port first, as
+		// every request with a credential does.
+		hu := *u
+		hu.Scheme = "http"
+		if err := g.check(ctx, &hu, hu.Host); err != nil {
+			if ce := AsRefusal(err); ce != nil {
+				return nil, ce
+			}
+			return nil, &twokey.Error{Code: twokey.EUnavailable, Message: fmt.Sprintf("cannot reach the twokey server at %s: %v", c.Base, err), Err: err}
+		}
 	}
 	ws, resp, err := d.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + tok}})
 	if err != nil {

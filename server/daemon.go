@@ -63,6 +63,8 @@ type Options struct {
 	// Effective is the running configuration with secrets masked, shown by
 	// GET /v0/management/config.
 	Effective map[string]any
+	// Limits bound what one client can hold open (limits.go).
+	Limits Limits
 }
 
 // Daemon is a running server: it owns the store, the engine and the
@@ -84,6 +86,7 @@ type Daemon struct {
 	https       *http.Server // nil when TLS is off
 	tlsURL      string
 	fingerprint string
+	limits      *connLimiter // counts and caps the connections of both listeners
 }
 
 // Meta keys in the store.
@@ -124,6 +127,9 @@ func Start(opts Options) (d *Daemon, err error) {
 	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", opts.DataDir, err)
+	}
+	if err := checkDataDir(opts.DataDir); err != nil {
+		return nil, err
 	}
 	cat, err := loadCatalog(opts)
 	if err != nil {
@@ -179,13 +185,20 @@ func Start(opts Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Its blocks and failure counts survive a restart.
+	if err := mgmt.restore(banStore{st}); err != nil {
+		return nil, err
+	}
 	loaded, err := loadPrograms(st)
 	if err != nil {
 		return nil, err
 	}
 	d.progs = programs.New(loaded, programStore{st}, opts.Clock.Now)
 	d.metrics = NewMetrics(func() int { return d.api.WebSockets() })
-	rlog := reqlog.New(reqlog.Config{Store: st, Clock: opts.Clock, Logger: opts.Logger, Retention: opts.LogRetention})
+	rlog, err := reqlog.New(reqlog.Config{Store: st, Clock: opts.Clock, Logger: opts.Logger, Retention: opts.LogRetention})
+	if err != nil {
+		return nil, err
+	}
 	d.reqlog = rlog
 	defer func() {
 		if err != nil {
@@ -212,22 +225,27 @@ func Start(opts Options) (d *Daemon, err error) {
 			return nil, err
 		}
 	}
+	// Both listeners count their connections in one limiter, below TLS.
+	opts.Limits, d.limits = newConnLimiter(opts.Limits, opts.Logger)
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another server using that port? choose one with --addr)", opts.Addr, err)
 	}
+	ln = d.limits.listen(ln, true)
 	var tlsLn net.Listener
 	if tlsCfg != nil {
 		if opts.TLS.Addr == "" {
 			opts.TLS.Addr = "127.0.0.1:8443"
 		}
-		if tlsLn, err = tls.Listen("tcp", opts.TLS.Addr, tlsCfg.config); err != nil {
+		if tlsLn, err = net.Listen("tcp", opts.TLS.Addr); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("listen for HTTPS on %s: %w (choose another with tls.addr or --tls-addr)", opts.TLS.Addr, err)
 		}
+		tlsLn = tls.NewListener(d.limits.listen(tlsLn, false), tlsCfg.config)
 	}
 	d.opts, d.engine, d.ln, d.url = opts, eng, ln, "http://"+ln.Addr().String()
 	d.api = NewAPI(eng, opts.Logger)
+	d.api.setLimits(opts.Limits)
 	d.op = newOperator(d, mgmt)
 	d.op.routes(d.api)
 	if !opts.DisableMetrics {
@@ -240,22 +258,34 @@ func Start(opts Options) (d *Daemon, err error) {
 		_, port, _ := net.SplitHostPort(tlsLn.Addr().String())
 		plain = redirectToTLS(port)
 	}
-	d.http = &http.Server{Handler: plain, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
+	d.http = &http.Server{Handler: plain, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog,
+		BaseContext: baseContext(opts.Limits.BodyTimeout)}
 	go func() { d.served <- d.http.Serve(ln) }()
-	fmt.Fprintf(opts.Out, "listening on %s\n", d.url)
+	// The lines name the URLs a client should use: with tls.force, only
+	// the https ones (a client sending a credential to the plain port
+	// would send it in clear text before the redirect).
+	forced := tlsLn != nil && opts.TLS.Force
+	if !forced {
+		fmt.Fprintf(opts.Out, "listening on %s\n", d.url)
+	}
 	if tlsLn != nil {
 		d.tlsURL, d.fingerprint = "https://"+tlsLn.Addr().String(), tlsCfg.fingerprint
-		d.https = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
+		d.https = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog,
+			BaseContext: baseContext(opts.Limits.BodyTimeout)}
 		go func() { d.served <- d.https.Serve(tlsLn) }()
 		fmt.Fprintf(opts.Out, "%s\n", tlsCfg.note)
 		fmt.Fprintf(opts.Out, "tls certificate %s (clients pin it with --pin %s)\n", d.fingerprint, d.fingerprint)
 		fmt.Fprintf(opts.Out, "listening on %s\n", d.tlsURL)
-		if opts.TLS.Force {
-			fmt.Fprintf(opts.Out, "plain HTTP on %s redirects to HTTPS (tls.force)\n", d.url)
+		if forced {
+			fmt.Fprintf(opts.Out, "plain HTTP on %s only redirects to HTTPS (tls.force): give clients %s\n", ln.Addr(), d.tlsURL)
 		}
 	}
 	if mgmt.enabled() {
-		fmt.Fprintf(opts.Out, "management API at %s/v0/management/ (loopback only: %v)\n", d.url, !opts.Management.AllowRemote)
+		mgmtURL := d.url
+		if d.tlsURL != "" {
+			mgmtURL = d.tlsURL // the key is a header: name the URL that encrypts it
+		}
+		fmt.Fprintf(opts.Out, "management API at %s/v0/management/ (loopback only: %v)\n", mgmtURL, !opts.Management.AllowRemote)
 		switch {
 		case opts.Management.AllowRemote && tlsLn == nil:
 			opts.Logger.Warn("management.allow_remote is on but TLS is off: remote clients send the management key in clear text; set tls.mode generate or files, and tls.force")

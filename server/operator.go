@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -519,14 +517,10 @@ func (o *operator) proxy(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
 		target += "?" + r.URL.RawQuery
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, twokey.MaxEnvelopeBytes))
+	// Bounded in size and in time like every body (limits.body_timeout).
+	body, err := readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, o.log, twokey.Errorf(twokey.ETooLarge, "the body is over %d bytes; a proxied call is recorded in the conversation and must fit in it", twokey.MaxEnvelopeBytes))
-		} else {
-			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "cannot read the body: %v", err))
-		}
+		writeError(w, o.log, err)
 		return
 	}
 	if len(body) > 0 && !json.Valid(body) {

@@ -10,11 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/server"
 )
 
@@ -36,13 +36,15 @@ func (f *factory) mgmt(flagKey string) (*mgmtClient, error) {
 	if key == "" {
 		return nil, usagef("the management API needs its key: set TWOKEY_MANAGEMENT_KEY (or --management-key)")
 	}
-	hc := &http.Client{Timeout: 60 * time.Second}
-	tr, err := f.transport()
+	// The client package's HTTP client: its rules on TLS, plain http:// and
+	// redirects hold here as for every other command.
+	o, err := f.clientOptions()
 	if err != nil {
 		return nil, err
 	}
-	if tr != nil {
-		hc.Transport = tr
+	hc, err := client.HTTPClient(f.serverURL(), o)
+	if err != nil {
+		return nil, err
 	}
 	return &mgmtClient{base: strings.TrimSuffix(f.serverURL(), "/"), key: key, http: hc}, nil
 }
@@ -67,6 +69,9 @@ func (m *mgmtClient) do(ctx context.Context, method, path string, in, out any) e
 	}
 	resp, err := m.http.Do(req)
 	if err != nil {
+		if ce := client.AsRefusal(err); ce != nil {
+			return ce // a redirect not followed: its words, as they are
+		}
 		hint := "is 'twokey serve' running? choose another with --server or TWOKEY_SERVER"
 		if strings.Contains(err.Error(), "x509:") {
 			hint = "a server with a self-signed certificate needs --ca-cert FILE or --pin sha256:..., as 'twokey serve' printed"

@@ -2,11 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -43,6 +39,9 @@ type factory struct {
 	ctx      context.Context
 	caCert   string // --ca-cert: trust this CA (or self-signed) certificate for HTTPS
 	pin      string // --pin: trust exactly the certificate with this sha256: fingerprint
+	// --insecure-http: allow plain http:// to a host that is not loopback
+	insecureHTTP bool
+	warned       bool // the --insecure-http warning was printed
 }
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -84,99 +83,67 @@ func (f *factory) loadIdentity() (*conversation.Identity, error) {
 
 // client returns a client acting as the selected identity.
 func (f *factory) client() (*client.Client, error) {
-	id, err := f.loadIdentity()
+	o, err := f.clientOptions()
 	if err != nil {
 		return nil, err
 	}
-	c := client.New(f.serverURL(), id)
-	tr, err := f.transport()
+	c, err := client.Open(f.serverURL(), nil, o) // the URL is checked first
 	if err != nil {
 		return nil, err
 	}
-	if tr != nil {
-		c.HTTP.Transport = tr
+	if c.ID, err = f.loadIdentity(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-// anonClient returns a client with no identity (for public endpoints).
+// anonClient returns a client with no identity (for public endpoints). A
+// setting the client refuses fails its first call, before any dialing.
 func (f *factory) anonClient() *client.Client {
-	c := client.New(f.serverURL(), nil)
-	if tr, err := f.transport(); err != nil {
+	o, err := f.clientOptions()
+	var c *client.Client
+	if err == nil {
+		c, err = client.Open(f.serverURL(), nil, o)
+	}
+	if err != nil {
+		c = client.New(f.serverURL(), nil)
 		c.HTTP.Transport = errTransport{err}
-	} else if tr != nil {
-		c.HTTP.Transport = tr
 	}
 	return c
 }
 
-// transport returns the HTTP transport for --ca-cert and --pin (env
-// TWOKEY_CA_CERT, TWOKEY_PIN), or nil for Go's default. With --ca-cert the
-// server's certificate must chain to that file's certificates (a
-// self-signed one may be its own CA); with --pin the leaf certificate's
-// SHA-256 must equal the pin, checked on every connection, resumed ones
-// included; with both, both hold.
-func (f *factory) transport() (*http.Transport, error) {
-	ca, pin := f.caCert, f.pin
-	if ca == "" {
-		ca = f.getenv("TWOKEY_CA_CERT")
+// clientOptions are the flags --ca-cert, --pin and --insecure-http (env
+// TWOKEY_CA_CERT, TWOKEY_PIN, TWOKEY_INSECURE_HTTP); the client package
+// applies them (client/transport.go), the same for every command.
+func (f *factory) clientOptions() (client.Options, error) {
+	o := client.Options{CACert: f.caCert, Pin: f.pin, InsecureHTTP: f.insecureHTTP, Warn: f.warnOnce}
+	if o.CACert == "" {
+		o.CACert = f.getenv("TWOKEY_CA_CERT")
 	}
-	if pin == "" {
-		pin = f.getenv("TWOKEY_PIN")
+	if o.Pin == "" {
+		o.Pin = f.getenv("TWOKEY_PIN")
 	}
-	if ca == "" && pin == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if ca != "" {
-		pemBytes, err := os.ReadFile(ca)
+	if v := f.getenv("TWOKEY_INSECURE_HTTP"); v != "" && !o.InsecureHTTP {
+		on, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, usagef("--ca-cert: %v", err)
+			return o, usagef("TWOKEY_INSECURE_HTTP=%q: give 1 (or true) to allow plain http:// to another host, or leave it unset", v)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, usagef("--ca-cert %s holds no PEM certificate", ca)
-		}
-		cfg.RootCAs = pool
+		o.InsecureHTTP = on
 	}
-	if pin != "" {
-		want, err := parsePin(pin)
-		if err != nil {
-			return nil, err
-		}
-		// The pin replaces the CA check unless --ca-cert asks for both.
-		cfg.InsecureSkipVerify = ca == ""
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the server sent no certificate")
-			}
-			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if subtle.ConstantTimeCompare(got[:], want) != 1 {
-				return fmt.Errorf("the server's certificate sha256:%x does not match --pin; it may not be your server", got)
-			}
-			return nil
-		}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = cfg
-	return tr, nil
+	return o, nil
 }
 
-// parsePin reads sha256:HEX (colons between bytes allowed, as openssl
-// prints them).
-func parsePin(s string) ([]byte, error) {
-	h, ok := strings.CutPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:")
-	if !ok {
-		h, ok = strings.CutPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256/")
+// warnOnce prints a warning of the client's on standard error, once per
+// run however many clients a command makes.
+func (f *factory) warnOnce(msg string) {
+	if f.warned {
+		return
 	}
-	b, err := hex.DecodeString(strings.ReplaceAll(h, ":", ""))
-	if !ok || err != nil || len(b) != sha256.Size {
-		return nil, usagef("--pin %q: give sha256: and the 64 hex digits 'twokey serve' printed", s)
-	}
-	return b, nil
+	f.warned = true
+	fmt.Fprintf(f.io.Err, "twokey: %s\n", msg)
 }
 
-// errTransport fails every request with err (a bad --ca-cert or --pin).
+// errTransport fails every request with err (a setting the client refused).
 type errTransport struct{ err error }
 
 func (t errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, t.err }
@@ -212,7 +179,8 @@ func Main(ctx context.Context, args []string, stdio Stdio, getenv func(string) s
 		return 0
 	}
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
+	var se *client.SettingError
+	if errors.As(err, &ue) || errors.As(err, &se) || isCobraUsage(err) {
 		fmt.Fprintf(stdio.Err, "twokey: %v\nRun 'twokey --help' for usage.\n", err)
 		return 2
 	}
@@ -249,7 +217,12 @@ Start a server with 'twokey serve', make an identity with 'twokey id new',
 and see 'make demo' in the README for the whole flow.
 
 Environment: TWOKEY_SERVER (server URL), TWOKEY_IDENTITY (identity file),
-TWOKEY_HOME (data and default identity; ~/.twokey).`,
+TWOKEY_HOME (data and default identity; ~/.twokey), TWOKEY_PIN,
+TWOKEY_CA_CERT, TWOKEY_INSECURE_HTTP.
+
+An http:// server URL is refused with --pin or --ca-cert, and to a host
+other than this machine unless --insecure-http; a server that redirects to
+https:// is not followed: use its https:// URL.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -257,6 +230,7 @@ TWOKEY_HOME (data and default identity; ~/.twokey).`,
 	root.PersistentFlags().StringVar(&f.identity, "identity", "", "identity file to act as (env TWOKEY_IDENTITY; default $TWOKEY_HOME/identity.json)")
 	root.PersistentFlags().StringVar(&f.caCert, "ca-cert", "", "trust this PEM certificate for an https:// server, e.g. <data>/ssl/cert.pem (env TWOKEY_CA_CERT)")
 	root.PersistentFlags().StringVar(&f.pin, "pin", "", "trust exactly the https:// server whose certificate has this fingerprint, sha256:HEX as 'twokey serve' prints it (env TWOKEY_PIN)")
+	root.PersistentFlags().BoolVar(&f.insecureHTTP, "insecure-http", false, "allow a plain http:// --server on another host: session tokens and the management key cross the network in clear text (env TWOKEY_INSECURE_HTTP=1)")
 	root.AddCommand(
 		newServeCmd(f),
 		newIDCmd(f),

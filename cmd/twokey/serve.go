@@ -26,8 +26,9 @@ signing and box keys and the vault's master key (mode 0600) in the data
 directory and says where; later starts reuse them.
 
 The server prints one line "listening on http://HOST:PORT" once it accepts
-connections (and "listening on https://HOST:PORT" when TLS is on); --addr
-127.0.0.1:0 takes a free port. SIGINT or SIGTERM stops it cleanly:
+connections (and "listening on https://HOST:PORT" when TLS is on; with
+--tls-force only the https one, since plain HTTP then only redirects);
+--addr 127.0.0.1:0 takes a free port. SIGINT or SIGTERM stops it cleanly:
 WebSockets get a close frame, calls in flight finish and the database is
 closed.
 
@@ -133,6 +134,18 @@ func serverOptions(cfg *config.Config) server.Options {
 		LogRetention: cfg.RequestLogs.Retention.D(), DisableMetrics: !cfg.Metrics.Enabled,
 		ProxyDefaultWait: wait, ProxyMaxWait: cfg.Proxy.MaxWait.D(),
 		ProgramRequestTTL: cfg.Programs.RequestTTL.D(),
+		Limits:            limitsOf(cfg.Limits),
 		Effective:         cfg.Map(),
 	}
+}
+
+// limitsOf turns the limits settings into the server's: a setting's 0 that
+// means no cap is the server's negative.
+func limitsOf(l config.Limits) server.Limits {
+	perAddr := l.ConnectionsPerAddress
+	if perAddr == 0 {
+		perAddr = -1 // limits.connections_per_address: 0 is no cap
+	}
+	return server.Limits{WebSocketsPerToken: l.WebSocketsPerToken, WebSocketsPerMember: l.WebSocketsPerMember,
+		MaxConnections: l.MaxConnections, ConnectionsPerAddress: perAddr, BodyTimeout: l.BodyTimeout.D()}
 }
