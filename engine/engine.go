@@ -635,12 +635,16 @@ func (e *Engine) pruneTick() {
 // as much again for clocks that disagree), so a nonce is gone only once
 // its session.open is stale anyway. New runs it at start and every
 // NoncePruneEvery.
-func (e *Engine) PruneNonces() (int, error) {
+func (e *Engine) PruneNonces() (int, error) { return e.pruneExpired(store.Nonces) }
+
+// pruneExpired deletes the keys of bucket whose value, an RFC 3339 time,
+// has passed.
+func (e *Engine) pruneExpired(bucket string) (int, error) {
 	now := e.clock.Now()
 	var old []store.Put
-	err := e.st.ForEach(store.Nonces, func(k string, v []byte) error {
+	err := e.st.ForEach(bucket, func(k string, v []byte) error {
 		if t, err := time.Parse(time.RFC3339, string(v)); err == nil && now.After(t) {
-			old = append(old, store.Put{Bucket: store.Nonces, Key: k})
+			old = append(old, store.Put{Bucket: bucket, Key: k})
 		}
 		return nil
 	})

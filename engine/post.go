@@ -9,7 +9,6 @@ import (
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
-	"github.com/twokey/twokey/store"
 	"github.com/twokey/twokey/vault"
 )
 
@@ -70,11 +69,10 @@ func (e *Engine) Create(raw []byte) (conversation.Record, error) {
 	st.CreatedAt = conversation.FormatTime(e.clock.Now())
 	c := &conv{st: &conversation.State{ID: id}, proposals: map[string]*gate.Proposal{},
 		requests: map[string]*gate.Request{}, secrets: map[string]*vault.Secret{}}
-	if seen, err := e.st.Get(store.Seen, seenKey(m)); err != nil || seen != nil {
-		if err != nil {
-			return conversation.Record{}, err
-		}
-		return conversation.Record{}, replayed("this conversation.create")
+	// Before the id's reservation, so that a replay is answered replayed,
+	// not as an existing conversation.
+	if err := e.unseen(m); err != nil {
+		return conversation.Record{}, err
 	}
 	e.mu.Lock()
 	if e.convs[id] != nil {
@@ -88,13 +86,7 @@ func (e *Engine) Create(raw []byte) (conversation.Record, error) {
 	ch := e.begin(c)
 	ch.st = st
 	rec := ch.append(m, e.clock.Now())
-	if err := e.once(ch, m); err != nil {
-		ch.drop()
-		e.mu.Lock()
-		delete(e.convs, id)
-		e.mu.Unlock()
-		return conversation.Record{}, err
-	}
+	ch.remember(m)
 	if err := e.commit(ch); err != nil {
 		e.mu.Lock()
 		delete(e.convs, id)

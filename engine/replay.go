@@ -33,25 +33,35 @@ func (e *Engine) checkFresh(m *conversation.Message) error {
 }
 
 // once refuses a payload the server has accepted before from the same
-// signer and, when it is new, remembers it in ch's commit.
+// signer and, when it is new, remembers it in ch's commit. It needs no
+// reservation beside the store: a payload names its conversation, whose
+// lock is held from this check to the commit (a conversation.create's
+// new id is reserved in e.convs).
 func (e *Engine) once(ch *change, m *conversation.Message) error {
-	d := seenKey(m)
-	if _, loaded := e.reserved.LoadOrStore("payload/"+d, true); loaded {
-		return replayed("this " + m.Kind + " envelope")
+	if err := e.unseen(m); err != nil {
+		return err
 	}
-	release := func() { e.reserved.Delete("payload/" + d) }
-	ch.after = append(ch.after, release)
-	ch.abort = append(ch.abort, release)
-	old, err := e.st.Get(store.Seen, d)
+	ch.remember(m)
+	return nil
+}
+
+// unseen refuses a payload the server has accepted before from the same
+// signer.
+func (e *Engine) unseen(m *conversation.Message) error {
+	old, err := e.st.Get(store.Seen, seenKey(m))
 	if err != nil {
 		return err
 	}
 	if old != nil {
 		return replayed("this " + m.Kind + " envelope")
 	}
-	until := m.CreatedAt.Add(seenFor).UTC().Format(time.RFC3339)
-	ch.puts = append(ch.puts, store.Put{Bucket: store.Seen, Key: d, Value: []byte(until)})
 	return nil
+}
+
+// remember keeps m's payload in ch's commit until its window has passed.
+func (ch *change) remember(m *conversation.Message) {
+	until := m.CreatedAt.Add(seenFor).UTC().Format(time.RFC3339)
+	ch.puts = append(ch.puts, store.Put{Bucket: store.Seen, Key: seenKey(m), Value: []byte(until)})
 }
 
 // seenKey names an accepted envelope: its signer and its payload's digest.
@@ -94,17 +104,4 @@ func (e *Engine) usedID(kind, id, conv string) (bool, error) {
 
 // PruneSeen deletes the payload digests whose window has passed. New runs
 // it at start and every NoncePruneEvery, with the session nonces.
-func (e *Engine) PruneSeen() (int, error) {
-	now := e.clock.Now()
-	var old []store.Put
-	err := e.st.ForEach(store.Seen, func(k string, v []byte) error {
-		if t, err := time.Parse(time.RFC3339, string(v)); err == nil && now.After(t) {
-			old = append(old, store.Put{Bucket: store.Seen, Key: k})
-		}
-		return nil
-	})
-	if err != nil || len(old) == 0 {
-		return 0, err
-	}
-	return len(old), e.st.Commit(&store.Write{Puts: old})
-}
+func (e *Engine) PruneSeen() (int, error) { return e.pruneExpired(store.Seen) }

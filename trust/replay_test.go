@@ -183,6 +183,17 @@ func replayAttacks() []attack {
 				}
 				expectCode(t, &second, second.secretEnvelopeID(t, 0, "httpbin", "sk_b", sid), 409, twokey.EReplayed)
 			}},
+		{"replay: a conversation.create posted again", rule, "engine/replay.go unseen (engine/post.go Create)", func(t *testing.T) {
+			fx := newFakeFixture(t, 1, 1)
+			env, _ := conversation.SignJSON(fx.ids[0], conversation.KindConversationCreate, conversation.CreatePayload{
+				Header: conversation.Header{Conversation: client.NewID(), CreatedAt: conversation.FormatTime(fx.now())}, Name: "again"})
+			for i, want := range []int{201, 409} {
+				status, code := rawPost(t, fx.srv.URL()+"/v1/conversations", env)
+				if status != want || (want == 409 && code != twokey.EReplayed) {
+					t.Fatalf("post %d of one conversation.create: %d %s, want %d", i+1, status, code, want)
+				}
+			}
+		}},
 		{"replay: a stale or future envelope", rule, "engine/replay.go checkFresh", func(t *testing.T) {
 			fx := newFakeFixture(t, 2, 2)
 			for _, skew := range []time.Duration{-6 * time.Minute, 6 * time.Minute} {
