@@ -293,17 +293,9 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 			return nil, twokey.Errorf(twokey.EBadPayload, "header %q may not be set on a request: the gateway owns the connection and how the response is encoded (forbidden: %s)", clip(name), forbiddenList)
 		}
 	}
-	if _, loaded := e.reserved.LoadOrStore(p.RequestID, true); loaded {
-		return nil, twokey.Errorf(twokey.EDuplicateRequest, "request_id %s was already used on this server; make a new id", p.RequestID)
-	}
-	release := func() { e.reserved.Delete(p.RequestID) }
-	ch.after = append(ch.after, release)
-	ch.abort = append(ch.abort, release)
-	if old, err := e.st.Get(store.Requests, p.RequestID); err != nil || old != nil {
-		if err != nil {
-			return nil, err
-		}
-		return nil, twokey.Errorf(twokey.EDuplicateRequest, "request_id %s was already used on this server; make a new id", p.RequestID)
+	if err := e.reserve(ch, p.RequestID, store.Requests, p.RequestID,
+		twokey.Errorf(twokey.EDuplicateRequest, "request_id %s was already used on this server; make a new id", p.RequestID)); err != nil {
+		return nil, err
 	}
 	submitter := author
 	if program != "" {

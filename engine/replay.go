@@ -79,20 +79,30 @@ func replayed(what string) error {
 // conversation.
 func (e *Engine) claimID(ch *change, kind, id string) error {
 	key := kind + "/" + id
+	if err := e.reserve(ch, key, store.IDs, key, replayed(kind+"_id "+id)); err != nil {
+		return err
+	}
+	ch.puts = append(ch.puts, store.Put{Bucket: store.IDs, Key: key, Value: []byte(ch.c.st.ID)})
+	return nil
+}
+
+// reserve holds key in e.reserved while ch is built (released once it
+// commits or is dropped), so that two conversations cannot claim one id at
+// once, and answers refused when key is held or storeKey is in bucket.
+func (e *Engine) reserve(ch *change, key, bucket, storeKey string, refused error) error {
 	if _, loaded := e.reserved.LoadOrStore(key, true); loaded {
-		return replayed(kind + "_id " + id)
+		return refused
 	}
 	release := func() { e.reserved.Delete(key) }
 	ch.after = append(ch.after, release)
 	ch.abort = append(ch.abort, release)
-	old, err := e.st.Get(store.IDs, key)
+	old, err := e.st.Get(bucket, storeKey)
 	if err != nil {
 		return err
 	}
 	if old != nil {
-		return replayed(kind + "_id " + id)
+		return refused
 	}
-	ch.puts = append(ch.puts, store.Put{Bucket: store.IDs, Key: key, Value: []byte(ch.c.st.ID)})
 	return nil
 }
 

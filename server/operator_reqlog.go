@@ -18,15 +18,15 @@ import (
 
 // bound reads the time bound ?name=: a duration back from now ("24h",
 // "7d", never negative) or an RFC 3339 time. Absent is unbounded (set is
-// false). A time before 1970 (the log's first instant, also where a long
+// zero). A time before 1970 (the log's first instant, also where a long
 // duration may reach) counts as 1970; a time after year 9999 is refused.
-func (o *operator) bound(r *http.Request, name string) (t time.Time, set bool, err error) {
+func (o *operator) bound(r *http.Request, name string) (t time.Time, err error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
-		return time.Time{}, false, nil
+		return time.Time{}, nil
 	}
 	if strings.HasPrefix(strings.TrimSpace(s), "-") {
-		return time.Time{}, false, twokey.Errorf(twokey.EBadPayload, "%s=%q: a duration back from now cannot be negative; give one such as 24h or 7d, or an RFC 3339 time", name, clipURL(s))
+		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%s=%q: a duration back from now cannot be negative; give one such as 24h or 7d, or an RFC 3339 time", name, clipURL(s))
 	}
 	now := o.eng.Now()
 	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && strings.Trim(days, "0123456789") == "" {
@@ -34,19 +34,15 @@ func (o *operator) bound(r *http.Request, name string) (t time.Time, set bool, e
 		// at 100 years: any count of days reaching before 1970 is 1970.
 		n, perr := strconv.ParseUint(days, 10, 64)
 		if perr != nil || n > uint64(now.Sub(reqlog.Epoch)/(24*time.Hour)) {
-			return reqlog.Epoch, true, nil
+			return reqlog.Epoch, nil
 		}
 		t = now.Add(-time.Duration(n) * 24 * time.Hour)
 	} else if d, derr := config.ParseDuration(s); derr == nil {
-		if d > now.Sub(reqlog.Epoch) {
-			return reqlog.Epoch, true, nil
-		}
-		t = now.Add(-d)
+		t = now.Add(-d) // reqlog.Bound clamps a time before 1970
 	} else if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
-		return time.Time{}, false, twokey.Errorf(twokey.EBadPayload, "%s=%q: give a duration back from now (24h, 7d) or an RFC 3339 time (2026-01-02T15:04:05Z)", name, clipURL(s))
+		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%s=%q: give a duration back from now (24h, 7d) or an RFC 3339 time (2026-01-02T15:04:05Z)", name, clipURL(s))
 	}
-	t, err = reqlog.Bound(name, t)
-	return t, err == nil, err
+	return reqlog.Bound(name, t)
 }
 
 func (o *operator) filter(r *http.Request) (reqlog.Filter, error) {
@@ -61,10 +57,10 @@ func (o *operator) filter(r *http.Request) (reqlog.Filter, error) {
 		f.Events = strings.Split(ev, ",")
 	}
 	var err error
-	if f.Since, _, err = o.bound(r, "since"); err != nil {
+	if f.Since, err = o.bound(r, "since"); err != nil {
 		return f, err
 	}
-	if f.Until, _, err = o.bound(r, "until"); err != nil {
+	if f.Until, err = o.bound(r, "until"); err != nil {
 		return f, err
 	}
 	return f, nil
@@ -108,10 +104,6 @@ func (o *operator) usage(w http.ResponseWriter, r *http.Request) {
 	by := r.URL.Query().Get("by")
 	if by == "" {
 		by = reqlog.ByKey
-	}
-	if by != reqlog.ByKey && by != reqlog.ByService && by != reqlog.ByDay {
-		writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "by=%q: group by key, service or day", clipURL(by)))
-		return
 	}
 	rows, err := o.logs.Usage(by, f)
 	if err != nil {
