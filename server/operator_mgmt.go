@@ -401,6 +401,14 @@ func (m *management) reserve(ctx context.Context, client string) (*mgmtClient, r
 			return nil, refusal{until: c.until}, nil
 		}
 		wait := c.settled
+		if c.failures+c.inflight < m.maxFailures && client == loopbackClient {
+			// This machine has its own cap (all of loopback is one client)
+			// and is never paused by the others' failures, so a flood from
+			// the network cannot lock the operator out.
+			c.inflight++
+			m.mu.Unlock()
+			return c, refusal{}, nil
+		}
 		if c.failures+c.inflight < m.maxFailures {
 			if until := m.pausedLocked(now); !until.IsZero() {
 				m.mu.Unlock()
@@ -432,12 +440,15 @@ func (m *management) settle(client string, c *mgmtClient, ok bool) (int, time.Ti
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
+	global := client != loopbackClient // loopback is outside the global budget (reserve)
 	c.inflight--
-	m.globalInflight--
 	close(c.settled)
 	c.settled = make(chan struct{})
-	close(m.globalSettled)
-	m.globalSettled = make(chan struct{})
+	if global {
+		m.globalInflight--
+		close(m.globalSettled)
+		m.globalSettled = make(chan struct{})
+	}
 	if m.clients[client] == nil && !ok {
 		m.clients[client] = c // lifted while in flight: count this one afresh
 	}
@@ -452,13 +463,15 @@ func (m *management) settle(client string, c *mgmtClient, ok bool) (int, time.Ti
 		return 0, time.Time{}, time.Time{}
 	}
 	m.dirty[client] = true
-	m.globalDirty = true
-	m.pruneLocked(now)
-	m.global = append(m.global, now)
-	slices.SortFunc(m.global, time.Time.Compare)
 	var paused time.Time
-	if len(m.global) == m.globalMax {
-		paused = m.pausedLocked(now)
+	if global {
+		m.globalDirty = true
+		m.pruneLocked(now)
+		m.global = append(m.global, now)
+		slices.SortFunc(m.global, time.Time.Compare) // a clock set back
+		if len(m.global) == m.globalMax {
+			paused = m.pausedLocked(now)
+		}
 	}
 	c.last = now
 	c.failures++
@@ -594,6 +607,10 @@ func (m *management) unban(client string) int {
 			delete(m.clients, name)
 			n++
 		}
+	}
+	if client == "" && len(m.global) > 0 {
+		// Lifting every block lifts the pause too.
+		m.global, m.globalDirty = nil, true
 	}
 	m.mu.Unlock()
 	m.persist()
