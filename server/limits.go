@@ -198,7 +198,7 @@ func (c *connLimiter) count() int {
 // admit counts conn in, or says which cap refuses it (0: the server's,
 // 1: the address's).
 func (c *connLimiter) admit(conn net.Conn) (*limitedConn, int) {
-	ip := addrIP(conn.RemoteAddr())
+	ip := addrKey(addrIP(conn.RemoteAddr()))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.max > 0 && c.open >= c.max {
@@ -244,6 +244,18 @@ func (c *connLimiter) released(conn *limitedConn) {
 	if !conn.closed {
 		c.leaveAddress(conn)
 	}
+}
+
+// addrKey is what the per-address cap counts: an IPv4 address, or an
+// IPv6 address's /64 (what a host is usually given, as the management
+// API's bans count it), so rotating addresses inside it gains nothing.
+func addrKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.IsLoopback() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
 }
 
 func addrIP(a net.Addr) netip.Addr {

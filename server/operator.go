@@ -517,9 +517,15 @@ func (o *operator) proxy(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
 		target += "?" + r.URL.RawQuery
 	}
-	// Bounded in size and in time like every body (limits.body_timeout).
+	// Bounded in size and in time like every body (limits.body_timeout);
+	// answered with the proxy's own codes (too_large, else bad_payload).
 	body, err := readBody(w, r)
 	if err != nil {
+		if twokey.ErrorCode(err) == twokey.ETooLarge {
+			err = twokey.Errorf(twokey.ETooLarge, "the body is over %d bytes; a proxied call is recorded in the conversation and must fit in it", twokey.MaxEnvelopeBytes)
+		} else {
+			err = twokey.Errorf(twokey.EBadPayload, "%s", twokey.ErrorMessage(err))
+		}
 		writeError(w, o.log, err)
 		return
 	}
