@@ -28,8 +28,10 @@ func init() { attackSets = append(attackSets, encodingAttacks) }
 
 // encodingKey has characters each encoding writes differently: URL-reserved
 // (+ / =), and letters, so that its percent-encoding, base64 and JSON
-// escapes are none of them the key itself.
-const encodingKey = "sk_live_A+b/c=D9xQ7mZ2pL4v"
+// escapes are none of them the key itself. The runs of five ~ and ? hold an
+// aligned "~~~" and "???" at every offset, whose base64 is "fn5+" and
+// "Pz8/": the standard and URL alphabets spell it differently everywhere.
+const encodingKey = "sk_live_A+b/c=D9xQ7mZ2pL4v~~~~~?????"
 
 // newEchoFixture is newFixture with httpbin pointed at a loopback upstream
 // that runs h (behind /httpbin), and encodingKey as httpbin's key.
@@ -187,6 +189,9 @@ func notText(auth string) map[string][]byte {
 		"/late-invalid": append(bytes.Repeat([]byte("b"), limit+10), 0xff),
 		"/binary-big":   random(limit*3/2 + 1),
 		"/empty":        {},
+		// The key across the 64 KiB cut: redaction comes first, so no
+		// prefix of it is left in the body the cut would keep.
+		"/key-at-cut": []byte(strings.Repeat("a", limit-20) + auth + strings.Repeat("z", 100)),
 	}
 }
 
@@ -250,7 +255,7 @@ func encodingAttacks() []attack {
 					w.Write(answers[strings.TrimPrefix(r.URL.Path, "/httpbin")])
 				})
 				limit := twokey.MaxResponseBody
-				for _, path := range []string{"/utf16", "/random", "/latin1", "/nul", "/cut-rune", "/late-invalid", "/binary-big", "/empty"} {
+				for _, path := range []string{"/utf16", "/random", "/latin1", "/nul", "/cut-rune", "/late-invalid", "/binary-big", "/empty", "/key-at-cut"} {
 					sent := answers[path]
 					p := fx.execute(t, path)
 					got, err := p.BodyBytes()
@@ -265,7 +270,7 @@ func encodingAttacks() []attack {
 					want := bytes.ReplaceAll(sent, u[:len(u)-1], []byte("[redacted]"))
 					want = bytes.ReplaceAll(want, []byte(auth), []byte("[redacted]"))
 					want = bytes.ReplaceAll(want, []byte(encodingKey), []byte("[redacted]"))
-					text := path == "/nul" || path == "/cut-rune" || path == "/empty"
+					text := path == "/nul" || path == "/cut-rune" || path == "/empty" || path == "/key-at-cut"
 					if text == p.Binary() || (p.BodyEncoding != "") == text {
 						t.Errorf("%s: body_encoding %q", path, p.BodyEncoding)
 					}
@@ -288,6 +293,9 @@ func encodingAttacks() []attack {
 					}
 					if bytes.Contains(got, utf16LE(encodingKey)) || bytes.Contains(got, []byte(encodingKey)) {
 						t.Errorf("%s: the key is in the body", path)
+					}
+					if path == "/key-at-cut" && (bytes.Contains(got, []byte(encodingKey[:8])) || !bytes.HasSuffix(got, []byte("[redacted]"+strings.Repeat("z", 10)))) {
+						t.Errorf("%s: the body's end is %q; want the key redacted before the cut", path, got[max(0, len(got)-40):])
 					}
 				}
 				fx.verifyLog(t)
