@@ -678,7 +678,7 @@ func TestAttacks(t *testing.T) {
 // TestSecurityDocIndexesEveryAttack keeps docs/security.md in step with the
 // suite: every attack is listed there by name.
 func TestSecurityDocIndexesEveryAttack(t *testing.T) {
-	doc, err := os.ReadFile("../docs/security.md")
+	doc, err := os.ReadFile("../../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}
