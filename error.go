@@ -126,3 +126,14 @@ func ExitCode(code string) int {
 	}
 	return 1
 }
+
+// Clip shortens other people's text quoted in a message to 64 bytes.
+func Clip(s string) string { return ClipAt(s, 64) }
+
+// ClipAt shortens s to at most n bytes (n > 3), ending in "..." when cut.
+func ClipAt(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/conversation"
 )
 
@@ -48,10 +49,10 @@ func ParseAnchor(s string) (Anchor, error) {
 	seqText, chain, ok := strings.Cut(s, "=")
 	seq, err := strconv.ParseUint(seqText, 10, 64)
 	if !ok || err != nil || seq == 0 || seqText != strconv.FormatUint(seq, 10) {
-		return Anchor{}, fmt.Errorf("%q: write SEQ=sha256:HEX with SEQ a record's number from 1, e.g. 17=sha256:3f2a...", clip(s))
+		return Anchor{}, fmt.Errorf("%q: write SEQ=sha256:HEX with SEQ a record's number from 1, e.g. 17=sha256:3f2a...", twokey.Clip(s))
 	}
 	if _, err := conversation.ParseChain(chain); err != nil {
-		return Anchor{}, fmt.Errorf("%q: the chain value is not sha256: and 64 hex digits, as a record's \"chain\" shows it", clip(s))
+		return Anchor{}, fmt.Errorf("%q: the chain value is not sha256: and 64 hex digits, as a record's \"chain\" shows it", twokey.Clip(s))
 	}
 	return Anchor{Seq: seq, Chain: chain, From: "your --anchor " + seqText}, nil
 }

@@ -137,7 +137,7 @@ func Parse(data []byte) (*Export, error) {
 		return nil, &Failure{Check: CheckFormat, Reason: "the file is not a twokey audit export (JSON): " + err.Error()}
 	}
 	if x.Format != Format {
-		return nil, &Failure{Check: CheckFormat, Reason: fmt.Sprintf("format is %q, not %q; make it with 'twokey audit export'", clip(x.Format), Format)}
+		return nil, &Failure{Check: CheckFormat, Reason: fmt.Sprintf("format is %q, not %q; make it with 'twokey audit export'", twokey.Clip(x.Format), Format)}
 	}
 	if x.Conversation == "" {
 		return nil, &Failure{Check: CheckFormat, Reason: "the export names no conversation"}
@@ -165,12 +165,12 @@ func (x *Export) Marshal() ([]byte, error) {
 func (x *Export) endpointOf(p *gate.RequestPayload) (string, error) {
 	svc := x.service(p.Service)
 	if svc == nil {
-		return "", fmt.Errorf("the export has no base URL for service %q, and no gateway record states the request's endpoint", clip(p.Service))
+		return "", fmt.Errorf("the export has no base URL for service %q, and no gateway record states the request's endpoint", twokey.Clip(p.Service))
 	}
 	cs := &catalog.Service{Name: svc.Name, BaseURL: svc.BaseURL}
 	path, err := cs.EndpointOf(p.URL)
 	if err != nil {
-		return "", fmt.Errorf("the request's URL is not below the export's base URL %s of service %s: %s", clip(svc.BaseURL), clip(svc.Name), twokey.ErrorMessage(err))
+		return "", fmt.Errorf("the request's URL is not below the export's base URL %s of service %s: %s", twokey.Clip(svc.BaseURL), twokey.Clip(svc.Name), twokey.ErrorMessage(err))
 	}
 	return path, nil
 }
@@ -208,54 +208,47 @@ func (x *Export) endpointProblem(p *gate.RequestPayload, signed, pattern string)
 	base := u
 	if signed != "/" {
 		if !strings.HasPrefix(signed, "/") || !strings.HasSuffix(u, signed) {
-			return fmt.Sprintf("the gateway signed endpoint %q, which does not end the request's URL %s", clip(signed), clip(p.URL))
+			return fmt.Sprintf("the gateway signed endpoint %q, which does not end the request's URL %s", twokey.Clip(signed), twokey.Clip(p.URL))
 		}
 		base = u[:len(u)-len(signed)]
 	}
 	if got, err := (&catalog.Service{Name: p.Service, BaseURL: base}).EndpointOf(p.URL); err != nil || got != signed {
-		return fmt.Sprintf("the gateway signed endpoint %q, which is not the path of the request's URL %s below a base URL at a '/' boundary", clip(signed), clip(p.URL))
+		return fmt.Sprintf("the gateway signed endpoint %q, which is not the path of the request's URL %s below a base URL at a '/' boundary", twokey.Clip(signed), twokey.Clip(p.URL))
 	}
 	// The pattern (which a rule may name, PROTOCOL 6) is signed too: the
 	// named template's, which the signed endpoint fits, and which is the
 	// export's template's; none for a request naming no template.
 	switch {
 	case p.Template == "" && pattern != "":
-		return fmt.Sprintf("the gateway signed pattern %q for a request that names no template", clip(pattern))
+		return fmt.Sprintf("the gateway signed pattern %q for a request that names no template", twokey.Clip(pattern))
 	case p.Template != "" && pattern == "":
-		return fmt.Sprintf("the gateway signed no pattern for a request naming template %s, so the rules it was matched with cannot be checked", clip(p.Template))
+		return fmt.Sprintf("the gateway signed no pattern for a request naming template %s, so the rules it was matched with cannot be checked", twokey.Clip(p.Template))
 	case p.Template != "":
 		t := x.template(p.Template)
 		if t == nil {
 			return fmt.Sprintf("the export has no template %s, so the pattern %q the gateway signed cannot be checked against it; "+
-				"export again with 'twokey audit export', which includes the server's catalog", clip(p.Template), clip(pattern))
+				"export again with 'twokey audit export', which includes the server's catalog", twokey.Clip(p.Template), twokey.Clip(pattern))
 		}
 		if t.Service != p.Service || t.Method != p.Method || t.Endpoint != pattern || !templates.MatchEndpoint(pattern, signed) {
 			return fmt.Sprintf("the gateway signed endpoint %q with pattern %q, but the export's template %s is %s %s %s: "+
 				"either the template changed since this request, or one of the two is a lie; compare with your catalog",
-				clip(signed), clip(pattern), clip(t.Name), clip(t.Method), clip(t.Service), clip(t.Endpoint))
+				twokey.Clip(signed), twokey.Clip(pattern), twokey.Clip(t.Name), twokey.Clip(t.Method), twokey.Clip(t.Service), twokey.Clip(t.Endpoint))
 		}
 	}
 	svc := x.service(p.Service)
 	if svc == nil {
 		return fmt.Sprintf("the export has no base URL for service %s, so the endpoint %q the gateway signed cannot be checked against it; "+
-			"export again with 'twokey audit export', which includes the server's catalog", clip(p.Service), clip(signed))
+			"export again with 'twokey audit export', which includes the server's catalog", twokey.Clip(p.Service), twokey.Clip(signed))
 	}
 	got, err := x.endpointOf(p)
 	if err != nil || got != signed {
 		now := "a URL it does not contain"
 		if err == nil {
-			now = fmt.Sprintf("endpoint %q", clip(got))
+			now = fmt.Sprintf("endpoint %q", twokey.Clip(got))
 		}
 		return fmt.Sprintf("the gateway signed endpoint %q (base URL %s), but the export's base URL of service %s, %s, makes it %s: "+
 			"either the service's base URL changed since this request, or one of the two is a lie; compare with your configuration",
-			clip(signed), clip(base), clip(p.Service), clip(svc.BaseURL), now)
+			twokey.Clip(signed), twokey.Clip(base), twokey.Clip(p.Service), twokey.Clip(svc.BaseURL), now)
 	}
 	return ""
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
 }

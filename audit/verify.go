@@ -258,7 +258,7 @@ func (v *verifier) fail(check Check, format string, args ...any) error {
 // prepare checks the gateway key and every checkpoint's signature.
 func (v *verifier) prepare(opt Options) error {
 	if _, err := conversation.ParseKeyID(v.gw); err != nil {
-		return v.fail(CheckFormat, "the export's gateway key %q is not a key id: %s", clip(v.gw), twokey.ErrorMessage(err))
+		return v.fail(CheckFormat, "the export's gateway key %q is not a key id: %s", twokey.Clip(v.gw), twokey.ErrorMessage(err))
 	}
 	if opt.Gateway != "" && opt.Gateway != v.gw {
 		return v.fail(CheckGateway, "the export names gateway %s, but you pinned %s: it comes from another gateway or was re-signed", v.gw, opt.Gateway)
@@ -286,7 +286,7 @@ func (v *verifier) prepare(opt Options) error {
 			Chain        string `json:"chain"`
 		}
 		if err := json.Unmarshal(m.Payload, &p); err != nil || p.Conversation != v.x.Conversation || p.Seq != cp.Seq || p.Chain != cp.Chain {
-			return v.fail(CheckCheckpoint, "%s's signed payload (conversation %s, seq %d) does not match its fields or this conversation", from, clip(p.Conversation), p.Seq)
+			return v.fail(CheckCheckpoint, "%s's signed payload (conversation %s, seq %d) does not match its fields or this conversation", from, twokey.Clip(p.Conversation), p.Seq)
 		}
 		if cp.Seq == 0 {
 			return v.fail(CheckCheckpoint, "%s is at seq 0", from)
@@ -320,10 +320,10 @@ func (v *verifier) record(r *conversation.Record) error {
 	}
 	v.m = m
 	if m.Kind != r.Kind {
-		return v.fail(CheckRecord, "the record says kind %q but its envelope is a %s", clip(r.Kind), m.Kind)
+		return v.fail(CheckRecord, "the record says kind %q but its envelope is a %s", twokey.Clip(r.Kind), m.Kind)
 	}
 	if m.Author != r.Author {
-		return v.fail(CheckRecord, "the record names author %s but the envelope is signed by %s", clip(r.Author), m.Author)
+		return v.fail(CheckRecord, "the record names author %s but the envelope is signed by %s", twokey.Clip(r.Author), m.Author)
 	}
 	if !conversation.SameJSON(r.Body, m.Payload) {
 		return v.fail(CheckRecord, "its body is not the signed payload")
@@ -367,7 +367,7 @@ func (v *verifier) record(r *conversation.Record) error {
 	v.seq, v.chain = r.Seq, next
 	for _, a := range v.anchors[r.Seq] {
 		if a.Chain != r.Chain {
-			return v.fail(CheckCheckpoint, "the chain at seq %d is %s, but %s says %s: the log up to here was rewritten", r.Seq, r.Chain, a.From, clip(a.Chain))
+			return v.fail(CheckCheckpoint, "the chain at seq %d is %s, but %s says %s: the log up to here was rewritten", r.Seq, r.Chain, a.From, twokey.Clip(a.Chain))
 		}
 		if strings.Contains(a.From, "signed by the gateway") {
 			v.rep.Checkpoints = append(v.rep.Checkpoints, r.Seq)
@@ -388,13 +388,13 @@ func (v *verifier) record(r *conversation.Record) error {
 		return v.create()
 	}
 	if m.Header.Conversation != v.st.ID {
-		return v.fail(CheckBinding, "its payload is for conversation %s, not %s", clip(m.Header.Conversation), v.st.ID)
+		return v.fail(CheckBinding, "its payload is for conversation %s, not %s", twokey.Clip(m.Header.Conversation), v.st.ID)
 	}
 	if conversation.NeedsGateway(m.Kind) && m.Author != v.gw && m.Header.Gateway != v.gw {
-		return v.fail(CheckBinding, "its payload is bound to gateway %q, not %s", clip(m.Header.Gateway), v.gw)
+		return v.fail(CheckBinding, "its payload is bound to gateway %q, not %s", twokey.Clip(m.Header.Gateway), v.gw)
 	}
 	if conversation.GatewayKind(m.Kind) && m.Header.Gateway != "" && m.Header.Gateway != v.gw {
-		return v.fail(CheckBinding, "the gateway's record names gateway %q", clip(m.Header.Gateway))
+		return v.fail(CheckBinding, "the gateway's record names gateway %q", twokey.Clip(m.Header.Gateway))
 	}
 	if err := v.followUp(); err != nil {
 		return err
@@ -441,7 +441,7 @@ func (v *verifier) create() error {
 		return v.fail(CheckState, "the first record is a %s, not conversation.create", m.Kind)
 	}
 	if m.Header.Conversation != v.x.Conversation {
-		return v.fail(CheckBinding, "it founds conversation %s, but the export is of %s", clip(m.Header.Conversation), clip(v.x.Conversation))
+		return v.fail(CheckBinding, "it founds conversation %s, but the export is of %s", twokey.Clip(m.Header.Conversation), twokey.Clip(v.x.Conversation))
 	}
 	st, _, err := conversation.NewState(m.Header.Conversation, m)
 	if err != nil {
@@ -540,7 +540,7 @@ func (v *verifier) apply() error {
 		}
 		r := v.requests[p.RequestID]
 		if r == nil {
-			return v.fail(CheckState, "it cancels request %s, which this log never submitted", clip(p.RequestID))
+			return v.fail(CheckState, "it cancels request %s, which this log never submitted", twokey.Clip(p.RequestID))
 		}
 		if r.submitter != m.Author {
 			return v.fail(CheckAuthority, "only the submitter may cancel request %s", r.p.RequestID)
@@ -556,7 +556,7 @@ func (v *verifier) apply() error {
 			return err
 		}
 		if p.ProposalID == "" || v.proposals[p.ProposalID] != nil || v.once["proposal/"+p.ProposalID] {
-			return v.fail(CheckOnce, "proposal id %q is empty or was already used: a proposal id is accepted once", clip(p.ProposalID))
+			return v.fail(CheckOnce, "proposal id %q is empty or was already used: a proposal id is accepted once", twokey.Clip(p.ProposalID))
 		}
 		v.once["proposal/"+p.ProposalID] = true
 		prop, _, _, err := gate.Propose(v.cfg, v.st.Members, m.Author, p, m.PayloadDigest())
@@ -575,7 +575,7 @@ func (v *verifier) apply() error {
 		}
 		prop := v.proposals[p.ProposalID]
 		if prop == nil {
-			return v.fail(CheckState, "it approves proposal %s, which is not open", clip(p.ProposalID))
+			return v.fail(CheckState, "it approves proposal %s, which is not open", twokey.Clip(p.ProposalID))
 		}
 		if p.ProposalDigest != prop.Digest {
 			return v.fail(CheckState, "its proposal_digest does not match proposal %s's signed payload", prop.ID)
@@ -689,7 +689,7 @@ func (v *verifier) vote() error {
 	}
 	r := v.requests[p.RequestID]
 	if r == nil {
-		return v.fail(CheckState, "it votes on request %s, which this log never submitted", clip(p.RequestID))
+		return v.fail(CheckState, "it votes on request %s, which this log never submitted", twokey.Clip(p.RequestID))
 	}
 	if !slices.Contains(r.signers, m.Author) {
 		return v.fail(CheckAuthority, "%s was not a signer when request %s was submitted", m.Author, r.p.RequestID)
@@ -731,10 +731,10 @@ func (v *verifier) gatewayRecord() error {
 			return err
 		}
 		if !v.gateOn || !v.cfg.IsSigner(p.ProvisionedBy) {
-			return v.fail(CheckAuthority, "the secret was provisioned by %s, not a signer", clip(p.ProvisionedBy))
+			return v.fail(CheckAuthority, "the secret was provisioned by %s, not a signer", twokey.Clip(p.ProvisionedBy))
 		}
 		if _, dup := v.secrets[p.SecretID]; dup || p.SecretID == "" || v.once["secret/"+p.SecretID] {
-			return v.fail(CheckOnce, "secret id %q is empty or was already used: a secret id is stored once, and a revoked one never again", clip(p.SecretID))
+			return v.fail(CheckOnce, "secret id %q is empty or was already used: a secret id is stored once, and a revoked one never again", twokey.Clip(p.SecretID))
 		}
 		v.once["secret/"+p.SecretID] = true
 		v.secrets[p.SecretID] = p.Service
@@ -765,7 +765,7 @@ func (v *verifier) gatewayRecord() error {
 	}
 	r := v.requests[p.RequestID]
 	if r == nil {
-		return v.fail(CheckState, "it is about request %s, which this log never submitted", clip(p.RequestID))
+		return v.fail(CheckState, "it is about request %s, which this log never submitted", twokey.Clip(p.RequestID))
 	}
 	switch m.Kind {
 	case conversation.KindGateExecuted, conversation.KindGateFailed:
@@ -805,7 +805,7 @@ func (v *verifier) gatewayRecord() error {
 			if p.Reason == gate.ReasonInterrupted {
 				v.rep.Interrupted++
 			}
-			outcome = "failed " + clip(p.Reason)
+			outcome = "failed " + twokey.Clip(p.Reason)
 		}
 		v.rep.Approvals += r.count()
 		v.rep.Executions = append(v.rep.Executions, Execution{Seq: v.rec.Seq, RequestID: r.p.RequestID, Service: r.p.Service,
@@ -863,7 +863,7 @@ func (v *verifier) gatewayRecord() error {
 			return err
 		}
 		if r.state != gate.StatePending || (p.Reason != gate.ReasonCancelled && p.Reason != gate.ReasonMembershipChanged) {
-			return v.fail(CheckState, "request %s is cancelled (%s) while %s, and not by its submitter or a membership change", r.p.RequestID, clip(p.Reason), r.state)
+			return v.fail(CheckState, "request %s is cancelled (%s) while %s, and not by its submitter or a membership change", r.p.RequestID, twokey.Clip(p.Reason), r.state)
 		}
 		r.state = gate.StateCancelled
 		v.rep.Cancelled++
@@ -899,12 +899,12 @@ func (v *verifier) decision(r *request, must bool) error {
 	}
 	if *q.Endpoint != r.endpoint || q.Pattern != r.pattern {
 		return v.fail(CheckDecision, "it signs endpoint %q (pattern %q) for request %s, but the gateway's first record closing it signed %q (pattern %q)",
-			clip(*q.Endpoint), clip(q.Pattern), r.p.RequestID, clip(r.endpoint), clip(r.pattern))
+			twokey.Clip(*q.Endpoint), twokey.Clip(q.Pattern), r.p.RequestID, twokey.Clip(r.endpoint), twokey.Clip(r.pattern))
 	}
 	sameRule := (q.Rule == nil) == (r.rule == nil) && (q.Rule == nil || *q.Rule == *r.rule)
 	if *q.RequiredApprovals != r.required || !sameRule {
 		return v.fail(CheckDecision, "it signs M %d (%s) for request %s (%s %s %s), but the rules in force at its submission (record %d) give M %d (%s)",
-			*q.RequiredApprovals, ruleText(q.Rule), r.p.RequestID, r.p.Method, r.p.Service, clip(r.endpoint), r.seq, r.required, ruleText(r.rule))
+			*q.RequiredApprovals, ruleText(q.Rule), r.p.RequestID, r.p.Method, r.p.Service, twokey.Clip(r.endpoint), r.seq, r.required, ruleText(r.rule))
 	}
 	return nil
 }
@@ -966,11 +966,11 @@ func (v *verifier) approvers(r *request, list []string) error {
 	seen := map[string]bool{}
 	for _, a := range list {
 		if seen[a] {
-			return v.fail(CheckThreshold, "approver %s is listed twice for request %s", clip(a), r.p.RequestID)
+			return v.fail(CheckThreshold, "approver %s is listed twice for request %s", twokey.Clip(a), r.p.RequestID)
 		}
 		seen[a] = true
 		if !slices.Contains(r.approvals, a) || !slices.Contains(r.signers, a) {
-			return v.fail(CheckThreshold, "approver %s of request %s has no valid approval of it in the log", clip(a), r.p.RequestID)
+			return v.fail(CheckThreshold, "approver %s of request %s has no valid approval of it in the log", twokey.Clip(a), r.p.RequestID)
 		}
 	}
 	if len(seen) < r.required {
@@ -987,7 +987,7 @@ func (v *verifier) changed() error {
 	}
 	prop := v.proposals[p.ProposalID]
 	if prop == nil {
-		return v.fail(CheckState, "it applies proposal %s, which is not open", clip(p.ProposalID))
+		return v.fail(CheckState, "it applies proposal %s, which is not open", twokey.Clip(p.ProposalID))
 	}
 	if !prop.Done() {
 		missing := []string{}

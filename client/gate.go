@@ -233,16 +233,11 @@ func (c *Client) Cancel(ctx context.Context, conv, id string) (conversation.Reco
 	return c.Post(ctx, conv, conversation.KindGateCancel, gate.CancelPayload{Header: h, RequestID: id})
 }
 
-// Settled reports whether a state is final for a waiter.
-func Settled(state string) bool {
-	return state != gate.StatePending && state != gate.StateExecuting
-}
-
 // WaitRequest follows conv's log until request id settles, then returns
 // its state.
 func (c *Client) WaitRequest(ctx context.Context, conv, id string) (*api.RequestState, error) {
 	st, err := c.Request(ctx, conv, id)
-	if err != nil || Settled(st.State) {
+	if err != nil || gate.Settled(st.State) {
 		return st, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -258,7 +253,7 @@ func (c *Client) WaitRequest(ctx context.Context, conv, id string) (*api.Request
 		if err != nil {
 			return err
 		}
-		if Settled(st.State) {
+		if gate.Settled(st.State) {
 			return errStop
 		}
 		return nil

@@ -153,7 +153,7 @@ func Open(data []byte) (*Message, error) {
 func Verify(env Envelope) (*Message, error) {
 	kind := KindOf(env.PayloadType)
 	if !KnownKind(kind) {
-		return nil, twokey.Errorf(twokey.EBadEnvelope, "payloadType %q is not a twokey kind", clip(env.PayloadType))
+		return nil, twokey.Errorf(twokey.EBadEnvelope, "payloadType %q is not a twokey kind", twokey.Clip(env.PayloadType))
 	}
 	if len(env.Signatures) != 1 {
 		return nil, twokey.Errorf(twokey.EBadEnvelope, "envelope has %d signatures; exactly one is required", len(env.Signatures))
@@ -211,10 +211,10 @@ func decodeStd(s string) ([]byte, error) {
 func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%q is not an RFC 3339 time", clip(s))
+		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%q is not an RFC 3339 time", twokey.Clip(s))
 	}
 	if !strings.HasSuffix(s, "Z") {
-		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%q is not in UTC; end it with Z", clip(s))
+		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%q is not in UTC; end it with Z", twokey.Clip(s))
 	}
 	return t, nil
 }

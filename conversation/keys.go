@@ -26,28 +26,22 @@ func KeyID(pub ed25519.PublicKey) string {
 // and so is a key no signature can be trusted for (see usableKey).
 func ParseKeyID(id string) (ed25519.PublicKey, error) {
 	if len(id) != KeyIDLen {
-		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not 43 characters of base64url", clip(id))
+		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not 43 characters of base64url", twokey.Clip(id))
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(id)
 	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not a base64url-encoded 32-byte key", clip(id))
+		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not a base64url-encoded 32-byte key", twokey.Clip(id))
 	}
 	if KeyID(raw) != id {
-		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not in canonical form", clip(id))
+		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not in canonical form", twokey.Clip(id))
 	}
 	if !usableKey(raw) {
-		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not a usable Ed25519 public key (not a canonical curve point, or one of small order)", clip(id))
+		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not a usable Ed25519 public key (not a canonical curve point, or one of small order)", twokey.Clip(id))
 	}
 	return ed25519.PublicKey(raw), nil
 }
 
 // clip shortens untrusted text before it is quoted in an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
-}
 
 // Identity is an Ed25519 key pair held by a person or a program.
 type Identity struct {

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/twokey/twokey"
 )
 
 // Record is one numbered entry of a conversation's log (PROTOCOL 3).
@@ -31,11 +33,11 @@ func ParseChain(s string) (Chain, error) {
 	var c Chain
 	h, ok := strings.CutPrefix(s, "sha256:")
 	if !ok {
-		return c, fmt.Errorf("chain %q lacks the sha256: prefix", clip(s))
+		return c, fmt.Errorf("chain %q lacks the sha256: prefix", twokey.Clip(s))
 	}
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) != 32 || hex.EncodeToString(b) != h {
-		return c, fmt.Errorf("chain %q is not 64 lower-case hex digits", clip(s))
+		return c, fmt.Errorf("chain %q is not 64 lower-case hex digits", twokey.Clip(s))
 	}
 	copy(c[:], b)
 	return c, nil

@@ -117,7 +117,7 @@ func ValidateMembers(members []Member) error {
 	seen := map[string]bool{}
 	for _, m := range members {
 		if _, err := ParseKeyID(m.Key); err != nil {
-			return &twokey.Error{Code: twokey.EBadPayload, Message: "member " + clip(m.Name) + ": " + twokey.ErrorMessage(err), Err: err}
+			return &twokey.Error{Code: twokey.EBadPayload, Message: "member " + twokey.Clip(m.Name) + ": " + twokey.ErrorMessage(err), Err: err}
 		}
 		if err := ValidateName("member", m.Name, false); err != nil {
 			return err

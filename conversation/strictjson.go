@@ -126,11 +126,11 @@ func walkObject(dec *json.Decoder, depth int, checkNames bool) error {
 		}
 		folded := foldName(key)
 		if seen[folded] {
-			return twokey.Errorf(twokey.EBadPayload, "payload repeats the key %q", clip(key))
+			return twokey.Errorf(twokey.EBadPayload, "payload repeats the key %q", twokey.Clip(key))
 		}
 		seen[folded] = true
 		if field, ok := knownFields[folded]; checkNames && ok && field != key {
-			return twokey.Errorf(twokey.EBadPayload, "payload spells field %q as %q; field names are lower case", field, clip(key))
+			return twokey.Errorf(twokey.EBadPayload, "payload spells field %q as %q; field names are lower case", field, twokey.Clip(key))
 		}
 		if err := walkValue(dec, depth, checkNames && !opaqueFields[key]); err != nil {
 			return err

@@ -344,16 +344,9 @@ func (e *Engine) lookup(id string) (*conv, error) {
 	c := e.convs[id]
 	e.mu.RUnlock()
 	if c == nil {
-		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", clip(id))
+		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", twokey.Clip(id))
 	}
 	return c, nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
 }
 
 // change is a set of edits to one conversation built under its lock and

@@ -115,7 +115,7 @@ func (e *Engine) execute(convID string, r *gate.Request) {
 		// describe it are left out (a reader must not try to decode the
 		// note). The note itself is redacted below like any body.
 		shown, _ := red.RedactString(enc)
-		shown = clip(shown)
+		shown = twokey.Clip(shown)
 		e.log.Warn("encoded response withheld", AttrConv, convID, AttrRequest, r.ID, AttrService, svc.Name, "content_encoding", shown)
 		data = []byte(fmt.Sprintf(withheldNote, shown, len(data)))
 		contentType = "text/plain; charset=utf-8"

@@ -91,7 +91,7 @@ func (e *Engine) service(name string) (*catalog.Service, error) {
 		for _, s := range e.cfg.Catalog.Services() {
 			names = append(names, s.Name)
 		}
-		return nil, twokey.Errorf(twokey.EBadPayload, "unknown service %q; this gateway knows %s", clip(name), strings.Join(names, ", "))
+		return nil, twokey.Errorf(twokey.EBadPayload, "unknown service %q; this gateway knows %s", twokey.Clip(name), strings.Join(names, ", "))
 	}
 	return s, nil
 }
@@ -259,7 +259,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	}
 	method := p.Method
 	if method == "" || method != strings.ToUpper(method) || len(method) > 16 || strings.ContainsAny(method, " \t\r\n") {
-		return nil, twokey.Errorf(twokey.EBadPayload, "method %q must be an upper-case HTTP method", clip(method))
+		return nil, twokey.Errorf(twokey.EBadPayload, "method %q must be an upper-case HTTP method", twokey.Clip(method))
 	}
 	path, err := svc.EndpointOf(p.URL)
 	if err != nil {
@@ -269,13 +269,13 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	if p.Template != "" {
 		t, ok := e.cfg.Catalog.Template(p.Template)
 		if !ok {
-			return nil, twokey.Errorf(twokey.EBadPayload, "unknown template %q; 'twokey templates' lists them", clip(p.Template))
+			return nil, twokey.Errorf(twokey.EBadPayload, "unknown template %q; 'twokey templates' lists them", twokey.Clip(p.Template))
 		}
 		if t.Service != p.Service || t.Method != method {
 			return nil, twokey.Errorf(twokey.EBadPayload, "template %s is %s on %s, not %s on %s", t.Name, t.Method, t.Service, method, p.Service)
 		}
 		if !templates.MatchEndpoint(t.Endpoint, path) {
-			return nil, twokey.Errorf(twokey.EBadPayload, "url path %s does not match template %s's endpoint %s", clip(path), t.Name, t.Endpoint)
+			return nil, twokey.Errorf(twokey.EBadPayload, "url path %s does not match template %s's endpoint %s", twokey.Clip(path), t.Name, t.Endpoint)
 		}
 		pattern = t.Endpoint
 	}
@@ -290,7 +290,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 			return nil, twokey.Errorf(twokey.EBadPayload, "headers may not set %s: the gateway injects the service's key there", canon)
 		}
 		if forbiddenHeaders[canon] || !validHeader(name, v) {
-			return nil, twokey.Errorf(twokey.EBadPayload, "header %q may not be set on a request: the gateway owns the connection and how the response is encoded (forbidden: %s)", clip(name), forbiddenList)
+			return nil, twokey.Errorf(twokey.EBadPayload, "header %q may not be set on a request: the gateway owns the connection and how the response is encoded (forbidden: %s)", twokey.Clip(name), forbiddenList)
 		}
 	}
 	if err := e.reserve(ch, p.RequestID, store.Requests, p.RequestID,
@@ -366,12 +366,12 @@ func (e *Engine) findRequest(c *conv, id string) (*gate.Request, error) {
 			return r, nil
 		}
 	}
-	return nil, twokey.Errorf(twokey.EUnknownRequest, "no request %s in %s", clip(id), c.st.Name)
+	return nil, twokey.Errorf(twokey.EUnknownRequest, "no request %s in %s", twokey.Clip(id), c.st.Name)
 }
 
 func checkDigest(d string) error {
 	if !strings.HasPrefix(d, "sha256:") || len(d) != 7+64 {
-		return twokey.Errorf(twokey.EBadPayload, "digest %q must be sha256: and 64 hex digits", clip(d))
+		return twokey.Errorf(twokey.EBadPayload, "digest %q must be sha256: and 64 hex digits", twokey.Clip(d))
 	}
 	return nil
 }
@@ -526,7 +526,7 @@ func (e *Engine) approveProposal(ch *change, m *conversation.Message) error {
 			}
 			return twokey.Errorf(twokey.ERequestClosed, "proposal %s is closed: it was applied, or a membership change applied before it was and voided it; propose again against the members as they are now", p.ProposalID)
 		}
-		return twokey.Errorf(twokey.EUnknownRequest, "no open proposal %s in %s", clip(p.ProposalID), c.st.Name)
+		return twokey.Errorf(twokey.EUnknownRequest, "no open proposal %s in %s", twokey.Clip(p.ProposalID), c.st.Name)
 	}
 	if p.ProposalDigest != prop.Digest {
 		return twokey.Errorf(twokey.EDigestMismatch, "proposal_digest does not match proposal %s; re-read it and sign its digest %s", prop.ID, prop.Digest)
@@ -589,7 +589,7 @@ func (e *Engine) knownServices(rules []gate.Rule) error {
 			continue
 		}
 		if _, ok := e.cfg.Catalog.Service(r.Service); !ok {
-			return twokey.Errorf(twokey.EBadPayload, "rule %d names service %q, which this server's catalog does not have; 'twokey templates' lists the services", i+1, clip(r.Service))
+			return twokey.Errorf(twokey.EBadPayload, "rule %d names service %q, which this server's catalog does not have; 'twokey templates' lists the services", i+1, twokey.Clip(r.Service))
 		}
 	}
 	return nil

@@ -17,7 +17,7 @@ var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 // ValidID checks a UUID in lower-case text form.
 func ValidID(what, id string) error {
 	if !uuidRE.MatchString(id) {
-		return twokey.Errorf(twokey.EBadPayload, "%s %q is not a lower-case UUID", what, clip(id))
+		return twokey.Errorf(twokey.EBadPayload, "%s %q is not a lower-case UUID", what, twokey.Clip(id))
 	}
 	return nil
 }
@@ -41,7 +41,7 @@ func (e *Engine) checkCommon(m *conversation.Message) error {
 		return twokey.Errorf(twokey.EForbidden, "%s records are written only by the gateway", m.Kind)
 	}
 	if conversation.NeedsGateway(m.Kind) && m.Header.Gateway != e.gwKey {
-		return twokey.Errorf(twokey.EBadPayload, "payload gateway %q is not this gateway's key %s; the signature is bound to another gateway", clip(m.Header.Gateway), e.gwKey)
+		return twokey.Errorf(twokey.EBadPayload, "payload gateway %q is not this gateway's key %s; the signature is bound to another gateway", twokey.Clip(m.Header.Gateway), e.gwKey)
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func (e *Engine) PostMessage(convID string, m *conversation.Message) (conversati
 		return conversation.Record{}, err
 	}
 	if m.Header.Conversation != convID {
-		return conversation.Record{}, twokey.Errorf(twokey.EBadPayload, "payload is for conversation %q, not %s; a signature is bound to its conversation", clip(m.Header.Conversation), convID)
+		return conversation.Record{}, twokey.Errorf(twokey.EBadPayload, "payload is for conversation %q, not %s; a signature is bound to its conversation", twokey.Clip(m.Header.Conversation), convID)
 	}
 	switch m.Kind {
 	case conversation.KindConversationCreate, conversation.KindSessionOpen:

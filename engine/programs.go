@@ -43,7 +43,7 @@ func (e *Engine) SubmitProgram(convID, program, keyPrefix string, p gate.Request
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.st.Seq == 0 {
-		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", clip(convID))
+		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", twokey.Clip(convID))
 	}
 	if !c.gate.Enabled {
 		return nil, twokey.Errorf(twokey.EGateDisabled, "the gateway is not enabled in %s; its admin enables it with 'twokey gate enable'", c.st.Name)
@@ -104,9 +104,9 @@ func (e *Engine) ResolveConversation(ref string) (id, name string, err error) {
 	case 1:
 		return hits[0][0], hits[0][1], nil
 	case 0:
-		return "", "", twokey.Errorf(twokey.EUnknownConversation, "no conversation named %q on this server", clip(ref))
+		return "", "", twokey.Errorf(twokey.EUnknownConversation, "no conversation named %q on this server", twokey.Clip(ref))
 	}
-	return "", "", twokey.Errorf(twokey.EBadPayload, "%d conversations are named %q; give its id", len(hits), clip(ref))
+	return "", "", twokey.Errorf(twokey.EBadPayload, "%d conversations are named %q; give its id", len(hits), twokey.Clip(ref))
 }
 
 // RequestState returns a request's state with no membership check; the
@@ -119,11 +119,6 @@ func (e *Engine) RequestState(convID, id string) (*api.RequestState, error) {
 	return e.requestState(c, convID, id)
 }
 
-// Settled reports whether a request state is final.
-func Settled(state string) bool {
-	return state != gate.StatePending && state != gate.StateExecuting
-}
-
 // WaitSettled returns request id's state once it has settled (executed,
 // failed, expired, rejected or cancelled), or its state when ctx ends
 // first. It wakes on every record the conversation publishes, so it
@@ -133,7 +128,7 @@ func (e *Engine) WaitSettled(ctx context.Context, convID, id string) (*api.Reque
 	defer e.hub.Unsubscribe(sub)
 	for {
 		st, err := e.RequestState(convID, id)
-		if err != nil || Settled(st.State) {
+		if err != nil || gate.Settled(st.State) {
 			return st, err
 		}
 		select {

@@ -57,7 +57,7 @@ func (e *Engine) member(convID, key string) (*conv, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.st.Seq == 0 {
-		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", clip(convID))
+		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", twokey.Clip(convID))
 	}
 	if !c.st.IsMember(key) {
 		return nil, twokey.Errorf(twokey.ENotMember, "you are not a member of conversation %s", convID)
@@ -180,7 +180,7 @@ func (e *Engine) requestState(c *conv, convID, id string) (*api.RequestState, er
 		}
 	}
 	if r == nil || r.Conversation != convID {
-		return nil, twokey.Errorf(twokey.EUnknownRequest, "no request %s in this conversation", clip(id))
+		return nil, twokey.Errorf(twokey.EUnknownRequest, "no request %s in this conversation", twokey.Clip(id))
 	}
 	return stateOf(r), nil
 }

@@ -61,7 +61,11 @@ type Result struct {
 func (r *Request) Open() bool { return r.State == StatePending }
 
 // Terminal reports whether the request has ended.
-func (r *Request) Terminal() bool { return r.State != StatePending && r.State != StateExecuting }
+func (r *Request) Terminal() bool { return Settled(r.State) }
+
+// Settled reports whether a request state is final: executed, failed,
+// expired, rejected or cancelled.
+func Settled(state string) bool { return state != StatePending && state != StateExecuting }
 
 // Outcome is what a vote does to a request.
 type Outcome int

@@ -269,7 +269,7 @@ type Spec struct {
 func (r *Registry) Create(s Spec) (*Program, string, error) {
 	now := r.now()
 	if !ValidName(s.Name) {
-		return nil, "", twokey.Errorf(twokey.EBadPayload, "name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", clip(s.Name))
+		return nil, "", twokey.Errorf(twokey.EBadPayload, "name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", twokey.Clip(s.Name))
 	}
 	if s.Conversation == "" {
 		return nil, "", twokey.Errorf(twokey.EBadPayload, "a program key is bound to one conversation; name it")
@@ -304,7 +304,7 @@ func (r *Registry) Create(s Spec) (*Program, string, error) {
 func checkPolicy(p *Policy, now time.Time) error {
 	for _, g := range p.Templates {
 		if _, err := path.Match(g, ""); err != nil || g == "" {
-			return twokey.Errorf(twokey.EBadPayload, "template glob %q is malformed (use names and *, e.g. hn.*)", clip(g))
+			return twokey.Errorf(twokey.EBadPayload, "template glob %q is malformed (use names and *, e.g. hn.*)", twokey.Clip(g))
 		}
 	}
 	if p.Rate.N < 0 || (p.Rate.N > 0) != (p.Rate.Per > 0) {
@@ -383,7 +383,7 @@ func (r *Registry) Get(name string) (*Program, error) {
 }
 
 func notFound(name string) error {
-	return twokey.Errorf(twokey.ENotFound, "no program key named %q ('twokey keys ls' lists them)", clip(name))
+	return twokey.Errorf(twokey.ENotFound, "no program key named %q ('twokey keys ls' lists them)", twokey.Clip(name))
 }
 
 // change applies f to the named program under the lock and saves it.
@@ -558,7 +558,7 @@ func (r *Registry) Charge(name, template string) (refund func(), err error) {
 	p := r.byName[name]
 	if p == nil {
 		r.mu.Unlock()
-		return nil, twokey.Errorf(twokey.EUnauthorized, "program key %q has been deleted", clip(name))
+		return nil, twokey.Errorf(twokey.EUnauthorized, "program key %q has been deleted", twokey.Clip(name))
 	}
 	// Checked again: the key may have been disabled, or have expired,
 	// since it was authenticated.
@@ -616,11 +616,4 @@ func (r *Registry) Charge(name, template string) (refund func(), err error) {
 		return nil, err
 	}
 	return undo, nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
 }

@@ -437,16 +437,9 @@ func decodeCursor(c string) (string, error) {
 		bad = !strings.ContainsRune("0123456789abcdef", rune(k[i]))
 	}
 	if err != nil || bad {
-		return "", twokey.Errorf(twokey.EBadPayload, "cursor %q is not one this server gave; use the next of the page before", clipText(c))
+		return "", twokey.Errorf(twokey.EBadPayload, "cursor %q is not one this server gave; use the next of the page before", twokey.Clip(c))
 	}
 	return string(k), nil
-}
-
-func clipText(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
 }
 
 // Usage.
@@ -568,7 +561,7 @@ func maxTime(a, b time.Time) time.Time {
 // time bounds count whole UTC days (Days).
 func (l *Log) Usage(by string, f Filter) ([]Usage, error) {
 	if by != ByKey && by != ByService && by != ByDay {
-		return nil, twokey.Errorf(twokey.EBadPayload, "group by key, service or day, not %q", clipText(by))
+		return nil, twokey.Errorf(twokey.EBadPayload, "group by key, service or day, not %q", twokey.Clip(by))
 	}
 	first, last := Days(f)
 	out := []Usage{}

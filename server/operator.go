@@ -176,7 +176,7 @@ func decodeProgramRequest(body []byte) (ProgramRequest, error) {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return in, twokey.Errorf(twokey.EBadPayload, "the body is not a program request: %s (fields: template, params, service, method, url, headers, body, expires_in, request_id)", clipURL(err.Error()))
+		return in, twokey.Errorf(twokey.EBadPayload, "the body is not a program request: %s (fields: template, params, service, method, url, headers, body, expires_in, request_id)", twokey.ClipAt(err.Error(), 200))
 	}
 	if dec.More() {
 		return in, twokey.Errorf(twokey.EBadPayload, "the body holds more than one JSON value; send one program request")
@@ -195,7 +195,7 @@ func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *ProgramReque
 	if in.ExpiresIn != "" {
 		d, err := config.ParseDuration(in.ExpiresIn)
 		if err != nil || d <= 0 || d > twokey.MaxRequestTTL {
-			return gate.RequestPayload{}, twokey.Errorf(twokey.EBadPayload, "expires_in %q: give a duration such as 30m or 2h (at most 7d)", clipURL(in.ExpiresIn))
+			return gate.RequestPayload{}, twokey.Errorf(twokey.EBadPayload, "expires_in %q: give a duration such as 30m or 2h (at most 7d)", twokey.ClipAt(in.ExpiresIn, 200))
 		}
 		ttl = d
 	}
@@ -225,7 +225,7 @@ func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *ProgramReque
 		if p.Service == "" {
 			p.Service = serviceOf(cat, in.URL)
 			if p.Service == "" {
-				return p, twokey.Errorf(twokey.EHostMismatch, "url %q is not below any service's base URL ('twokey templates' lists the services)", clipURL(in.URL))
+				return p, twokey.Errorf(twokey.EHostMismatch, "url %q is not below any service's base URL ('twokey templates' lists the services)", twokey.ClipAt(in.URL, 200))
 			}
 		}
 		p.URL, p.Headers = in.URL, in.Headers
@@ -234,7 +234,7 @@ func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *ProgramReque
 		}
 		svc, ok := cat.Service(p.Service)
 		if !ok {
-			return p, twokey.Errorf(twokey.EBadPayload, "unknown service %q ('twokey templates' lists the services)", clipURL(p.Service))
+			return p, twokey.Errorf(twokey.EBadPayload, "unknown service %q ('twokey templates' lists the services)", twokey.ClipAt(p.Service, 200))
 		}
 		path, err := svc.EndpointOf(p.URL)
 		if err != nil {
@@ -245,13 +245,6 @@ func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *ProgramReque
 		return p, twokey.Errorf(twokey.EBadPayload, "give a template (with params) or a method and url")
 	}
 	return p, nil
-}
-
-func clipURL(s string) string {
-	if len(s) > 200 {
-		return s[:197] + "..."
-	}
-	return s
 }
 
 // serviceOf is the service whose base URL holds u (the longest base wins).
@@ -317,14 +310,14 @@ func (o *operator) submit(w http.ResponseWriter, r *http.Request, prog *programs
 func (o *operator) own(prog *programs.Program, id string) (*api.RequestState, error) {
 	st, err := o.eng.RequestState(prog.Conversation, id)
 	if err != nil || st.Program != prog.Name {
-		return nil, twokey.Errorf(twokey.EUnknownRequest, "program %q has no request %s", prog.Name, clipURL(id))
+		return nil, twokey.Errorf(twokey.EUnknownRequest, "program %q has no request %s", prog.Name, twokey.ClipAt(id, 200))
 	}
 	return st, nil
 }
 
 // waitFor waits at most d for a request to settle; shutdown ends it early.
 func (o *operator) waitFor(r *http.Request, prog *programs.Program, st *api.RequestState, d time.Duration) (*api.RequestState, error) {
-	if d <= 0 || engine.Settled(st.State) {
+	if d <= 0 || gate.Settled(st.State) {
 		return st, nil
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d)
@@ -379,7 +372,7 @@ func parseWait(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, twokey.Errorf(twokey.EBadPayload, "wait=%q: give seconds (30) or a duration (30s)", clipURL(s))
+		return 0, twokey.Errorf(twokey.EBadPayload, "wait=%q: give seconds (30) or a duration (30s)", twokey.ClipAt(s, 200))
 	}
 	return d, nil
 }
@@ -391,7 +384,7 @@ func (o *operator) programVote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.refuse(w, r, prog, "", twokey.Errorf(twokey.EForbidden,
-		"a program key may propose calls but never approve or reject them; the conversation's signers decide (twokey approve CONV %s)", clipURL(r.PathValue("id"))))
+		"a program key may propose calls but never approve or reject them; the conversation's signers decide (twokey approve CONV %s)", twokey.ClipAt(r.PathValue("id"), 200)))
 }
 
 // Proxy mode.
@@ -419,7 +412,7 @@ func refuseDotSegments(w http.ResponseWriter, r *http.Request, log *slog.Logger)
 			if part == "." || part == ".." {
 				writeError(w, log, twokey.Errorf(twokey.EHostMismatch,
 					"the path %q holds a dot segment (%q); proxy paths are taken as sent, never cleaned or redirected: name the service and its path without . or .. (/v1/proxy/CONV/SERVICE/PATH)",
-					clipURL(r.URL.EscapedPath()), seg))
+					twokey.ClipAt(r.URL.EscapedPath(), 200), seg))
 				return true
 			}
 		}
@@ -494,7 +487,7 @@ func (o *operator) proxy(w http.ResponseWriter, r *http.Request) {
 	convRef, svcName := r.PathValue("conversation"), r.PathValue("service")
 	if convRef != prog.Conversation && convRef != prog.ConversationName {
 		o.refuse(w, r, prog, "", twokey.Errorf(twokey.EForbidden, "program key %q is bound to conversation %s (%s), not %q",
-			prog.Name, prog.ConversationName, prog.Conversation, clipURL(convRef)))
+			prog.Name, prog.ConversationName, prog.Conversation, twokey.ClipAt(convRef, 200)))
 		return
 	}
 	cat := o.eng.Catalog()
@@ -504,7 +497,7 @@ func (o *operator) proxy(w http.ResponseWriter, r *http.Request) {
 		for _, s := range cat.Services() {
 			names = append(names, s.Name)
 		}
-		writeError(w, o.log, twokey.Errorf(twokey.ENotFound, "no service %q; this gateway knows %s", clipURL(svcName), strings.Join(names, ", ")))
+		writeError(w, o.log, twokey.Errorf(twokey.ENotFound, "no service %q; this gateway knows %s", twokey.ClipAt(svcName, 200), strings.Join(names, ", ")))
 		return
 	}
 	// The rest of the path exactly as the client escaped it; the gateway's
@@ -541,7 +534,7 @@ func (o *operator) proxy(w http.ResponseWriter, r *http.Request) {
 	if s := r.Header.Get("X-Twokey-Expires"); s != "" {
 		d, err := config.ParseDuration(s)
 		if err != nil || d <= 0 || d > twokey.MaxRequestTTL {
-			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "X-Twokey-Expires %q: give a duration such as 30m (at most 7d)", clipURL(s)))
+			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "X-Twokey-Expires %q: give a duration such as 30m (at most 7d)", twokey.ClipAt(s, 200)))
 			return
 		}
 		ttl = d

@@ -840,7 +840,7 @@ func (o *operator) bansDelete(w http.ResponseWriter, r *http.Request) {
 	if addr != "" {
 		client, ok := clientKeyOf(addr)
 		if !ok {
-			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "addr=%q is not an IP address, loopback or an IPv6 /64 as GET /bans lists them", clipURL(addr)))
+			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "addr=%q is not an IP address, loopback or an IPv6 /64 as GET /bans lists them", twokey.ClipAt(addr, 200)))
 			return
 		}
 		addr = client

@@ -26,7 +26,7 @@ func (o *operator) bound(r *http.Request, name string) (t time.Time, err error) 
 		return time.Time{}, nil
 	}
 	if strings.HasPrefix(strings.TrimSpace(s), "-") {
-		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%s=%q: a duration back from now cannot be negative; give one such as 24h or 7d, or an RFC 3339 time", name, clipURL(s))
+		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%s=%q: a duration back from now cannot be negative; give one such as 24h or 7d, or an RFC 3339 time", name, twokey.ClipAt(s, 200))
 	}
 	now := o.eng.Now()
 	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && strings.Trim(days, "0123456789") == "" {
@@ -40,7 +40,7 @@ func (o *operator) bound(r *http.Request, name string) (t time.Time, err error) 
 	} else if d, derr := config.ParseDuration(s); derr == nil {
 		t = now.Add(-d) // reqlog.Bound clamps a time before 1970
 	} else if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
-		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%s=%q: give a duration back from now (24h, 7d) or an RFC 3339 time (2026-01-02T15:04:05Z)", name, clipURL(s))
+		return time.Time{}, twokey.Errorf(twokey.EBadPayload, "%s=%q: give a duration back from now (24h, 7d) or an RFC 3339 time (2026-01-02T15:04:05Z)", name, twokey.ClipAt(s, 200))
 	}
 	return reqlog.Bound(name, t)
 }
@@ -79,7 +79,7 @@ func (o *operator) logsList(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > reqlog.MaxLimit {
 			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "limit=%q: a page holds 1 to %d entries (there is no limit for all of them); "+
-				"follow each page's next with cursor=, or run 'twokey logs --all'", clipURL(s), reqlog.MaxLimit))
+				"follow each page's next with cursor=, or run 'twokey logs --all'", twokey.ClipAt(s, 200), reqlog.MaxLimit))
 			return
 		}
 		f.Limit = n
