@@ -174,12 +174,12 @@ func (e *Engine) revoke(ch *change, m *conversation.Message) error {
 	if err := m.Decode(&p); err != nil {
 		return err
 	}
-	if (p.SecretID == "") == (p.Service == "") {
-		return twokey.Errorf(twokey.EBadPayload, "gate.secret.revoke names either secret_id or service")
+	if err := gate.CheckRevoke(p); err != nil {
+		return err
 	}
 	ids := []string{}
 	for id, s := range c.secrets {
-		if id == p.SecretID || (p.Service != "" && s.Service == p.Service) {
+		if p.Revokes(id, s.Service) {
 			ids = append(ids, id)
 		}
 	}
@@ -301,27 +301,14 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	if program != "" {
 		submitter = e.gwKey
 	}
-	open := 0
-	for _, r := range c.requests {
-		if r.Submitter == submitter && r.Program == program && r.State == gate.StatePending {
-			open++
-		}
-	}
-	if open >= twokey.MaxPendingPerSigner {
+	if open := gate.PendingOf(c.requests, submitter, program); open >= twokey.MaxPendingPerSigner {
 		return nil, twokey.Errorf(twokey.ERateLimited, "you have %d pending requests in %s, the most one submitter may hold open; wait for some to settle or cancel them", open, c.st.Name)
 	}
-	required, rule := gate.Threshold(c.gate.RequiredApprovals, c.gate.Rules, gate.Target{Service: p.Service, Path: path, Pattern: pattern, Method: method})
-	r := &gate.Request{
-		ID: p.RequestID, Conversation: c.st.ID, Submitter: submitter, Program: program, Payload: p,
-		Digest: digest, Endpoint: path, Pattern: pattern, Signers: slices.Clone(c.gate.Signers), Required: required,
-		Rule: rule, Approvals: []string{}, Rejections: []string{}, State: gate.StatePending, ExpiresAt: exp,
-		SubmittedSeq: ch.st.Seq,
-	}
-	if program == "" {
-		// The submitter's request is its approval.
-		if r.Vote(author, true) == gate.Execute {
-			e.scheduleExecution(ch, r)
-		}
+	// The submitter's request is its approval (a program's has none).
+	r, out := gate.NewRequest(c.gate, c.st.ID, p, digest, submitter, program,
+		gate.Target{Service: p.Service, Path: path, Pattern: pattern, Method: method}, exp, ch.st.Seq)
+	if out == gate.Execute {
+		e.scheduleExecution(ch, r)
 	}
 	if r.State == gate.StatePending {
 		ch.after = append(ch.after, func() { e.expiry.add(exp, c.st.ID, r.ID) })
@@ -433,22 +420,15 @@ func (e *Engine) cancelRequest(ch *change, m *conversation.Message) error {
 	if err != nil {
 		return err
 	}
-	if r.Submitter != m.Author {
-		return twokey.Errorf(twokey.EForbidden, "only the submitter of request %s may cancel it", r.ID)
-	}
-	if !r.Open() {
-		return twokey.Errorf(twokey.ERequestClosed, "request %s is %s; it can no longer be cancelled", r.ID, r.State)
+	if err := r.CheckCancel(m.Author); err != nil {
+		return err
 	}
 	return e.closeIn(ch, r, gate.StateCancelled, gate.ReasonCancelled)
 }
 
 // closeIn ends an open request within ch with a gateway record.
 func (e *Engine) closeIn(ch *change, r *gate.Request, state, reason string) error {
-	kind := map[string]string{
-		gate.StateCancelled: conversation.KindGateCancelled, gate.StateExpired: conversation.KindGateExpired,
-		gate.StateFailed: conversation.KindGateFailed, gate.StateRejected: conversation.KindGateRejected,
-	}[state]
-	if _, err := e.gatewayRecord(ch, kind, gate.ClosedPayload{Header: e.header(ch.c.st.ID), RequestID: r.ID, Reason: reason,
+	if _, err := e.gatewayRecord(ch, gate.ClosedKind(state), gate.ClosedPayload{Header: e.header(ch.c.st.ID), RequestID: r.ID, Reason: reason,
 		Decision: gate.DecisionOf(r)}); err != nil {
 		return err
 	}
@@ -528,21 +508,14 @@ func (e *Engine) approveProposal(ch *change, m *conversation.Message) error {
 		}
 		return twokey.Errorf(twokey.EUnknownRequest, "no open proposal %s in %s", twokey.Clip(p.ProposalID), c.st.Name)
 	}
-	if p.ProposalDigest != prop.Digest {
-		return twokey.Errorf(twokey.EDigestMismatch, "proposal_digest does not match proposal %s; re-read it and sign its digest %s", prop.ID, prop.Digest)
+	if err := prop.CheckApprove(m.Author, p.ProposalDigest); err != nil {
+		return err
 	}
-	if !slices.Contains(prop.Needed, m.Author) {
-		return twokey.Errorf(twokey.ENotSigner, "proposal %s does not need your approval", prop.ID)
-	}
-	if slices.Contains(prop.Approvals, m.Author) {
-		return twokey.Errorf(twokey.EAlreadyVoted, "you have already approved proposal %s", prop.ID)
-	}
-	np := *prop
-	np.Approvals = append(slices.Clone(prop.Approvals), m.Author)
+	np := prop.Approve(m.Author)
 	ch.proposals = maps.Clone(c.proposals)
-	ch.proposals[np.ID] = &np
+	ch.proposals[np.ID] = np
 	if np.Done() {
-		return e.applyProposal(ch, &np)
+		return e.applyProposal(ch, np)
 	}
 	return nil
 }
