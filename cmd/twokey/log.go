@@ -52,11 +52,14 @@ func runLog(ctx context.Context, f *factory, o *logOptions, ref string) error {
 	if err != nil {
 		return err
 	}
-	view := newLogView(gw.SigningKey, conv.Members, func() time.Time { return time.Now() })
+	cat, err := c.Catalog(ctx)
+	if err != nil {
+		return err
+	}
+	view := newLogView(gw.SigningKey, conv.Members, cat, func() time.Time { return time.Now() })
 	view.short = o.short
 	if reqs, err := c.Requests(ctx, conv.ID, ""); err == nil {
 		for _, r := range reqs {
-			view.required[r.RequestID] = r.RequiredApprovals
 			view.final[r.RequestID] = r.State
 		}
 	}
@@ -92,16 +95,7 @@ func runLog(ctx context.Context, f *factory, o *logOptions, ref string) error {
 		if s != "connected" {
 			fmt.Fprintf(f.io.Err, "-- %s\n", s)
 		}
-	}}, func(r conversation.Record) error {
-		if r.Kind == conversation.KindGateRequest {
-			if reqs, err := c.Requests(ctx, conv.ID, "pending"); err == nil {
-				for _, q := range reqs {
-					view.required[q.RequestID] = q.RequiredApprovals
-				}
-			}
-		}
-		return check(r)
-	})
+	}}, check)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

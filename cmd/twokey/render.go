@@ -9,30 +9,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/termtext"
 )
 
-// logView renders records as readable cards. It follows the log as it
-// goes, so a request card knows its votes so far.
+// logView renders records as readable cards. It folds the log as it
+// goes (gate.Fold, the one meaning of each kind), so a request card knows
+// its M and its votes so far.
 type logView struct {
-	names    map[string]string // key id -> name
-	gateway  string
-	now      func() time.Time
-	required map[string]int // request id -> M, when known
-	votes    map[string][]string
-	states   map[string]string
-	final    map[string]string // request id -> its state now, when known
-	short    bool              // no bodies
+	fold    *gate.Fold
+	names   map[string]string // key id -> name, as members were named
+	gateway string
+	now     func() time.Time
+	final   map[string]string // request id -> its state now, when known
+	short   bool              // no bodies
 }
 
-func newLogView(gateway string, members []conversation.Member, now func() time.Time) *logView {
-	v := &logView{names: map[string]string{}, gateway: gateway, now: now,
-		required: map[string]int{}, votes: map[string][]string{}, states: map[string]string{}, final: map[string]string{}}
-	for _, m := range members {
-		v.names[m.Key] = m.Name
-	}
+// newLogView follows a log of gateway's; cat (nil for none) is the
+// server's catalog, which M is matched with.
+func newLogView(gateway string, members []conversation.Member, cat *api.Catalog, now func() time.Time) *logView {
+	v := &logView{fold: gate.NewFold(gateway), names: map[string]string{}, gateway: gateway, now: now, final: map[string]string{}}
+	v.fold.Resolve = cat.Target
+	v.learn(members)
 	return v
 }
 
@@ -61,33 +61,31 @@ func shortID(id string) string {
 	return id
 }
 
-// learn updates names from membership records.
-func (v *logView) learn(r conversation.Record) {
-	switch r.Kind {
-	case conversation.KindConversationCreate:
-		var p conversation.CreatePayload
-		if json.Unmarshal(r.Body, &p) == nil {
-			for _, m := range p.Members {
-				if m.Name != "" {
-					v.names[m.Key] = m.Name
-				}
-			}
-		}
-	case conversation.KindMemberAdd:
-		var p conversation.MemberPayload
-		if json.Unmarshal(r.Body, &p) == nil && p.Name != "" {
-			v.names[p.Key] = p.Name
-		}
-	case conversation.KindMemberChanged:
-		var p gate.ChangedPayload
-		if json.Unmarshal(r.Body, &p) == nil {
-			for _, m := range p.Members {
-				if m.Name != "" {
-					v.names[m.Key] = m.Name
-				}
-			}
+// learn keeps the names members had: a card names a member removed since.
+func (v *logView) learn(members []conversation.Member) {
+	for _, m := range members {
+		if m.Name != "" {
+			v.names[m.Key] = m.Name
 		}
 	}
+}
+
+// apply folds r in and returns what it was about, or why the fold does
+// not believe it (r's signature and chain were checked before).
+func (v *logView) apply(r conversation.Record) (gate.Step, error) {
+	m, err := conversation.Verify(r.Envelope)
+	if err != nil {
+		return gate.Step{}, err
+	}
+	at, err := conversation.ParseTime(r.ReceivedAt)
+	if err != nil {
+		return gate.Step{}, err
+	}
+	step, err := v.fold.Apply(m, r.Seq, at)
+	if err == nil {
+		v.learn(v.fold.Members)
+	}
+	return step, err
 }
 
 func indent(w io.Writer, text string) {
@@ -143,7 +141,27 @@ func timeLeft(exp, now time.Time) string {
 
 // render writes one record.
 func (v *logView) render(w io.Writer, r conversation.Record) {
-	v.learn(r)
+	step, refused := v.apply(r)
+	if refused == nil && r.Kind == conversation.KindMemberPropose {
+		for _, m := range step.Proposal.Payload.Add {
+			if m.Name != "" && v.names[m.Key] == "" {
+				v.names[m.Key] = m.Name
+			}
+		}
+	}
+	defer func() {
+		if refused != nil {
+			fmt.Fprintf(w, "     NOT BELIEVED: %s\n", termtext.Line(refused.Error()))
+		}
+	}()
+	// approvals is the request's count and M after this record, "?" for
+	// the M of a request the fold does not hold.
+	approvals := func() (int, string, []string) {
+		if r := step.Request; r != nil {
+			return len(r.Approvals), fmt.Sprint(r.Required), r.Approvals
+		}
+		return 0, "?", nil
+	}
 	when := r.ReceivedAt
 	if t, err := time.Parse(time.RFC3339Nano, r.ReceivedAt); err == nil {
 		when = t.UTC().Format("2006-01-02 15:04:05")
@@ -202,8 +220,6 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	case conversation.KindGateRequest:
 		var p gate.RequestPayload
 		_ = json.Unmarshal(r.Body, &p)
-		v.votes[p.RequestID] = []string{r.Author}
-		v.states[p.RequestID] = gate.StatePending
 		tmpl := p.Template
 		if tmpl == "" {
 			tmpl = "(no template)"
@@ -211,7 +227,6 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		who := ""
 		if p.Program != "" {
 			who = " for program " + p.Program
-			v.votes[p.RequestID] = nil
 		}
 		fmt.Fprintf(w, "%s REQUEST %s  %s%s\n", head, shortID(p.RequestID), termtext.Line(tmpl), termtext.Line(who))
 		fmt.Fprintf(w, "     %s %s  (service %s)\n", p.Method, p.URL, p.Service)
@@ -230,27 +245,20 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		if len(p.Body) > 0 && !v.short {
 			indent(w, prettyBody(string(p.Body), 12))
 		}
-		m := "?"
-		if n, ok := v.required[p.RequestID]; ok {
-			m = fmt.Sprint(n)
-		}
+		n, m, votes := approvals()
 		left := ""
 		if st := v.final[p.RequestID]; st != "" && st != gate.StatePending {
 			left = " · now " + st // a countdown would mislead on a closed request
 		} else if exp, err := time.Parse(time.RFC3339Nano, p.ExpiresAt); err == nil {
 			left = " · " + timeLeft(exp, v.now())
 		}
-		fmt.Fprintf(w, "     approvals %d/%s (%s)%s\n", len(v.votes[p.RequestID]), m, v.nameList(v.votes[p.RequestID]), left)
+		fmt.Fprintf(w, "     approvals %d/%s (%s)%s\n", n, m, v.nameList(votes), left)
 	case conversation.KindGateApprove, conversation.KindGateReject:
 		var p gate.VotePayload
 		_ = json.Unmarshal(r.Body, &p)
 		if r.Kind == conversation.KindGateApprove {
-			v.votes[p.RequestID] = append(v.votes[p.RequestID], r.Author)
-			m := "?"
-			if n, ok := v.required[p.RequestID]; ok {
-				m = fmt.Sprint(n)
-			}
-			fmt.Fprintf(w, "%s APPROVE %s  (%d/%s)\n", head, shortID(p.RequestID), len(v.votes[p.RequestID]), m)
+			n, m, _ := approvals()
+			fmt.Fprintf(w, "%s APPROVE %s  (%d/%s)\n", head, shortID(p.RequestID), n, m)
 		} else {
 			reason := ""
 			if p.Reason != "" {
@@ -265,7 +273,6 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	case conversation.KindGateExecuted:
 		var p gate.ExecutedPayload
 		_ = json.Unmarshal(r.Body, &p)
-		v.states[p.RequestID] = gate.StateExecuted
 		fmt.Fprintf(w, "%s EXECUTED %s  status %d in %d ms, approved by %s\n", head, shortID(p.RequestID), p.Status, p.DurationMS, v.nameList(p.Approvers))
 	case conversation.KindGateResponse:
 		var p gate.ResponsePayload
@@ -285,7 +292,6 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		var p gate.ClosedPayload
 		_ = json.Unmarshal(r.Body, &p)
 		word := strings.ToUpper(strings.TrimPrefix(r.Kind, "gate."))
-		v.states[p.RequestID] = strings.TrimPrefix(r.Kind, "gate.")
 		fmt.Fprintf(w, "%s %s %s  reason %s\n", head, word, shortID(p.RequestID), termtext.Line(p.Reason))
 		if p.Detail != "" {
 			fmt.Fprintf(w, "     %s\n", termtext.Line(p.Detail))

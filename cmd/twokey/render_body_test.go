@@ -42,7 +42,7 @@ func TestResponseCardsDescribeBinaryBodies(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer
-			newLogView(gw, nil, func() time.Time { return now }).render(&out, conversation.Record{Seq: 8, ReceivedAt: now.Format(time.RFC3339Nano),
+			newLogView(gw, nil, nil, func() time.Time { return now }).render(&out, conversation.Record{Seq: 8, ReceivedAt: now.Format(time.RFC3339Nano),
 				Kind: conversation.KindGateResponse, Author: gw, Body: body})
 			shown := responseBody(&tc.p, 0)
 			for _, w := range tc.want {
