@@ -46,3 +46,30 @@ func TestImportRules(t *testing.T) {
 		}
 	}
 }
+
+// TestBboltOnlyInStore enforces docs/architecture.md: only store imports
+// bbolt, and internal/testutil, which checks the file read-only in tests.
+// (The other rules follow dependencies; this one names direct imports, as
+// everything above store reaches bbolt through it.)
+func TestBboltOnlyInStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("go list is slow")
+	}
+	out, err := exec.Command("go", "list", "-e", "-f",
+		`{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	allowed := map[string]bool{mod + "/store": true, mod + "/internal/testutil": true}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || allowed[f[0]] {
+			continue
+		}
+		for _, imp := range f[1:] {
+			if imp == "go.etcd.io/bbolt" || strings.HasPrefix(imp, "go.etcd.io/bbolt/") {
+				t.Errorf("%s imports %s: only store (and internal/testutil) may (docs/architecture.md)", f[0], imp)
+			}
+		}
+	}
+}

@@ -25,7 +25,7 @@ func open(t *testing.T, path string) *Store {
 
 func check(t *testing.T, s *Store) {
 	t.Helper()
-	if err := s.DB().View(func(tx *bolt.Tx) error {
+	if err := s.db.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
 			return err
 		}

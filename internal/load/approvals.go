@@ -16,7 +16,7 @@ type throughput struct {
 	Elapsed  time.Duration
 	FirstErr string
 	// Pages is the bbolt pages written per operation, and PageTime the
-	// time spent writing and syncing them (bbolt's TxStats): what a
+	// time spent writing and syncing them (store.Stats): what a
 	// durable commit costs on this disk.
 	Pages    float64
 	PageTime time.Duration

@@ -3,7 +3,6 @@ package load
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
@@ -22,9 +20,10 @@ import (
 )
 
 // Ceiling is what this machine can do at best, measured in the same run as
-// the figures it bounds. The disk figures are taken on bbolt directly,
-// not through the store package: the ceiling must not depend on the code
-// it is a ceiling for. store.Commit's own rate is kept beside it.
+// the figures it bounds. The disk figures are taken on bbolt directly
+// (store.MeasureRaw), not through the store's committer: the ceiling must
+// not depend on the code it is a ceiling for. store.Commit's own rate is
+// kept beside it.
 type Ceiling struct {
 	VerifyOne float64 // Ed25519 verifies/s on one goroutine
 	VerifyAll float64 // Ed25519 verifies/s on GOMAXPROCS goroutines
@@ -107,9 +106,11 @@ func measureCeiling(ctx context.Context, dir string, d time.Duration, writers in
 	if err != nil {
 		return c, err
 	}
-	if err := c.measureRaw(filepath.Join(dir, "ceiling-raw.db"), d, recJSON, snap, req); err != nil {
+	raw, err := store.MeasureRaw(filepath.Join(dir, "ceiling-raw.db"), d, writers, recJSON, snap, req)
+	if err != nil {
 		return c, fmt.Errorf("raw bbolt: %w", err)
 	}
+	c.FsyncSeq, c.RawWrites, c.RawPages, c.RawPageTime = raw.FsyncSeq, raw.Writes, raw.Pages, raw.PageTime
 	if err := ctx.Err(); err != nil {
 		return c, err
 	}
@@ -150,96 +151,6 @@ func measureCeiling(ctx context.Context, dir string, d time.Duration, writers in
 	}
 	c.StoreWrites = rate(int(done.Load()), time.Since(start))
 	return c, nil
-}
-
-// measureRaw measures durable commits on a bbolt file of its own, opened
-// as the store opens its own (map freelist, fsync on every commit):
-// sequential one-put transactions, then c.Writers goroutines each making
-// approval-shaped writes (a record appended to its own conversation's
-// log bucket, that conversation's snapshot, the request) through
-// DB.Batch.
-func (c *Ceiling) measureRaw(path string, d time.Duration, rec, snap, req []byte) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return err
-	}
-	defer os.Remove(path)
-	defer db.Close()
-	logB, convsB, reqsB, metaB := []byte("log"), []byte("convs"), []byte("requests"), []byte("meta")
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{logB, convsB, reqsB, metaB} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	val := make([]byte, 100)
-	n, start := 0, time.Now()
-	for time.Since(start) < d {
-		err := db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(metaB).Put(fmt.Appendf(nil, "fsync-%08d", n), val)
-		})
-		if err != nil {
-			return err
-		}
-		n++
-	}
-	c.FsyncSeq = rate(n, time.Since(start))
-
-	// A batch starts as soon as every writer is in it (or after bbolt's
-	// default delay, should one be slow).
-	db.MaxBatchSize = c.Writers
-	st0 := db.Stats()
-	var done atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	start = time.Now()
-	for w := range c.Writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conv := fmt.Appendf(nil, "conv-%03d", w)
-			for seq := uint64(1); time.Since(start) < d; seq++ {
-				var key [8]byte
-				binary.BigEndian.PutUint64(key[:], seq)
-				rid := []byte(uuid.NewString())
-				err := db.Batch(func(tx *bolt.Tx) error {
-					lb, err := tx.Bucket(logB).CreateBucketIfNotExists(conv)
-					if err != nil {
-						return err
-					}
-					if err := lb.Put(key[:], rec); err != nil {
-						return err
-					}
-					if err := tx.Bucket(convsB).Put(conv, snap); err != nil {
-						return err
-					}
-					return tx.Bucket(reqsB).Put(rid, req)
-				})
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return err
-	}
-	c.RawWrites = rate(int(done.Load()), time.Since(start))
-	st1 := db.Stats()
-	tx := st1.TxStats.Sub(&st0.TxStats)
-	if n := done.Load(); n > 0 {
-		c.RawPages = float64(tx.GetWrite()) / float64(n)
-		c.RawPageTime = tx.GetWriteTime() / time.Duration(max(1, tx.GetWrite()))
-	}
-	return nil
 }
 
 // approvalPAE returns the bytes a gate.approve's signature covers.

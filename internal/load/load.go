@@ -266,13 +266,12 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 			if jobs, from, err = e.approvalJobs(s, from, sz.approvals[i]); err != nil {
 				return err
 			}
-			st0 := e.d.Store().DB().Stats()
+			st0 := e.d.Store().Stats()
 			tp := e.postAll(ctx, jobs, c, sz.approvalTime)
-			st1 := e.d.Store().DB().Stats()
-			tx := st1.TxStats.Sub(&st0.TxStats)
+			st := e.d.Store().Stats().Sub(st0)
 			if tp.Done > 0 {
-				tp.Pages = float64(tx.GetWrite()) / float64(tp.Done)
-				tp.PageTime = tx.GetWriteTime() / time.Duration(max(1, tx.GetWrite()))
+				tp.Pages = float64(st.PagesWritten) / float64(tp.Done)
+				tp.PageTime = st.WriteTime / time.Duration(max(1, st.PagesWritten))
 			}
 			if tp.Errors > 0 {
 				return fmt.Errorf("approvals at c=%d: %d errors, first: %s", c, tp.Errors, tp.FirstErr)
