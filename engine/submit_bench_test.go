@@ -124,31 +124,7 @@ func loadedEngine(b *testing.B, n int) (*Engine, string, string) {
 	if err := <-errs; err != nil {
 		b.Fatal(err)
 	}
-	master := make([]byte, 32)
-	rand.Read(master)
-	v, err := vault.New(master)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cat, err := catalog.Starter()
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw, err := conversation.NewIdentity("gateway")
-	if err != nil {
-		b.Fatal(err)
-	}
-	box, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var boxPub, boxPriv [32]byte
-	copy(boxPub[:], box.PublicKey().Bytes())
-	copy(boxPriv[:], box.Bytes())
-	tokenKey := make([]byte, 32)
-	rand.Read(tokenKey)
-	e, err := New(Config{Store: st, Vault: v, Catalog: cat, Gateway: gw, BoxPub: &boxPub, BoxPriv: &boxPriv,
-		Clock: clock.Real{}, TokenKey: tokenKey})
+	e, err := New(testConfig(b, st, clock.Real{}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -157,4 +133,35 @@ func loadedEngine(b *testing.B, n int) (*Engine, string, string) {
 		b.Fatalf("the engine loaded %d conversations, want %d", got, n)
 	}
 	return e, convs[n/2], keys[1]
+}
+
+// testConfig is an engine's configuration over st for tests: a fresh
+// vault, gateway identity, box and token keys, the starter catalog.
+func testConfig(tb testing.TB, st *store.Store, clk clock.Clock) Config {
+	tb.Helper()
+	master := make([]byte, 32)
+	rand.Read(master)
+	v, err := vault.New(master)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cat, err := catalog.Starter()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gw, err := conversation.NewIdentity("gateway")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	box, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var boxPub, boxPriv [32]byte
+	copy(boxPub[:], box.PublicKey().Bytes())
+	copy(boxPriv[:], box.Bytes())
+	tokenKey := make([]byte, 32)
+	rand.Read(tokenKey)
+	return Config{Store: st, Vault: v, Catalog: cat, Gateway: gw, BoxPub: &boxPub, BoxPriv: &boxPriv,
+		Clock: clk, TokenKey: tokenKey}
 }

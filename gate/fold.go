@@ -32,7 +32,7 @@ type Fold struct {
 	// request's record (format); a non-empty problem is reported at the
 	// first record that signs the request's decision. Nil matches on the
 	// service and method alone, for a reader that has no catalog.
-	Resolve func(p *RequestPayload) (t Target, problem string, err error)
+	Resolve func(p *RequestPayload) (t Target, problem string, err error) `json:"-"`
 
 	ID, Name, Admin string
 	Members         []conversation.Member
