@@ -18,11 +18,8 @@ import (
 // gateway-written request is for (a program's request has no approval).
 // It returns Execute when that approval alone reaches M.
 func NewRequest(cfg Config, conv string, p RequestPayload, digest, submitter, program string, t Target, exp time.Time, seq uint64) (*Request, Outcome) {
+	// rule points into cfg.Rules, which a change replaces and never edits.
 	required, rule := Threshold(cfg.RequiredApprovals, cfg.Rules, t)
-	if rule != nil {
-		c := *rule
-		rule = &c
-	}
 	r := &Request{
 		ID: p.RequestID, Conversation: conv, Submitter: submitter, Program: program, Payload: p,
 		Digest: digest, Endpoint: t.Path, Pattern: t.Pattern, Signers: slices.Clone(cfg.Signers), Required: required,
