@@ -1,7 +1,9 @@
 package twokey_test
 
 import (
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -69,6 +71,64 @@ func TestBboltOnlyInStore(t *testing.T) {
 		for _, imp := range f[1:] {
 			if imp == "go.etcd.io/bbolt" || strings.HasPrefix(imp, "go.etcd.io/bbolt/") {
 				t.Errorf("%s imports %s: only store (and internal/testutil) may (docs/architecture.md)", f[0], imp)
+			}
+		}
+	}
+}
+
+// TestPackageTable holds every package to its row of the table in
+// docs/architecture.md: each package of the module has a row, and each of
+// its direct imports of another twokey package is one its "may import"
+// column lists (a comma-separated list of packages; "twokey" is the root,
+// "—" none, "anything" any). The table is the design; this test is what
+// keeps the code to it.
+func TestPackageTable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("go list is slow")
+	}
+	doc, err := os.ReadFile("docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([a-z/]+)` \\|[^|]*\\| ([^|]+) \\|$")
+	allowed := map[string]map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		may := map[string]bool{}
+		for _, p := range strings.Split(m[2], ",") {
+			may[strings.TrimSpace(p)] = true
+		}
+		allowed[m[1]] = may
+	}
+	if len(allowed) < 10 {
+		t.Fatalf("found %d package rows in docs/architecture.md; the table's layout changed", len(allowed))
+	}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	name := func(path string) string {
+		if path == mod {
+			return "twokey"
+		}
+		return strings.TrimPrefix(path, mod+"/")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := name(f[0])
+		may, ok := allowed[pkg]
+		if !ok {
+			t.Errorf("package %s has no row in docs/architecture.md's table: say its one job and what it may import", pkg)
+			continue
+		}
+		if may["anything"] {
+			continue
+		}
+		for _, imp := range f[1:] {
+			if imp != mod && !strings.HasPrefix(imp, mod+"/") {
+				continue
+			}
+			if !may[name(imp)] {
+				t.Errorf("%s imports %s, which its row in docs/architecture.md does not allow", pkg, name(imp))
 			}
 		}
 	}
