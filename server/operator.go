@@ -63,31 +63,6 @@ func (o *operator) routes(a *API) {
 	o.mgmtRoutes(a)
 }
 
-// ProgramRequest is the body of POST /v1/programs/requests: a template
-// and its params, or a service, method and url (with optional headers and
-// JSON body).
-type ProgramRequest struct {
-	RequestID string            `json:"request_id,omitempty"`
-	Template  string            `json:"template,omitempty"`
-	Params    map[string]string `json:"params,omitempty"`
-	Service   string            `json:"service,omitempty"`
-	Method    string            `json:"method,omitempty"`
-	URL       string            `json:"url,omitempty"`
-	Headers   map[string]string `json:"headers,omitempty"`
-	Body      json.RawMessage   `json:"body,omitempty"`
-	// ExpiresIn is how long the request waits for approvals, e.g. "30m"
-	// (default programs.request_ttl, at most 7d).
-	ExpiresIn string `json:"expires_in,omitempty"`
-}
-
-// ProgramState is what the program endpoints answer: the request's state
-// (PROTOCOL 5), its response once executed, and where to poll it.
-type ProgramState struct {
-	*api.RequestState
-	Response *gate.ResponsePayload `json:"response,omitempty"`
-	Location string                `json:"location"`
-}
-
 func programLocation(id string) string { return "/v1/programs/requests/" + url.PathEscape(id) }
 
 // presented returns the key a program presented: a bearer token or an
@@ -166,13 +141,13 @@ func (o *operator) programSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", programLocation(st.RequestID))
-	writeJSON(w, http.StatusCreated, ProgramState{RequestState: st, Location: programLocation(st.RequestID)})
+	writeJSON(w, http.StatusCreated, api.ProgramState{RequestState: st, Location: programLocation(st.RequestID)})
 }
 
 // decodeProgramRequest reads the body of POST /v1/programs/requests:
 // one JSON object of known fields.
-func decodeProgramRequest(body []byte) (ProgramRequest, error) {
-	var in ProgramRequest
+func decodeProgramRequest(body []byte) (api.ProgramRequest, error) {
+	var in api.ProgramRequest
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
@@ -185,13 +160,13 @@ func decodeProgramRequest(body []byte) (ProgramRequest, error) {
 }
 
 // payload turns a program request into a gate.request payload.
-func (o *operator) payload(prog *programs.Program, in *ProgramRequest) (gate.RequestPayload, error) {
+func (o *operator) payload(prog *programs.Program, in *api.ProgramRequest) (gate.RequestPayload, error) {
 	return buildPayload(o.eng.Catalog(), prog, in, o.eng.Now(), o.requestTTL)
 }
 
 // buildPayload turns a program request into a gate.request payload
 // against cat at now; ttl is the default time to wait for approvals.
-func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *ProgramRequest, now time.Time, ttl time.Duration) (gate.RequestPayload, error) {
+func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *api.ProgramRequest, now time.Time, ttl time.Duration) (gate.RequestPayload, error) {
 	if in.ExpiresIn != "" {
 		d, err := config.ParseDuration(in.ExpiresIn)
 		if err != nil || d <= 0 || d > twokey.MaxRequestTTL {
@@ -328,8 +303,8 @@ func (o *operator) waitFor(r *http.Request, prog *programs.Program, st *api.Requ
 }
 
 // view adds the response (once executed) and the location to a state.
-func (o *operator) view(prog *programs.Program, st *api.RequestState) ProgramState {
-	v := ProgramState{RequestState: st, Location: programLocation(st.RequestID)}
+func (o *operator) view(prog *programs.Program, st *api.RequestState) api.ProgramState {
+	v := api.ProgramState{RequestState: st, Location: programLocation(st.RequestID)}
 	if st.State == gate.StateExecuted {
 		if resp, err := o.eng.Response(prog.Conversation, st); err == nil {
 			v.Response = resp

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/programs"
@@ -100,7 +101,7 @@ func FuzzManagementBody(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, v := range []any{&KeyCreate{}, &KeyRotate{}} {
+		for _, v := range []any{&api.KeyCreate{}, &api.KeyRotate{}} {
 			r := httptest.NewRequest("POST", "/v0/management/keys", bytes.NewReader(data))
 			err := decodeStrict(httptest.NewRecorder(), r, v)
 			if err != nil {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/programs"
@@ -575,22 +576,16 @@ func (m *management) wrap(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// Ban is a blocked client: loopback, an IPv4 address or an IPv6 /64.
-type Ban struct {
-	Addr  string `json:"addr"`
-	Until string `json:"until"`
-}
-
-func (m *management) bans(now time.Time) []Ban {
+func (m *management) bans(now time.Time) []api.Ban {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := []Ban{}
+	out := []api.Ban{}
 	for name, c := range m.clients {
 		if now.Before(c.until) {
-			out = append(out, Ban{Addr: name, Until: conversation.FormatTime(c.until)})
+			out = append(out, api.Ban{Addr: name, Until: conversation.FormatTime(c.until)})
 		}
 	}
-	slices.SortFunc(out, func(a, b Ban) int { return strings.Compare(a.Addr, b.Addr) })
+	slices.SortFunc(out, func(a, b api.Ban) int { return strings.Compare(a.Addr, b.Addr) })
 	return out
 }
 
@@ -619,52 +614,8 @@ func (m *management) unban(client string) int {
 
 // The management API's shapes.
 
-// KeyInfo describes a program key; never the key itself.
-type KeyInfo struct {
-	Name             string   `json:"name"`
-	Prefix           string   `json:"prefix"`
-	Conversation     string   `json:"conversation"`
-	ConversationName string   `json:"conversation_name"`
-	Enabled          bool     `json:"enabled"`
-	CreatedAt        string   `json:"created_at"`
-	LastUsed         string   `json:"last_used,omitempty"`
-	ExpiresAt        string   `json:"expires_at,omitempty"`
-	Templates        []string `json:"templates"`
-	Rate             string   `json:"rate"`
-	Monthly          int64    `json:"monthly"`
-	MonthUsage       int64    `json:"month_usage"`
-	OldKeys          []OldKey `json:"old_keys,omitempty"`
-}
-
-// OldKey is a rotated-out key and when it stops (or stopped) working.
-type OldKey struct {
-	Prefix     string `json:"prefix"`
-	ValidUntil string `json:"valid_until"`
-}
-
-// KeyCreate is the body of POST /v0/management/keys.
-type KeyCreate struct {
-	Name         string   `json:"name"`
-	Conversation string   `json:"conversation"` // id or unique name
-	Templates    []string `json:"templates,omitempty"`
-	Rate         string   `json:"rate,omitempty"`    // e.g. 60/m
-	Monthly      int64    `json:"monthly,omitempty"` // requests per month
-	Expires      string   `json:"expires,omitempty"` // from now, e.g. 30d
-}
-
-// KeyRotate is the body of POST /v0/management/keys/{name}/rotate.
-type KeyRotate struct {
-	Grace string `json:"grace,omitempty"` // how long the old key stays valid, e.g. 1h; absent or "0": it ends now (programs.DefaultGrace)
-}
-
-// NewKey answers create and rotate: the key, shown this once.
-type NewKey struct {
-	Key     string  `json:"key"`
-	Program KeyInfo `json:"program"`
-}
-
-func keyInfo(p *programs.Program, now time.Time) KeyInfo {
-	k := KeyInfo{Name: p.Name, Prefix: p.Prefix(), Conversation: p.Conversation, ConversationName: p.ConversationName,
+func keyInfo(p *programs.Program, now time.Time) api.KeyInfo {
+	k := api.KeyInfo{Name: p.Name, Prefix: p.Prefix(), Conversation: p.Conversation, ConversationName: p.ConversationName,
 		Enabled: p.Enabled, CreatedAt: conversation.FormatTime(p.CreatedAt), Templates: p.Policy.Templates,
 		Rate: p.Policy.Rate.String(), Monthly: p.Policy.Monthly, MonthUsage: p.UsedIn(now)}
 	if k.Templates == nil {
@@ -677,7 +628,7 @@ func keyInfo(p *programs.Program, now time.Time) KeyInfo {
 		k.ExpiresAt = conversation.FormatTime(p.Policy.ExpiresAt)
 	}
 	for _, old := range p.Keys[min(1, len(p.Keys)):] {
-		k.OldKeys = append(k.OldKeys, OldKey{Prefix: old.Prefix, ValidUntil: conversation.FormatTime(old.Until)})
+		k.OldKeys = append(k.OldKeys, api.OldKey{Prefix: old.Prefix, ValidUntil: conversation.FormatTime(old.Until)})
 	}
 	return k
 }
@@ -720,7 +671,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 
 func (o *operator) keysList(w http.ResponseWriter, r *http.Request) {
 	now := o.eng.Now()
-	out := []KeyInfo{}
+	out := []api.KeyInfo{}
 	for _, p := range o.progs.List() {
 		out = append(out, keyInfo(p, now))
 	}
@@ -737,7 +688,7 @@ func (o *operator) keysGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *operator) keysCreate(w http.ResponseWriter, r *http.Request) {
-	var in KeyCreate
+	var in api.KeyCreate
 	if err := decodeStrict(w, r, &in); err != nil {
 		writeError(w, o.log, err)
 		return
@@ -776,7 +727,7 @@ func (o *operator) keysCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.log.Info("program key created", attrProgram, p.Name, attrKeyPrefix, p.Prefix(), "conversation", convID, attrClient, o.mgmt.clientAddr(r))
-	writeJSON(w, http.StatusCreated, NewKey{Key: key, Program: keyInfo(p, o.eng.Now())})
+	writeJSON(w, http.StatusCreated, api.NewKey{Key: key, Program: keyInfo(p, o.eng.Now())})
 }
 
 func (o *operator) keysEnable(on bool) http.HandlerFunc {
@@ -792,7 +743,7 @@ func (o *operator) keysEnable(on bool) http.HandlerFunc {
 }
 
 func (o *operator) keysRotate(w http.ResponseWriter, r *http.Request) {
-	var in KeyRotate
+	var in api.KeyRotate
 	if err := decodeStrict(w, r, &in); err != nil {
 		writeError(w, o.log, err)
 		return
@@ -812,7 +763,7 @@ func (o *operator) keysRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.log.Info("program key rotated", attrProgram, p.Name, attrKeyPrefix, p.Prefix(), "grace", grace.String(), attrClient, o.mgmt.clientAddr(r))
-	writeJSON(w, http.StatusOK, NewKey{Key: key, Program: keyInfo(p, o.eng.Now())})
+	writeJSON(w, http.StatusOK, api.NewKey{Key: key, Program: keyInfo(p, o.eng.Now())})
 }
 
 func (o *operator) keysDelete(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/conversation"
@@ -95,7 +96,7 @@ func (g *gateFixture) mgmt(t *testing.T, method, path string, body any) result {
 }
 
 // program makes a program key for the fixture's conversation (by name).
-func (g *gateFixture) program(t *testing.T, name string, extra map[string]any) (string, server.KeyInfo) {
+func (g *gateFixture) program(t *testing.T, name string, extra map[string]any) (string, api.KeyInfo) {
 	t.Helper()
 	body := map[string]any{"name": name, "conversation": "ops"}
 	for k, v := range extra {
@@ -105,7 +106,7 @@ func (g *gateFixture) program(t *testing.T, name string, extra map[string]any) (
 	if r.status != 201 {
 		t.Fatalf("create key: %d %s", r.status, r.body)
 	}
-	var nk server.NewKey
+	var nk api.NewKey
 	r.json(t, &nk)
 	return nk.Key, nk.Program
 }
@@ -119,13 +120,13 @@ func (g *gateFixture) programSubmit(t *testing.T, key string, body any) result {
 	return call(t, "POST", g.srv.URL()+"/v1/programs/requests", body, bearerHdr(key))
 }
 
-func (g *gateFixture) programGet(t *testing.T, key, id, wait string) server.ProgramState {
+func (g *gateFixture) programGet(t *testing.T, key, id, wait string) api.ProgramState {
 	t.Helper()
 	r := call(t, "GET", g.srv.URL()+"/v1/programs/requests/"+id+"?wait="+wait, nil, bearerHdr(key))
 	if r.status != 200 {
 		t.Fatalf("get program request: %d %s", r.status, r.body)
 	}
-	var st server.ProgramState
+	var st api.ProgramState
 	r.json(t, &st)
 	return st
 }
@@ -144,7 +145,7 @@ func TestProgramRequestNeedsSigners(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("submit: %d %s", r.status, r.body)
 	}
-	var st server.ProgramState
+	var st api.ProgramState
 	r.json(t, &st)
 	if st.State != gate.StatePending || len(st.Approvals) != 0 || st.RequiredApprovals != 1 || st.Program != "claude-code" ||
 		st.Submitter != g.srv.Engine().GatewayKey() || r.header.Get("Location") != st.Location {
@@ -180,7 +181,7 @@ func TestProgramRequestNeedsSigners(t *testing.T) {
 	}
 	// The long poll returns as soon as a signer approves.
 	var wg sync.WaitGroup
-	var got server.ProgramState
+	var got api.ProgramState
 	var took time.Duration
 	wg.Add(1)
 	go func() {
@@ -288,7 +289,7 @@ func TestProgramLimits(t *testing.T) {
 			}
 		}
 		r = g.programSubmit(t, key, map[string]any{"method": "GET", "url": hnBase + "/item/8863.json"})
-		var st server.ProgramState
+		var st api.ProgramState
 		r.json(t, &st)
 		if r.status != 201 || st.Request.Template != "hn.get-item" {
 			t.Fatalf("raw call of an allowed template: %d %s", r.status, r.body)
@@ -312,7 +313,7 @@ func TestProgramLimits(t *testing.T) {
 		if r.status != 429 || !strings.Contains(string(r.body), "monthly cap") {
 			t.Fatalf("over the monthly cap: %d %s", r.status, r.body)
 		}
-		var ki server.KeyInfo
+		var ki api.KeyInfo
 		g.mgmt(t, "GET", "/v0/management/keys/capped", nil).json(t, &ki)
 		if ki.MonthUsage != 3 || ki.Monthly != 3 {
 			t.Fatalf("usage shown: %+v", ki)
@@ -340,7 +341,7 @@ func TestProgramLimits(t *testing.T) {
 		if r := g.programSubmit(t, key, hn(1)); r.status != 201 {
 			t.Fatalf("enabled again: %d %s", r.status, r.body)
 		}
-		var nk server.NewKey
+		var nk api.NewKey
 		g.mgmt(t, "POST", "/v0/management/keys/life/rotate", map[string]string{"grace": "10m"}).json(t, &nk)
 		if nk.Key == "" || nk.Key == key {
 			t.Fatalf("rotate: %+v", nk)
@@ -367,7 +368,7 @@ func TestProgramLimits(t *testing.T) {
 		checkNoKey(t, g.srv, nk.Key)
 	})
 	t.Run("list", func(t *testing.T) {
-		var out struct{ Keys []server.KeyInfo }
+		var out struct{ Keys []api.KeyInfo }
 		g.mgmt(t, "GET", "/v0/management/keys", nil).json(t, &out)
 		names := []string{}
 		for _, k := range out.Keys {
@@ -481,7 +482,7 @@ func TestProxy(t *testing.T) {
 	if r.status != 202 || r.header.Get("Location") == "" {
 		t.Fatalf("unapproved call: %d %s", r.status, r.body)
 	}
-	var st server.ProgramState
+	var st api.ProgramState
 	r.json(t, &st)
 	if string(st.Request.Body) != `{"amount":5}` || st.Request.Method != "POST" {
 		t.Fatalf("recorded call: %+v", st.Request)
@@ -641,7 +642,7 @@ func TestManagementProxiesAndRemote(t *testing.T) {
 	if r := as("203.0.113.10", mgmtKey); r.status != 200 {
 		t.Fatalf("another address is not blocked: %d", r.status)
 	}
-	var bans struct{ Bans []server.Ban }
+	var bans struct{ Bans []api.Ban }
 	call(t, "GET", srv.URL()+"/v0/management/bans", nil, map[string]string{"X-Management-Key": mgmtKey}).json(t, &bans)
 	if len(bans.Bans) != 1 || bans.Bans[0].Addr != "203.0.113.9" {
 		t.Fatalf("bans %+v", bans)
@@ -662,7 +663,7 @@ func TestLogsAndUsageSurviveRestart(t *testing.T) {
 	id := g.submit(t, 0, "/get?token=s3cr3t", time.Hour)
 	g.wait(t, id)
 	r := g.programSubmit(t, key, map[string]any{"template": "httpbin.headers"})
-	var st server.ProgramState
+	var st api.ProgramState
 	r.json(t, &st)
 	if err := g.approve(t, 1, st.RequestID); err != nil {
 		t.Fatal(err)
@@ -696,7 +697,7 @@ func TestLogsAndUsageSurviveRestart(t *testing.T) {
 	if len(usage.Rows) != 1 || usage.Rows[0].Submitted != 2 || usage.Rows[0].Executed != 2 {
 		t.Fatalf("usage by day %+v", usage.Rows)
 	}
-	var ki server.KeyInfo
+	var ki api.KeyInfo
 	g.mgmt(t, "GET", "/v0/management/keys/job", nil).json(t, &ki)
 	if ki.MonthUsage != 1 {
 		t.Fatalf("monthly usage after restart: %+v", ki)
@@ -713,7 +714,7 @@ func TestLogsAndUsageSurviveRestart(t *testing.T) {
 func TestRequestLogNamesTheKeyUsed(t *testing.T) {
 	g := newGate(t, 2, 1, withMgmt())
 	oldKey, _ := g.program(t, "rot", nil)
-	var nk server.NewKey
+	var nk api.NewKey
 	if r := g.mgmt(t, "POST", "/v0/management/keys/rot/rotate", map[string]string{"grace": "1h"}); r.status != 200 {
 		t.Fatalf("rotate: %d %s", r.status, r.body)
 	} else {
@@ -725,7 +726,7 @@ func TestRequestLogNamesTheKeyUsed(t *testing.T) {
 		if r.status != 201 {
 			t.Fatalf("submit: %d %s", r.status, r.body)
 		}
-		var st server.ProgramState
+		var st api.ProgramState
 		r.json(t, &st)
 		submitted[st.RequestID] = key[:9]
 	}
@@ -764,7 +765,7 @@ func TestRotateDefaultGrace(t *testing.T) {
 	g := newGate(t, 2, 1, withMgmt(), testutil.WithClock(clk))
 	key, _ := g.program(t, "r", nil)
 	hn := map[string]any{"template": "hn.top-stories"}
-	var nk server.NewKey
+	var nk api.NewKey
 	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", nil).json(t, &nk)
 	if r := g.programSubmit(t, key, hn); r.status != 401 || !strings.Contains(string(r.body), "rotated out") {
 		t.Fatalf("old key after a rotation without grace: %d %s", r.status, r.body)
@@ -774,7 +775,7 @@ func TestRotateDefaultGrace(t *testing.T) {
 		t.Fatalf("new key: %d %s", r.status, r.body)
 	}
 	g.mgmt(t, "POST", "/v0/management/keys/r/rotate", map[string]string{"grace": "1h"}).json(t, &nk)
-	if !slices.ContainsFunc(nk.Program.OldKeys, func(k server.OldKey) bool {
+	if !slices.ContainsFunc(nk.Program.OldKeys, func(k api.OldKey) bool {
 		return k.Prefix == second[:len(k.Prefix)] && k.ValidUntil == conversation.FormatTime(clk.Now().Add(time.Hour))
 	}) {
 		t.Fatalf("old keys after a rotation with grace 1h: %+v", nk.Program.OldKeys)
@@ -928,7 +929,7 @@ func TestProgramRequestTTL(t *testing.T) {
 	key, _ := g.program(t, "ttl", nil)
 	expiry := func(r result) string {
 		t.Helper()
-		var st server.ProgramState
+		var st api.ProgramState
 		r.json(t, &st)
 		return st.ExpiresAt
 	}

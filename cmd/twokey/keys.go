@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/client"
-	"github.com/twokey/twokey/server"
 )
 
 // mgmtClient talks to the management API (/v0/management/) with the
@@ -170,13 +170,13 @@ func runKeysCreate(ctx context.Context, f *factory, mkey string, o *keysCreateOp
 	if err != nil {
 		return err
 	}
-	in := server.KeyCreate{Name: o.name, Conversation: o.conversation, Rate: o.rate, Monthly: o.monthly, Expires: o.expires}
+	in := api.KeyCreate{Name: o.name, Conversation: o.conversation, Rate: o.rate, Monthly: o.monthly, Expires: o.expires}
 	for _, t := range strings.Split(o.templates, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			in.Templates = append(in.Templates, t)
 		}
 	}
-	var out server.NewKey
+	var out api.NewKey
 	if err := m.do(ctx, "POST", "/v0/management/keys", in, &out); err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func runKeysCreate(ctx context.Context, f *factory, mkey string, o *keysCreateOp
 	return nil
 }
 
-func printNewKey(f *factory, nk server.NewKey, keyOnly bool, what string) {
+func printNewKey(f *factory, nk api.NewKey, keyOnly bool, what string) {
 	if keyOnly {
 		fmt.Fprintln(f.io.Out, nk.Key)
 		return
@@ -200,7 +200,7 @@ func printNewKey(f *factory, nk server.NewKey, keyOnly bool, what string) {
 	fmt.Fprintf(f.io.Out, "use it: twokey snippet curl --key-name %s\n", p.Name)
 }
 
-func policyText(k server.KeyInfo) string {
+func policyText(k api.KeyInfo) string {
 	parts := []string{}
 	if len(k.Templates) > 0 {
 		parts = append(parts, "templates "+strings.Join(k.Templates, ","))
@@ -230,7 +230,7 @@ func newKeysLsCmd(f *factory, mkey *string) *cobra.Command {
 				return err
 			}
 			var out struct {
-				Keys []server.KeyInfo `json:"keys"`
+				Keys []api.KeyInfo `json:"keys"`
 			}
 			if err := m.do(cmd.Context(), "GET", "/v0/management/keys", nil, &out); err != nil {
 				return err
@@ -286,8 +286,8 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out server.NewKey
-			if err := m.do(cmd.Context(), "POST", "/v0/management/keys/"+url.PathEscape(args[0])+"/rotate", server.KeyRotate{Grace: grace}, &out); err != nil {
+			var out api.NewKey
+			if err := m.do(cmd.Context(), "POST", "/v0/management/keys/"+url.PathEscape(args[0])+"/rotate", api.KeyRotate{Grace: grace}, &out); err != nil {
 				return err
 			}
 			printNewKey(f, out, keyOnly, "rotated")

@@ -8,8 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/twokey/twokey/server"
+	"github.com/twokey/twokey/api"
 )
 
 // snippetTools are the tools `twokey snippet` knows, with the service each
@@ -56,7 +55,7 @@ key's conversation is looked up; otherwise give --conversation.`,
 				if err != nil {
 					return err
 				}
-				var k server.KeyInfo
+				var k api.KeyInfo
 				if err := m.do(cmd.Context(), "GET", "/v0/management/keys/"+url.PathEscape(o.keyName), nil, &k); err != nil {
 					return err
 				}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/internal/testutil"
 	"github.com/twokey/twokey/server"
@@ -193,7 +194,7 @@ func smallHoleAttacks() []attack {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var nk server.NewKey
+				var nk api.NewKey
 				err = json.NewDecoder(resp.Body).Decode(&nk)
 				resp.Body.Close()
 				if err != nil || resp.StatusCode != 201 {
