@@ -62,21 +62,25 @@ func (m *Model) onScreen(c *convState) *item {
 
 // votable reports whether it is a card waiting for the user's vote: a
 // pending request they may still vote on, or a proposal that needs their
-// approval.
+// approval. A record that does not verify, or that the fold refused, never is.
 func (m *Model) votable(c *convState, it *item) bool {
-	if it == nil || it.msg == nil {
-		return false
+	if r := c.requestOf(it); r != nil {
+		return r.State == gate.StatePending && m.now().Before(r.ExpiresAt) && r.IsSigner(m.self) && r.voted(m.self) == ""
 	}
-	switch it.rec.Kind {
-	case conversation.KindGateRequest:
-		r := c.reqs[it.reqID]
-		return r != nil && r.seq == it.rec.Seq && r.state == gate.StatePending && m.now().Before(r.expires) &&
-			slices.Contains(r.signers, m.self) && r.voted(m.self) == ""
-	case conversation.KindMemberPropose:
-		pr := c.props[it.reqID]
-		return pr != nil && pr.seq == it.rec.Seq && !pr.done && slices.Contains(pr.needed, m.self) && !slices.Contains(pr.approvals, m.self)
+	if pr := c.proposalOf(it); pr != nil {
+		return c.open(pr) && slices.Contains(pr.Needed, m.self) && !slices.Contains(pr.Approvals, m.self)
 	}
 	return false
+}
+
+// notBelieved refuses to act on a verified record the fold refused,
+// saying why.
+func (m *Model) notBelieved(it *item) bool {
+	if it.refused == "" {
+		return false
+	}
+	m.setStatus(true, "record #%d is not believed (%s): not signing anything for it", it.rec.Seq, it.refused)
+	return true
 }
 
 // voteSelected approves or rejects the request on the selected card (or,
@@ -115,23 +119,26 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 		m.setStatus(true, "record #%d does not verify (%v): not signing anything for it", it.rec.Seq, it.err)
 		return nil
 	}
-	r := c.reqs[it.reqID]
-	if r == nil || r.seq != it.rec.Seq {
+	if m.notBelieved(it) {
+		return nil
+	}
+	r := c.requestOf(it)
+	if r == nil {
 		m.setStatus(true, "record #%d is not a request this TUI understands", it.rec.Seq)
 		return nil
 	}
-	short := shortID(r.id)
+	short := shortID(safeLine(r.ID))
 	switch {
-	case r.state != gate.StatePending:
+	case r.State != gate.StatePending:
 		m.setStatus(true, "request %s is already %s: it takes no more votes", short, describeState(r))
 		return nil
 	case r.sending != "":
 		m.setStatus(true, "your %s of request %s is already being sent: it shows in the log when the server has it", r.sending, short)
 		return nil
-	case !m.now().Before(r.expires):
-		m.setStatus(true, "request %s expired at %s: it takes no more votes", short, r.expires.In(m.loc).Format("15:04:05"))
+	case !m.now().Before(r.ExpiresAt):
+		m.setStatus(true, "request %s expired at %s: it takes no more votes", short, r.ExpiresAt.In(m.loc).Format("15:04:05"))
 		return nil
-	case !slices.Contains(r.signers, m.self):
+	case !r.IsSigner(m.self):
 		m.setStatus(true, "you are not a signer of request %s", short)
 		return nil
 	case r.voted(m.self) != "":
@@ -144,13 +151,13 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 		return nil
 	}
 	var p gate.RequestPayload
-	if json.Unmarshal(vm.Payload, &p) != nil || p.RequestID != r.id {
+	if json.Unmarshal(vm.Payload, &p) != nil || p.RequestID != r.ID {
 		m.setStatus(true, "record #%d is not request %s: not signing", it.rec.Seq, short)
 		return nil
 	}
 	digest := conversation.Digest(vm.Payload)
-	conv, id := c.id, r.id
-	r.sending = map[bool]string{true: "approval", false: "rejection"}[approve]
+	conv, id := c.id, r.ID
+	c.sendingReq[id] = map[bool]string{true: "approval", false: "rejection"}[approve]
 	m.setStatus(false, "%sing %s: %s %s", strings.TrimSuffix(verb, "e"), short, p.Method, p.URL)
 	done := doneMsg{what: verb + " " + short, done: verb + "d " + short + ": " + p.Method + " " + p.URL, conv: conv, req: id}
 	return m.callFor(done, func(ctx context.Context, b Backend) error {
@@ -162,23 +169,29 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 // approveProposal approves a membership proposal, bound to the digest of
 // the proposal record on screen.
 func (m *Model) approveProposal(c *convState, it *item) tea.Cmd {
-	pr := c.props[it.reqID]
-	if pr == nil || pr.seq != it.rec.Seq {
+	if m.notBelieved(it) {
+		return nil
+	}
+	pr := c.proposalOf(it)
+	if pr == nil {
 		m.setStatus(true, "record #%d is not a proposal this TUI understands", it.rec.Seq)
 		return nil
 	}
-	short := shortID(pr.id)
+	short := shortID(safeLine(pr.ID))
 	switch {
 	case pr.done:
 		m.setStatus(true, "proposal %s is already applied", short)
 		return nil
-	case pr.sending:
+	case !c.open(pr):
+		m.setStatus(true, "proposal %s is void: another membership change was applied first", short)
+		return nil
+	case c.sendingProp[pr.ID]:
 		m.setStatus(true, "your approval of proposal %s is already being sent: it shows in the log when the server has it", short)
 		return nil
-	case !slices.Contains(pr.needed, m.self):
+	case !slices.Contains(pr.Needed, m.self):
 		m.setStatus(true, "proposal %s does not need your approval", short)
 		return nil
-	case slices.Contains(pr.approvals, m.self):
+	case slices.Contains(pr.Approvals, m.self):
 		m.setStatus(true, "you already approved proposal %s", short)
 		return nil
 	}
@@ -187,8 +200,8 @@ func (m *Model) approveProposal(c *convState, it *item) tea.Cmd {
 		m.setStatus(true, "record #%d does not verify as a proposal: not signing", it.rec.Seq)
 		return nil
 	}
-	digest, conv, id := vm.PayloadDigest(), c.id, pr.id
-	pr.sending = true
+	digest, conv, id := vm.PayloadDigest(), c.id, pr.ID
+	c.sendingProp[id] = true
 	m.setStatus(false, "approving proposal %s", short)
 	done := doneMsg{what: "approve proposal " + short, done: "approved proposal " + short, conv: conv, prop: id}
 	return m.callFor(done, func(ctx context.Context, b Backend) error {
@@ -211,7 +224,10 @@ func (m *Model) cancelSelected() tea.Cmd {
 		m.setStatus(true, "select one of your own request cards to cancel it")
 		return nil
 	}
-	if r := c.reqs[it.reqID]; r != nil && r.seq == it.rec.Seq {
+	if m.notBelieved(it) {
+		return nil
+	}
+	if r := c.requestOf(it); r != nil {
 		return m.cancel(c, r)
 	}
 	m.setStatus(true, "record #%d is not a request this TUI understands", it.rec.Seq)
@@ -223,16 +239,16 @@ func (m *Model) cancel(c *convState, r *reqView) tea.Cmd {
 		m.setStatus(true, "no such request")
 		return nil
 	}
-	short := shortID(r.id)
+	short := shortID(safeLine(r.ID))
 	switch {
-	case r.submitter != m.self:
+	case r.Submitter != m.self:
 		m.setStatus(true, "only its submitter may cancel request %s", short)
 		return nil
-	case r.state != gate.StatePending:
+	case r.State != gate.StatePending:
 		m.setStatus(true, "request %s is already %s", short, describeState(r))
 		return nil
 	}
-	conv, id := c.id, r.id
+	conv, id := c.id, r.ID
 	return m.call("cancel "+short, "cancelled "+short, func(ctx context.Context, b Backend) error {
 		_, err := b.Cancel(ctx, conv, id)
 		return err
@@ -245,13 +261,14 @@ func (c *convState) findRequest(ref string) (*reqView, *item, error) {
 		return nil, nil, fmt.Errorf("give a request id (tab completes them)")
 	}
 	var hits []*reqView
-	for id, r := range c.reqs {
-		if id == ref {
-			hits = []*reqView{r}
+	for id := range c.fold.Requests {
+		shown := safeLine(id) // as the user reads it
+		if shown == ref {
+			hits = []*reqView{c.request(id)}
 			break
 		}
-		if strings.HasPrefix(id, ref) {
-			hits = append(hits, r)
+		if strings.HasPrefix(shown, ref) {
+			hits = append(hits, c.request(id))
 		}
 	}
 	switch len(hits) {
@@ -262,9 +279,9 @@ func (c *convState) findRequest(ref string) (*reqView, *item, error) {
 		return nil, nil, fmt.Errorf("%q is a prefix of %d request ids; give more of it", ref, len(hits))
 	}
 	r := hits[0]
-	it := c.itemAt(r.seq)
+	it := c.itemAt(r.SubmittedSeq)
 	if it == nil {
-		return nil, nil, fmt.Errorf("request %s's record is missing", shortID(r.id))
+		return nil, nil, fmt.Errorf("request %s's record is missing", shortID(safeLine(r.ID)))
 	}
 	return r, it, nil
 }
@@ -505,12 +522,12 @@ func (m *Model) propose(c *convState, args []string) tea.Cmd {
 
 // keyOf finds a member by name, key id or key prefix.
 func (c *convState) keyOf(ref string) string {
-	for _, mb := range c.members {
-		if mb.Name == ref || mb.Key == ref {
+	for _, mb := range c.fold.Members {
+		if safeLine(mb.Name) == ref || mb.Key == ref {
 			return mb.Key
 		}
 	}
-	for _, mb := range c.members {
+	for _, mb := range c.fold.Members {
 		if len(ref) >= 6 && strings.HasPrefix(mb.Key, ref) {
 			return mb.Key
 		}
@@ -535,9 +552,9 @@ func (m *Model) completions(words []string) []string {
 		if arg != 1 || c == nil {
 			return nil
 		}
-		for _, r := range c.reqs {
-			if r.state == gate.StatePending && (words[0] != "/cancel" || r.submitter == m.self) {
-				out = append(out, shortID(r.id))
+		for id, r := range c.fold.Requests {
+			if r.State == gate.StatePending && (words[0] != "/cancel" || r.Submitter == m.self) {
+				out = append(out, shortID(safeLine(id)))
 			}
 		}
 	case "/request":
@@ -576,9 +593,9 @@ func (m *Model) completions(words []string) []string {
 		if arg == 1 {
 			out = []string{"add", "remove"}
 		} else if arg == 2 && words[1] == "remove" && c != nil {
-			for _, mb := range c.members {
+			for _, mb := range c.fold.Members {
 				if mb.Name != "" {
-					out = append(out, mb.Name)
+					out = append(out, safeLine(mb.Name))
 				}
 			}
 		}

@@ -47,7 +47,7 @@ func (c *convState) name1(key, gateway string) string {
 	if n := c.names[key]; n != "" {
 		return n
 	}
-	return shortKey(key)
+	return safeLine(shortKey(key))
 }
 
 func (c *convState) nameList(keys []string, gateway string) string {
@@ -60,8 +60,6 @@ func (c *convState) nameList(keys []string, gateway string) string {
 	}
 	return strings.Join(out, ", ")
 }
-
-func approvalsNote(r *reqView) string { return fmt.Sprintf("%d/%d", len(r.approvals), r.m) }
 
 // kindLabel names a kind for a sentence.
 func kindLabel(kind string) string {
@@ -102,13 +100,13 @@ func explain(reason string) string {
 }
 
 func describeState(r *reqView) string {
-	switch r.state {
+	switch r.State {
 	case gate.StateExecuted:
-		return fmt.Sprintf("executed (status %d)", r.status)
+		return fmt.Sprintf("executed (status %d)", r.status())
 	case gate.StateFailed, gate.StateCancelled:
-		return fmt.Sprintf("%s (%s)", r.state, r.reason)
+		return fmt.Sprintf("%s (%s)", r.State, r.reason())
 	}
-	return r.state
+	return r.State
 }
 
 func (m *Model) clock(received string) string {
@@ -166,8 +164,17 @@ type cardSpec struct {
 	lines []string
 }
 
-// spec describes item i of c.
+// spec describes item i of c. A verified record the fold refuses is drawn
+// as its kind is, with one red line that says why it is not believed.
 func (m *Model) spec(c *convState, it *item) cardSpec {
+	s := m.cardOf(c, it)
+	if it.msg != nil && it.refused != "" {
+		s.lines = append(s.lines, styleRed.Render(safeLine("not believed: "+it.refused)))
+	}
+	return s
+}
+
+func (m *Model) cardOf(c *convState, it *item) cardSpec {
 	head := fmt.Sprintf("#%d", it.rec.Seq)
 	when := m.clock(it.rec.ReceivedAt)
 	if it.msg == nil {
@@ -263,8 +270,9 @@ func (m *Model) spec(c *convState, it *item) cardSpec {
 		var p gate.ExecutedPayload
 		_ = json.Unmarshal(payload, &p)
 		lines := []string{styleGreen.Render(fmt.Sprintf("status %d in %d ms", p.Status, p.DurationMS)) + " · approved by " + c.nameList(p.Approvers, m.gateway)}
-		if r := c.reqs[p.RequestID]; r != nil {
-			lines = append(lines, r.p.Method+" "+r.p.URL)
+		if r := c.request(it.reqID); r != nil {
+			rp := c.shown(r.Request)
+			lines = append(lines, rp.Method+" "+rp.URL)
 		}
 		return cardSpec{boxed: true, tone: colGreen, title: styleBold.Render(head + " EXECUTED " + shortID(p.RequestID)), by: by, lines: lines}
 	case conversation.KindGateResponse:
@@ -342,14 +350,16 @@ func (m *Model) clockDate(s string) string {
 }
 
 // requestSpec is the request card: the call exactly as signed, the
-// approvals so far against M, the countdown and your own vote.
+// approvals so far against M, the countdown and your own vote. A request
+// record the fold refused shows the call it signs, and nothing of a
+// request it is not.
 func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
-	r := c.reqs[it.reqID]
-	if r == nil {
+	var p gate.RequestPayload
+	r := c.requestOf(it)
+	if json.Unmarshal(it.disp, &p) != nil || (r == nil && it.refused == "") {
 		return cardSpec{boxed: true, tone: colRed, title: head + " REQUEST", by: by, lines: []string{styleRed.Render("a request this TUI cannot read")}}
 	}
-	p := r.p
-	title := head + " REQUEST " + shortID(r.id)
+	title := head + " REQUEST " + shortID(p.RequestID)
 	if p.Template != "" {
 		title += " · " + p.Template
 	}
@@ -378,32 +388,35 @@ func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
 	if p.Program != "" {
 		lines = append(lines, "proposed by the program "+p.Program+" (its own approval never counts)")
 	}
-	votes := fmt.Sprintf("approvals %d/%d: %s", len(r.approvals), r.m, c.nameList(r.approvals, m.gateway))
-	if len(r.rejects) > 0 {
-		votes += " · rejected by " + c.nameList(r.rejects, m.gateway)
+	if r == nil {
+		return cardSpec{boxed: true, tone: colRed, title: styleBold.Render(title), by: by, lines: lines}
+	}
+	votes := fmt.Sprintf("approvals %d/%d: %s", len(r.Approvals), r.Required, c.nameList(r.Approvals, m.gateway))
+	if len(r.Rejections) > 0 {
+		votes += " · rejected by " + c.nameList(r.Rejections, m.gateway)
 	}
 	lines = append(lines, votes)
 	tone := colYellow
 	var state string
-	switch r.state {
+	switch r.State {
 	case gate.StatePending:
-		if m.now().Before(r.expires) {
-			state = styleBold.Render("PENDING") + " · " + timeLeft(r.expires, m.now())
+		if m.now().Before(r.ExpiresAt) {
+			state = styleBold.Render("PENDING") + " · " + timeLeft(r.ExpiresAt, m.now())
 		} else {
 			state = "pending, past its expiry (the gateway will close it)"
 			tone = colGrey
 		}
-		if r.rule != nil {
-			state += fmt.Sprintf(" · rule %s %s %s", r.rule.Service, r.rule.Method, r.rule.Endpoint)
+		if r.Rule != nil {
+			state += safeLine(fmt.Sprintf(" · rule %s %s %s", r.Rule.Service, r.Rule.Method, r.Rule.Endpoint))
 		}
 	case gate.StateExecuting:
 		tone, state = colCyan, "EXECUTING · the gateway is making the call"
 	case gate.StateExecuted:
-		tone, state = colGreen, styleGreen.Render(fmt.Sprintf("EXECUTED · status %d in %d ms", r.status, r.duration))
+		tone, state = colGreen, styleGreen.Render(fmt.Sprintf("EXECUTED · status %d in %d ms", r.status(), r.duration()))
 	case gate.StateFailed, gate.StateRejected:
-		tone, state = colRed, styleRed.Render(strings.ToUpper(r.state)+" · "+explain(r.reason))
+		tone, state = colRed, styleRed.Render(strings.ToUpper(r.State)+" · "+explain(r.reason()))
 	default:
-		tone, state = colGrey, strings.ToUpper(r.state)+" · "+explain(r.reason)
+		tone, state = colGrey, strings.ToUpper(r.State)+" · "+explain(r.reason())
 	}
 	lines = append(lines, state)
 	lines = append(lines, m.yourVote(r))
@@ -412,13 +425,13 @@ func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
 
 // yourVote says where the user stands on a request.
 func (m *Model) yourVote(r *reqView) string {
-	open := r.state == gate.StatePending && m.now().Before(r.expires)
+	open := r.State == gate.StatePending && m.now().Before(r.ExpiresAt)
 	switch v := r.voted(m.self); {
-	case r.submitter == m.self && v == "approved":
+	case r.Submitter == m.self && v == "approved":
 		return "you: submitted it (your approval)" + map[bool]string{true: " · c cancels", false: ""}[open]
 	case v != "":
 		return "you: " + v
-	case !contains(r.signers, m.self):
+	case !r.IsSigner(m.self):
 		return "you: not a signer of this request"
 	case open:
 		return styleBold.Foreground(colYellow).Render("you: not voted yet · a approve · r reject")
@@ -435,39 +448,49 @@ func contains(s []string, x string) bool {
 	return false
 }
 
+// proposalSpec is the proposal card: the change as signed, the approvals
+// against those it needs, and where the user stands.
 func (m *Model) proposalSpec(c *convState, it *item, head, by string) cardSpec {
-	pr := c.props[it.reqID]
-	if pr == nil {
+	var p gate.ProposePayload
+	pr := c.proposalOf(it)
+	if json.Unmarshal(it.disp, &p) != nil || (pr == nil && it.refused == "") {
 		return cardSpec{boxed: true, tone: colRed, title: head + " PROPOSAL", by: by, lines: []string{styleRed.Render("a proposal this TUI cannot read")}}
 	}
 	var parts []string
-	for _, a := range pr.p.Add {
+	for _, a := range p.Add {
 		parts = append(parts, "add "+a.Name+" ("+shortKey(a.Key)+")")
 	}
-	for _, k := range pr.p.Remove {
+	for _, k := range p.Remove {
 		parts = append(parts, "remove "+c.name1(k, m.gateway))
 	}
-	if pr.p.RequiredApprovals != 0 {
-		parts = append(parts, fmt.Sprintf("set M to %d", pr.p.RequiredApprovals))
+	if p.RequiredApprovals != 0 {
+		parts = append(parts, fmt.Sprintf("set M to %d", p.RequiredApprovals))
 	}
-	if pr.p.Rules != nil {
-		parts = append(parts, fmt.Sprintf("set %d rules", len(*pr.p.Rules)))
+	if p.Rules != nil {
+		parts = append(parts, fmt.Sprintf("set %d rules", len(*p.Rules)))
 	}
-	lines := []string{strings.Join(parts, ", "),
-		fmt.Sprintf("approvals %d/%d: %s · needs %s", len(pr.approvals), len(pr.needed), c.nameList(pr.approvals, m.gateway), c.nameList(pr.needed, m.gateway))}
+	title := head + " PROPOSAL " + shortID(p.ProposalID)
+	lines := []string{strings.Join(parts, ", ")}
+	if pr == nil {
+		return cardSpec{boxed: true, tone: colRed, title: title, by: by, lines: lines}
+	}
+	lines = append(lines, fmt.Sprintf("approvals %d/%d: %s · needs %s", len(pr.Approvals), len(pr.Needed), c.nameList(pr.Approvals, m.gateway), c.nameList(pr.Needed, m.gateway)))
 	tone := colBlue
 	switch {
 	case pr.done:
 		lines = append(lines, styleGreen.Render("applied"))
 		tone = colGreen
-	case contains(pr.approvals, m.self):
+	case !c.open(pr):
+		lines = append(lines, "void: another membership change was applied first")
+		tone = colGrey
+	case contains(pr.Approvals, m.self):
 		lines = append(lines, "you: approved")
-	case contains(pr.needed, m.self):
+	case contains(pr.Needed, m.self):
 		lines = append(lines, styleBold.Foreground(colYellow).Render("you: not approved yet · a approve"))
 	default:
 		lines = append(lines, "you: your approval is not needed")
 	}
-	return cardSpec{boxed: true, tone: tone, title: head + " PROPOSAL " + shortID(pr.id), by: by, lines: lines}
+	return cardSpec{boxed: true, tone: tone, title: title, by: by, lines: lines}
 }
 
 // renderItem draws item i of c at width w.
@@ -482,8 +505,10 @@ func (m *Model) renderItem(c *convState, i, w int) string {
 		}
 		// Continuation lines hang off a gutter, so that no text can pass
 		// for a card of its own.
-		body := ansi.Wrap(s.title, max(1, w-4), "")
-		lines := strings.Split(body, "\n")
+		var lines []string
+		for _, l := range append([]string{s.title}, s.lines...) {
+			lines = append(lines, strings.Split(ansi.Wrap(l, max(1, w-4), ""), "\n")...)
+		}
 		for j := range lines {
 			if j == 0 {
 				lines[j] = mark + lines[j]

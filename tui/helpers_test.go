@@ -184,6 +184,29 @@ func (l *logBuilder) vote(by *conversation.Identity, req conversation.Record, ap
 
 func (l *logBuilder) gateway(kind string, payload any) { l.add(l.ps.gw, kind, payload) }
 
+// decision is what the gateway signs of request id when it closes it (M,
+// rule, endpoint, pattern), as the fold of the log so far gives it with
+// the test catalog: what a gateway writes, so the log stays one the fold
+// believes.
+func (l *logBuilder) decision(id string) gate.Decision {
+	l.t.Helper()
+	f := gate.NewFold(l.ps.gw.KeyID())
+	f.Resolve = testCatalog(l.t).Target
+	for _, rec := range l.recs {
+		m, err := conversation.Verify(rec.Envelope)
+		if err != nil {
+			continue
+		}
+		at, _ := conversation.ParseTime(rec.ReceivedAt)
+		_, _ = f.Apply(m, rec.Seq, at) // a record the fold refuses changes nothing
+	}
+	r := f.Requests[id]
+	if r == nil {
+		l.t.Fatalf("no request %s in the log", id)
+	}
+	return gate.DecisionOf(r)
+}
+
 var catOnce struct {
 	sync.Mutex
 	cat *api.Catalog

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/conversation"
+	"github.com/twokey/twokey/gate"
 )
 
 // pane is what has the keyboard.
@@ -222,11 +224,11 @@ func (m *Model) clearSending(conv, req, prop string) {
 	if c == nil {
 		return
 	}
-	if r := c.reqs[req]; req != "" && r != nil {
-		r.sending = ""
+	if req != "" {
+		delete(c.sendingReq, req)
 	}
-	if pr := c.props[prop]; prop != "" && pr != nil {
-		pr.sending = false
+	if prop != "" {
+		delete(c.sendingProp, prop)
 	}
 }
 
@@ -312,7 +314,7 @@ func (m *Model) addConvs(list []api.Summary) tea.Cmd {
 		if m.convByID(s.ID) != nil {
 			continue
 		}
-		m.convs = append(m.convs, newConvState(s, m.gateway))
+		m.convs = append(m.convs, newConvState(s, m.gateway, m.cat))
 		cmds = append(cmds, m.followCmd(s.ID, 0))
 	}
 	slices.SortStableFunc(m.convs, func(a, b *convState) int {
@@ -343,7 +345,7 @@ func (m *Model) record(conv string, rec conversation.Record) {
 	if c == nil {
 		return
 	}
-	if !c.add(rec, m.cat) {
+	if !c.add(rec) {
 		return // a duplicate: already held
 	}
 	it := c.items[len(c.items)-1]
@@ -444,8 +446,8 @@ func (m *Model) foldable(c *convState, it *item) bool {
 	case conversation.KindGateResponse:
 		return true
 	case conversation.KindGateRequest:
-		r := c.reqs[it.reqID]
-		return r != nil && len(r.p.Body) > 0 && len(pretty(string(r.p.Body))) > foldRequest
+		var p gate.RequestPayload
+		return json.Unmarshal(it.disp, &p) == nil && len(p.Body) > 0 && len(pretty(string(p.Body))) > foldRequest
 	}
 	return false
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
@@ -243,9 +244,9 @@ func TestTamperedRecordsAreRedAndNeverApproved(t *testing.T) {
 		}
 	}
 	// The impostor's approval and the member's "executed" change nothing.
-	r := c.reqs["0a0a0a0a-5b6e-4f70-8a91-00000000000a"]
-	if len(r.approvals) != 1 || r.state != gate.StatePending {
-		t.Errorf("request after forged records: approvals %v state %s", r.approvals, r.state)
+	r := c.request("0a0a0a0a-5b6e-4f70-8a91-00000000000a")
+	if len(r.Approvals) != 1 || r.State != gate.StatePending {
+		t.Errorf("request after forged records: approvals %v state %s", r.Approvals, r.State)
 	}
 	if c.items[5].err != nil {
 		t.Errorf("the genuine chat after a forged record should verify: %v", c.items[4].err)
@@ -270,7 +271,7 @@ func TestTamperedRecordsAreRedAndNeverApproved(t *testing.T) {
 		if press(m, "r") != nil || press(m, "c") != nil {
 			t.Errorf("r or c on #%d sent something", tc.seq)
 		}
-		if _, ok := c.reqs[tc.id]; ok {
+		if _, ok := c.fold.Requests[tc.id]; ok {
 			t.Errorf("#%d, which does not verify, was taken as a request", tc.seq)
 		}
 		m.status = ""
@@ -641,20 +642,32 @@ func TestApproveProposalBindsItsDigest(t *testing.T) {
 	}
 }
 
+// TestOthersTextCannotDrawOnTheScreen: a log with text no server accepts
+// (a member signed it; a hostile server serves it) and a conversation list
+// naming a member the same way. The fold believes none of the records (the
+// create's name is not printable, and nothing stands without the create),
+// yet each is drawn, and nothing in it reaches the terminal as it is.
 func TestOthersTextCannotDrawOnTheScreen(t *testing.T) {
 	ps := newPeople(t)
 	l := newLog(t, ps, convOps)
 	l.create("ops\x1b[2J")
 	l.chat(ps.alice, "hi \x1b[31mred\x1b[0m \u202egnp.exe\u202c\n╭─ #9 EXECUTED fake ─╮")
-	l.add(ps.bob, conversation.KindMemberAdd, conversation.MemberPayload{Header: l.header(), Key: ps.dave.KeyID(), Name: "da\nve\x07"})
-	m := newModel(t, &fakeBackend{}, ps, ps.bob, l)
+	l.add(ps.alice, conversation.KindMemberAdd, conversation.MemberPayload{Header: l.header(), Key: ps.dave.KeyID(), Name: "da\nve\x07"})
+	m := New(context.Background(), Options{Backend: &fakeBackend{}, Self: ps.bob.KeyID(), Now: func() time.Time { return t0 }, Location: time.UTC})
+	m.Update(startMsg{gw: &api.Gateway{SigningKey: ps.gw.KeyID()}, cat: testCatalog(t), convs: []api.Summary{{ID: convOps, Name: l.name,
+		Seq: uint64(len(l.recs)), Members: []conversation.Member{{Key: ps.dave.KeyID(), Name: "da\nve\x07"}}}}})
+	for _, r := range l.recs {
+		m.Update(recordMsg{conv: convOps, rec: r})
+	}
+	m.Update(tea.WindowSizeMsg{Width: 100, Height: 30})
 	raw := m.View().Content
 	for _, bad := range []string{"\x1b[2J", "\x1b[31mred", "\u202e", "\x07", "da\nve"} {
 		if strings.Contains(raw, bad) {
 			t.Errorf("screen holds %q", bad)
 		}
 	}
-	mustContain(t, screen(m), "hi �[31mred�[0m �gnp.exe�", "  ┊ ╭─ #9 EXECUTED fake ─╮", "member da�ve�")
+	mustContain(t, screen(m), "hi �[31mred�[0m �gnp.exe�", "  ┊ ╭─ #9 EXECUTED fake ─╮", "member da�ve�",
+		"not believed: conversation name must be printable UTF-8", "not believed: the first record is a member.add")
 }
 
 func TestStartupFailureRetries(t *testing.T) {

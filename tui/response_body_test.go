@@ -22,7 +22,7 @@ func TestResponseCardDescribesBinaryBody(t *testing.T) {
 	const rid = "0c0c0c0c-5b6e-4f70-8a91-0000000000b1"
 	l.request(ps.alice, rid, "httpbin.headers", nil, time.Hour)
 	l.gateway(conversation.KindGateExecuted, gate.ExecutedPayload{Header: l.header(), RequestID: rid, Status: 200, DurationMS: 4,
-		Approvers: []string{ps.alice.KeyID()}})
+		Approvers: []string{ps.alice.KeyID()}, Decision: l.decision(rid)})
 	raw := append([]byte{0xff, 0xfe}, []byte("h\x00i\x00 \x00t\x00h\x00e\x00r\x00e\x00")...)
 	p := gate.ResponsePayload{Header: l.header(), RequestID: rid, Status: 200, ContentType: "text/plain; charset=utf-16"}
 	p.SetBody(raw, 64<<10)

@@ -44,22 +44,24 @@ func scenario(t testing.TB, ps *people) (*logBuilder, map[string]uint64) {
 	l.vote(ps.bob, req1, true, "")
 	mark("approve")
 	l.gateway(conversation.KindGateExecuted, gate.ExecutedPayload{Header: l.header(), RequestID: r1, Status: 200, DurationMS: 12,
-		Approvers: []string{ps.alice.KeyID(), ps.bob.KeyID()}})
+		Approvers: []string{ps.alice.KeyID(), ps.bob.KeyID()}, Decision: l.decision(r1)})
 	mark("executed")
+	body := `{"headers":{"Accept-Encoding":["gzip"],"Authorization":["[redacted]"],"Host":["127.0.0.1:9000"],"User-Agent":["Go-http-client/1.1"],"X-Forwarded-For":["127.0.0.1"]}}`
 	l.gateway(conversation.KindGateResponse, gate.ResponsePayload{Header: l.header(), RequestID: r1, Status: 200,
-		ContentType: "application/json", Body: `{"headers":{"Accept-Encoding":["gzip"],"Authorization":["[redacted]"],"Host":["127.0.0.1:9000"],"User-Agent":["Go-http-client/1.1"],"X-Forwarded-For":["127.0.0.1"]}}`,
-		BodyDigest: "sha256:" + zeros, Redactions: 1})
+		ContentType: "application/json", Body: body, BodyDigest: conversation.Digest([]byte(body)), Redactions: 1})
 	mark("response")
 
 	req2 := l.request(ps.alice, r2, "httpbin.echo", map[string]string{"data": "drop-tables"}, time.Hour)
 	mark("request_rejected")
 	l.vote(ps.bob, req2, false, "not today")
 	mark("reject")
-	l.gateway(conversation.KindGateRejected, gate.ClosedPayload{Header: l.header(), RequestID: r2, Reason: gate.ReasonRejected})
+	l.gateway(conversation.KindGateRejected, gate.ClosedPayload{Header: l.header(), RequestID: r2, Reason: gate.ReasonRejected, Decision: l.decision(r2)})
 	mark("rejected")
 
-	l.request(ps.carol, r3, "leet.translate", map[string]string{"text": "two keys"}, -5*time.Minute)
-	l.gateway(conversation.KindGateExpired, gate.ClosedPayload{Header: l.header(), RequestID: r3, Reason: gate.ReasonExpired})
+	// r3 expires at the time of the gate.expired after it (records come
+	// 7 s apart): the gateway closes a request once its time is up.
+	l.request(ps.carol, r3, "leet.translate", map[string]string{"text": "two keys"}, l.at.Add(14*time.Second).Sub(t0))
+	l.gateway(conversation.KindGateExpired, gate.ClosedPayload{Header: l.header(), RequestID: r3, Reason: gate.ReasonExpired, Decision: l.decision(r3)})
 	mark("expired")
 
 	l.add(ps.alice, conversation.KindGateSecretRevoke, gate.RevokePayload{Header: l.header(), Service: "httpbin"})
@@ -68,13 +70,13 @@ func scenario(t testing.TB, ps *people) (*logBuilder, map[string]uint64) {
 	mark("secret_revoked")
 	req4 := l.request(ps.bob, r4, "httpbin.headers", nil, time.Hour)
 	l.vote(ps.carol, req4, true, "")
-	l.gateway(conversation.KindGateFailed, gate.ClosedPayload{Header: l.header(), RequestID: r4, Reason: gate.ReasonNoSecret})
+	l.gateway(conversation.KindGateFailed, gate.ClosedPayload{Header: l.header(), RequestID: r4, Reason: gate.ReasonNoSecret, Decision: l.decision(r4)})
 	mark("failed")
 
 	l.request(ps.alice, r5, "dogs.breed", map[string]string{"breed": "hound"}, time.Hour)
 	l.add(ps.alice, conversation.KindGateCancel, gate.CancelPayload{Header: l.header(), RequestID: r5})
 	mark("cancel")
-	l.gateway(conversation.KindGateCancelled, gate.ClosedPayload{Header: l.header(), RequestID: r5, Reason: gate.ReasonCancelled})
+	l.gateway(conversation.KindGateCancelled, gate.ClosedPayload{Header: l.header(), RequestID: r5, Reason: gate.ReasonCancelled, Decision: l.decision(r5)})
 	mark("cancelled")
 
 	prop := l.add(ps.alice, conversation.KindMemberPropose, gate.ProposePayload{Header: l.header(), ProposalID: prop1,

@@ -3,10 +3,12 @@ package tui
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/conversation"
@@ -22,70 +24,82 @@ type item struct {
 	// disp is the verified payload with its strings made safe to print;
 	// it is for drawing only (a digest is always of msg.Payload).
 	disp []byte
-	// reqID is the request (or proposal) a gate.* (member.*) record is about.
+	// reqID is the request (or proposal) a gate.* (member.*) record is
+	// about, as its signed payload names it.
 	reqID string
 	// note is what the record meant when it arrived ("2/3" for an approval).
 	note string
+	// refused is why the fold does not believe a verified record (a
+	// gate.Violation's reason): it changed nothing, is drawn with the
+	// reason, and nothing is signed for it.
+	refused string
 }
 
-// reqView is a request as the verified log tells it.
+// reqView is a request as the fold holds it now, with the one thing only
+// the TUI knows: the user's own vote while it is on its way ("approval"
+// or "rejection"), set when a or r signs it, cleared when the vote's
+// record arrives or the server refuses it, so a second key press does not
+// send a second vote. It is looked up fresh (convState.request): never
+// keep one across records.
 type reqView struct {
-	id        string
-	seq       uint64 // the gate.request record
-	p         gate.RequestPayload
-	digest    string // of the verified gate.request payload bytes
-	submitter string
-	signers   []string
-	m         int
-	rule      *gate.Rule
-	approvals []string
-	rejects   []string
-	state     string
-	reason    string
-	status    int
-	duration  int64
-	expires   time.Time
-	// sending is the user's own vote while it is on its way ("approval" or
-	// "rejection"): set when a or r signs it, cleared when the vote's record
-	// arrives or the server refuses it, so a second key press does not
-	// send a second vote.
+	*gate.Request
 	sending string
 }
 
 func (r *reqView) voted(key string) string {
 	switch {
-	case slices.Contains(r.approvals, key):
+	case slices.Contains(r.Approvals, key):
 		return "approved"
-	case slices.Contains(r.rejects, key):
+	case slices.Contains(r.Rejections, key):
 		return "rejected"
 	}
 	return ""
 }
 
-// propView is a membership proposal as the verified log tells it.
-type propView struct {
-	id        string
-	seq       uint64
-	p         gate.ProposePayload
-	digest    string
-	proposer  string
-	needed    []string
-	approvals []string
-	done      bool
-	sending   bool // the user's approval is on its way (as reqView.sending)
+// status, duration and reason are how the request ended, from its result
+// (the reason as drawn: made safe).
+func (r *reqView) status() int {
+	if r.Result == nil {
+		return 0
+	}
+	return r.Result.Status
 }
 
-// convState is one conversation: its verified log and what follows from it.
+func (r *reqView) duration() int64 {
+	if r.Result == nil {
+		return 0
+	}
+	return r.Result.DurationMS
+}
+
+func (r *reqView) reason() string {
+	if r.Result == nil {
+		return ""
+	}
+	return safeLine(r.Result.Reason)
+}
+
+// propView is a membership proposal as the last record about it left it.
+// The fold keeps only the open ones; the TUI keeps every one it saw, to
+// draw the cards of those applied (done) or voided since.
+type propView struct {
+	*gate.Proposal
+	done bool // a member.changed applied it
+}
+
+// convState is one conversation: its verified log and what the fold of it
+// says. The meaning of each record is the fold's; what is kept here is
+// only what the TUI draws or does with it.
 type convState struct {
-	id      string
-	name    string
-	admin   string
-	members []conversation.Member
-	names   map[string]string
-	gate    gate.Config
-	items   []*item
-	reqs    map[string]*reqView
-	props   map[string]*propView
+	id    string
+	name  string
+	names map[string]string // display names, learned from members and proposals
+	items []*item
+	fold  *gate.Fold
+	props map[string]*propView // every proposal seen, by id
+	// The user's own votes on their way, by request id and by proposal id.
+	sendingReq  map[string]string
+	sendingProp map[string]bool
 
 	ver    conversation.ChainVerifier
 	broken string // the first verification failure, shown in the pane title
@@ -105,21 +119,70 @@ type convState struct {
 	restarts int
 }
 
-func newConvState(s api.Summary, gateway string) *convState {
-	c := &convState{id: s.ID, name: safeLine(s.Name), names: map[string]string{}, reqs: map[string]*reqView{},
-		props: map[string]*propView{}, loaded: s.Seq, follow: true, expanded: map[uint64]bool{},
-		ver: conversation.ChainVerifier{Gateway: gateway}}
+// newConvState starts a conversation whose gateway signs with gateway; M
+// is matched with cat, the server's catalog (nil for none: on the service
+// and method alone).
+func newConvState(s api.Summary, gateway string, cat *api.Catalog) *convState {
+	c := &convState{id: s.ID, name: safeLine(s.Name), names: map[string]string{}, fold: gate.NewFold(gateway),
+		props: map[string]*propView{}, sendingReq: map[string]string{}, sendingProp: map[string]bool{},
+		loaded: s.Seq, follow: true, expanded: map[uint64]bool{}, ver: conversation.ChainVerifier{Gateway: gateway}}
+	c.fold.Resolve = cat.Target
 	c.learn(s.Members)
 	return c
 }
 
-func (c *convState) isSigner(key string) bool { return c.gate.IsSigner(key) }
+// request returns request id as the fold holds it now, or nil.
+func (c *convState) request(id string) *reqView {
+	r := c.fold.Requests[id]
+	if r == nil {
+		return nil
+	}
+	return &reqView{Request: r, sending: c.sendingReq[id]}
+}
+
+// requestOf returns the request whose gate.request record it is, or nil
+// (for another record, or one the fold refused).
+func (c *convState) requestOf(it *item) *reqView {
+	if it == nil || it.msg == nil || it.refused != "" || it.rec.Kind != conversation.KindGateRequest {
+		return nil
+	}
+	if r := c.request(it.reqID); r != nil && r.SubmittedSeq == it.rec.Seq {
+		return r
+	}
+	return nil
+}
+
+// proposalOf returns the proposal whose member.propose record it is, or nil.
+func (c *convState) proposalOf(it *item) *propView {
+	if it == nil || it.msg == nil || it.refused != "" || it.rec.Kind != conversation.KindMemberPropose {
+		return nil
+	}
+	if pr := c.props[it.reqID]; pr != nil && pr.Seq == it.rec.Seq {
+		return pr
+	}
+	return nil
+}
+
+// open reports whether a proposal still takes approvals: the fold holds
+// the open ones (a member.changed applies one and voids the rest).
+func (c *convState) open(pr *propView) bool { return c.fold.Proposals[pr.ID] != nil }
+
+// shown is a request's payload as it is drawn: that of its gate.request
+// record, with its strings made safe.
+func (c *convState) shown(r *gate.Request) gate.RequestPayload {
+	var p gate.RequestPayload
+	if it := c.itemAt(r.SubmittedSeq); it != nil {
+		_ = json.Unmarshal(it.disp, &p)
+	}
+	return p
+}
 
 // waiting counts the pending requests that wait for key's vote.
 func (c *convState) waiting(key string, now time.Time) int {
 	n := 0
-	for _, r := range c.reqs {
-		if r.state == gate.StatePending && now.Before(r.expires) && slices.Contains(r.signers, key) && r.voted(key) == "" {
+	for id := range c.fold.Requests {
+		r := c.request(id)
+		if r.State == gate.StatePending && now.Before(r.ExpiresAt) && r.IsSigner(key) && r.voted(key) == "" {
 			n++
 		}
 	}
@@ -128,7 +191,7 @@ func (c *convState) waiting(key string, now time.Time) int {
 
 // add verifies rec and appends it. It reports false for a duplicate (a
 // record at or below the last seq already held), which it drops.
-func (c *convState) add(rec conversation.Record, cat *api.Catalog) bool {
+func (c *convState) add(rec conversation.Record) bool {
 	if len(c.items) > 0 && rec.Seq <= c.items[len(c.items)-1].rec.Seq {
 		return false
 	}
@@ -149,181 +212,70 @@ func (c *convState) add(rec conversation.Record, cat *api.Catalog) bool {
 			it.err = err
 		} else {
 			it.msg, it.disp = m, cleanJSON(m.Payload)
-			c.apply(it, cat)
+			c.apply(it)
 		}
 	}
 	c.items = append(c.items, it)
 	return true
 }
 
-// apply updates the conversation from one verified record.
-func (c *convState) apply(it *item, cat *api.Catalog) {
-	m, payload := it.msg, it.disp
+// apply folds one verified record in. What it means is the fold's; this
+// keeps only what the TUI draws: what the record is about, its note, the
+// names it teaches and the proposals the fold no longer holds.
+func (c *convState) apply(it *item) {
+	m := it.msg
+	var about struct {
+		RequestID  string `json:"request_id"`
+		ProposalID string `json:"proposal_id"`
+	}
+	_ = json.Unmarshal(m.Payload, &about)
 	switch m.Kind {
-	case conversation.KindConversationCreate:
-		var p conversation.CreatePayload
-		if json.Unmarshal(payload, &p) != nil {
-			return
-		}
-		if p.Name != "" {
-			c.name = safeLine(p.Name)
-		}
-		c.admin = m.Author
-		c.members = slices.Clone(p.Members)
-		if !slices.ContainsFunc(c.members, func(x conversation.Member) bool { return x.Key == m.Author }) {
-			c.members = append([]conversation.Member{{Key: m.Author}}, c.members...)
-		}
-		c.learn(c.members)
-	case conversation.KindMemberAdd:
-		var p conversation.MemberPayload
-		if json.Unmarshal(payload, &p) == nil {
-			c.members = append(c.members, conversation.Member{Key: p.Key, Name: p.Name})
-			c.learn([]conversation.Member{{Key: p.Key, Name: p.Name}})
-		}
-	case conversation.KindMemberRemove:
-		var p conversation.MemberPayload
-		if json.Unmarshal(payload, &p) == nil {
-			c.members = slices.DeleteFunc(c.members, func(x conversation.Member) bool { return x.Key == p.Key })
-		}
-	case conversation.KindGateEnabled:
-		var p gate.EnabledPayload
-		if json.Unmarshal(payload, &p) == nil {
-			c.gate = gate.Config{Enabled: true, Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules}
-		}
-	case conversation.KindMemberChanged:
-		var p gate.ChangedPayload
-		if json.Unmarshal(payload, &p) == nil {
-			c.gate = gate.Config{Enabled: true, Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules}
-			c.members = slices.Clone(p.Members)
-			c.learn(p.Members)
-			it.reqID = p.ProposalID
-			if pr := c.props[p.ProposalID]; pr != nil {
-				pr.done = true
-			}
-		}
-	case conversation.KindGateRequest:
-		var p gate.RequestPayload
-		if json.Unmarshal(payload, &p) != nil || p.RequestID == "" {
-			return
-		}
-		if c.reqs[p.RequestID] != nil {
-			// The server refuses a second request with an id already used
-			// (duplicate_request); one in the log anyway is not believed, and
-			// its card cannot pass for the first one's.
-			return
-		}
-		it.reqID = p.RequestID
-		r := &reqView{id: p.RequestID, seq: it.rec.Seq, p: p, digest: m.PayloadDigest(), submitter: m.Author,
-			signers: slices.Clone(c.gate.Signers), state: gate.StatePending}
-		r.expires, _ = conversation.ParseTime(p.ExpiresAt)
-		r.m, r.rule = threshold(c.gate, cat, p)
-		if p.Program == "" {
-			r.approvals = []string{m.Author}
-		}
-		if len(r.approvals) >= r.m && r.m > 0 {
-			r.state = gate.StateExecuting
-		}
-		c.reqs[p.RequestID] = r
-		it.note = approvalsNote(r)
-	case conversation.KindGateApprove, conversation.KindGateReject:
-		var p gate.VotePayload
-		if json.Unmarshal(payload, &p) != nil {
-			return
-		}
-		it.reqID = p.RequestID
-		r := c.reqs[p.RequestID]
-		if r == nil || r.state != gate.StatePending || p.RequestDigest != r.digest || !slices.Contains(r.signers, m.Author) || r.voted(m.Author) != "" {
-			return
-		}
-		if m.Kind == conversation.KindGateApprove {
-			r.approvals = append(r.approvals, m.Author)
-			if len(r.approvals) >= r.m {
-				r.state = gate.StateExecuting
-			}
+	case conversation.KindMemberPropose, conversation.KindMemberApprove, conversation.KindMemberChanged:
+		it.reqID = about.ProposalID
+	default:
+		it.reqID = about.RequestID // a gate.* kind about a request; "" for any other
+	}
+	at, err := conversation.ParseTime(it.rec.ReceivedAt)
+	if err != nil {
+		it.refused = "received_at: " + twokey.ErrorMessage(err)
+		return
+	}
+	step, err := c.fold.Apply(m, it.rec.Seq, at)
+	if err != nil {
+		var v *gate.Violation
+		if errors.As(err, &v) {
+			it.refused = v.Reason
 		} else {
-			r.rejects = append(r.rejects, m.Author)
+			it.refused = twokey.ErrorMessage(err)
 		}
-		it.note = approvalsNote(r)
-	case conversation.KindGateCancel:
-		var p gate.CancelPayload
-		if json.Unmarshal(payload, &p) == nil {
-			it.reqID = p.RequestID
+		return
+	}
+	c.learn(c.fold.Members)
+	if m.Kind == conversation.KindConversationCreate && c.fold.Name != "" {
+		c.name = safeLine(c.fold.Name)
+	}
+	if r := step.Request; r != nil {
+		switch m.Kind {
+		case conversation.KindGateRequest, conversation.KindGateApprove, conversation.KindGateReject:
+			it.note = fmt.Sprintf("%d/%d", len(r.Approvals), r.Required)
 		}
-	case conversation.KindGateExecuted:
-		var p gate.ExecutedPayload
-		if json.Unmarshal(payload, &p) != nil {
-			return
-		}
-		it.reqID = p.RequestID
-		if r := c.reqs[p.RequestID]; r != nil {
-			r.state, r.status, r.duration = gate.StateExecuted, p.Status, p.DurationMS
-		}
-	case conversation.KindGateResponse:
-		var p gate.ResponsePayload
-		if json.Unmarshal(payload, &p) == nil {
-			it.reqID = p.RequestID
-		}
-	case conversation.KindGateFailed, conversation.KindGateExpired, conversation.KindGateRejected, conversation.KindGateCancelled:
-		var p gate.ClosedPayload
-		if json.Unmarshal(payload, &p) != nil {
-			return
-		}
-		it.reqID = p.RequestID
-		if r := c.reqs[p.RequestID]; r != nil {
-			r.state, r.reason = closedState(m.Kind), p.Reason
-		}
-	case conversation.KindMemberPropose:
-		var p gate.ProposePayload
-		if json.Unmarshal(payload, &p) != nil || p.ProposalID == "" || c.props[p.ProposalID] != nil {
-			return
-		}
-		it.reqID = p.ProposalID
-		pr := &propView{id: p.ProposalID, seq: it.rec.Seq, p: p, digest: m.PayloadDigest(), proposer: m.Author,
-			needed: neededFor(c.gate.Signers, p), approvals: []string{m.Author}}
-		c.props[p.ProposalID] = pr
-		for _, a := range p.Add {
-			if a.Name != "" && c.names[a.Key] == "" {
-				c.names[a.Key] = safeLine(a.Name)
+	}
+	if pr := step.Proposal; pr != nil {
+		switch m.Kind {
+		case conversation.KindMemberPropose:
+			c.props[pr.ID] = &propView{Proposal: pr}
+			for _, a := range pr.Payload.Add {
+				if a.Name != "" && c.names[a.Key] == "" {
+					c.names[a.Key] = safeLine(a.Name)
+				}
 			}
-		}
-	case conversation.KindMemberApprove:
-		var p gate.MemberApprovePayload
-		if json.Unmarshal(payload, &p) != nil {
-			return
-		}
-		it.reqID = p.ProposalID
-		if pr := c.props[p.ProposalID]; pr != nil && !pr.done && p.ProposalDigest == pr.digest && !slices.Contains(pr.approvals, m.Author) {
-			pr.approvals = append(pr.approvals, m.Author)
-			it.note = fmt.Sprintf("%d/%d", len(pr.approvals), len(pr.needed))
+		case conversation.KindMemberApprove:
+			c.props[pr.ID] = &propView{Proposal: pr}
+			it.note = fmt.Sprintf("%d/%d", len(pr.Approvals), len(pr.Needed))
+		case conversation.KindMemberChanged:
+			c.props[pr.ID] = &propView{Proposal: pr, done: true}
 		}
 	}
-}
-
-func closedState(kind string) string {
-	switch kind {
-	case conversation.KindGateFailed:
-		return gate.StateFailed
-	case conversation.KindGateExpired:
-		return gate.StateExpired
-	case conversation.KindGateRejected:
-		return gate.StateRejected
-	}
-	return gate.StateCancelled
-}
-
-// neededFor is whose approval a proposal needs (PROTOCOL 5): every signer,
-// but for a pure removal every signer other than those removed.
-func neededFor(signers []string, p gate.ProposePayload) []string {
-	if len(p.Add) > 0 || p.RequiredApprovals != 0 || p.Rules != nil {
-		return slices.Clone(signers)
-	}
-	var out []string
-	for _, s := range signers {
-		if !slices.Contains(p.Remove, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func (c *convState) learn(ms []conversation.Member) {
@@ -332,26 +284,6 @@ func (c *convState) learn(ms []conversation.Member) {
 			c.names[m.Key] = safeLine(m.Name)
 		}
 	}
-}
-
-// threshold is M for a request, from the conversation's gate as the log
-// tells it and the catalog (for the endpoint below the service's base URL
-// and the template's pattern), as the gateway computes it (PROTOCOL 6).
-func threshold(g gate.Config, cat *api.Catalog, p gate.RequestPayload) (int, *gate.Rule) {
-	t := gate.Target{Service: p.Service, Method: p.Method}
-	if cat != nil {
-		for _, s := range cat.Services {
-			if s.Name == p.Service {
-				t.Path, _ = s.EndpointOf(p.URL)
-			}
-		}
-		for _, tm := range cat.Templates {
-			if p.Template != "" && tm.Name == p.Template {
-				t.Pattern = tm.Endpoint
-			}
-		}
-	}
-	return gate.Threshold(g.RequiredApprovals, g.Rules, t)
 }
 
 func findService(cat *api.Catalog, name string) *catalog.Service {
@@ -364,14 +296,6 @@ func findService(cat *api.Catalog, name string) *catalog.Service {
 		}
 	}
 	return nil
-}
-
-// requestFor returns the request an item is about, if any.
-func (c *convState) requestFor(it *item) *reqView {
-	if it == nil || it.reqID == "" {
-		return nil
-	}
-	return c.reqs[it.reqID]
 }
 
 func (c *convState) selected() *item {

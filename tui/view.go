@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -203,8 +204,8 @@ func (m *Model) rightLines(w, h int) []string {
 	if m.focus == paneLog {
 		title = "▸ " + title
 	}
-	if c.gate.Enabled {
-		title += fmt.Sprintf(" · %d of %d signers approve each call", c.gate.RequiredApprovals, len(c.gate.Signers))
+	if g := c.fold.Gate; g.Enabled {
+		title += fmt.Sprintf(" · %d of %d signers approve each call", g.RequiredApprovals, len(g.Signers))
 	} else {
 		title += " · gateway off"
 	}
@@ -313,7 +314,8 @@ func (m *Model) preview() []string {
 			return []string{styleRed.Render(err.Error())}
 		}
 		verb := strings.TrimPrefix(name, "/")
-		return []string{fmt.Sprintf("%s %s: %s %s · approvals %d/%d · %s", verb, shortID(r.id), r.p.Method, r.p.URL, len(r.approvals), r.m, describeState(r))}
+		p := c.shown(r.Request)
+		return []string{fmt.Sprintf("%s %s: %s %s · approvals %d/%d · %s", verb, shortID(p.RequestID), p.Method, p.URL, len(r.Approvals), r.Required, describeState(r))}
 	}
 	for _, cmd := range commands {
 		if cmd.name == name {
@@ -355,14 +357,18 @@ func (m *Model) requestPreview(c *convState, args []string) []string {
 	out = append(out, line)
 	switch {
 	case c == nil:
-	case !c.gate.Enabled:
+	case !c.fold.Gate.Enabled:
 		out = append(out, styleRed.Render("the gateway is off in "+c.name+": /gate enable M first"))
 	default:
-		mm, rule := threshold(c.gate, m.cat, p)
+		// M as the fold will give it once the request is in: matched on
+		// the same target (its Resolve), under the rules in force now.
+		g := c.fold.Gate
+		tg, _, _ := c.fold.Resolve(&p)
+		mm, rule := gate.Threshold(g.RequiredApprovals, g.Rules, tg)
 		if rule != nil {
-			out = append(out, fmt.Sprintf("rule %s %s %s applies: %d of %d signers must approve · enter submits", rule.Service, rule.Method, rule.Endpoint, mm, len(c.gate.Signers)))
+			out = append(out, safeLine(fmt.Sprintf("rule %s %s %s applies: %d of %d signers must approve · enter submits", rule.Service, rule.Method, rule.Endpoint, mm, len(g.Signers))))
 		} else {
-			out = append(out, fmt.Sprintf("no rule applies: the default %d of %d signers must approve · enter submits", mm, len(c.gate.Signers)))
+			out = append(out, fmt.Sprintf("no rule applies: the default %d of %d signers must approve · enter submits", mm, len(g.Signers)))
 		}
 	}
 	return out
@@ -411,37 +417,32 @@ func (m *Model) helpLines(w int) []string {
 
 func (m *Model) memberLines(c *convState) []string {
 	out := []string{styleBold.Render("MEMBERS of " + c.name)}
-	for _, mb := range c.members {
+	f := c.fold
+	for _, mb := range f.Members {
 		var tags []string
-		if mb.Key == c.admin {
+		if mb.Key == f.Admin {
 			tags = append(tags, "admin")
 		}
-		if c.gate.IsSigner(mb.Key) {
+		if f.Gate.IsSigner(mb.Key) {
 			tags = append(tags, "signer")
 		}
 		if mb.Key == m.self {
 			tags = append(tags, "you")
 		}
-		out = append(out, fmt.Sprintf("  %-12s %-18s %s", c.name1(mb.Key, m.gateway), strings.Join(tags, ", "), mb.Key))
+		out = append(out, fmt.Sprintf("  %-12s %-18s %s", c.name1(mb.Key, m.gateway), strings.Join(tags, ", "), safeLine(mb.Key)))
 	}
 	out = append(out, "")
-	if !c.gate.Enabled {
+	if !f.Gate.Enabled {
 		out = append(out, "the gateway is off: the admin turns it on with /gate enable M")
 		return out
 	}
-	out = append(out, fmt.Sprintf("%d of %d signers must approve each call", c.gate.RequiredApprovals, len(c.gate.Signers)))
-	for _, r := range gate.Normalize(c.gate.Rules) {
-		out = append(out, fmt.Sprintf("  rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
+	out = append(out, fmt.Sprintf("%d of %d signers must approve each call", f.Gate.RequiredApprovals, len(f.Gate.Signers)))
+	for _, r := range gate.Normalize(f.Gate.Rules) {
+		out = append(out, safeLine(fmt.Sprintf("  rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals)))
 	}
-	var open []*propView
-	for _, pr := range c.props {
-		if !pr.done {
-			open = append(open, pr)
-		}
-	}
-	slices.SortFunc(open, func(a, b *propView) int { return cmp.Compare(a.seq, b.seq) })
+	open := slices.SortedFunc(maps.Values(f.Proposals), func(a, b *gate.Proposal) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, pr := range open {
-		out = append(out, fmt.Sprintf("open proposal %s: approvals %d/%d", shortID(pr.id), len(pr.approvals), len(pr.needed)))
+		out = append(out, fmt.Sprintf("open proposal %s: approvals %d/%d", shortID(safeLine(pr.ID)), len(pr.Approvals), len(pr.Needed)))
 	}
 	return out
 }
