@@ -15,7 +15,6 @@ import (
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 )
 
 // realLog is a conversation a real server wrote, exercising every kind of
@@ -47,9 +46,7 @@ func buildRealLog(t *testing.T) *realLog {
 func makeRealLog(t *testing.T) *realLog {
 	up := testutil.NewUpstream(t)
 	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
-	srv := testutil.StartServer(t, up, testutil.WithClock(clk), func(o *server.Options) {
-		o.ServiceOverrides = append(o.ServiceOverrides, "dogceo="+up.URL+"/dog")
-	})
+	srv := testutil.StartServer(t, up, testutil.WithClock(clk), func(o *testutil.Options) { o.Services["dogceo"] = up.URL + "/dog" })
 	ctx := testutil.Ctx(t)
 	ids := map[string]*conversation.Identity{}
 	cs := map[string]*client.Client{}

@@ -18,7 +18,6 @@ import (
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 )
 
 const testKey = "sk_test_5a1c9e77d2b34f08"
@@ -370,7 +369,7 @@ func TestConnectionRefused(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close() // nothing listens there now
-	srv := testutil.StartServer(t, nil, func(o *server.Options) { o.ServiceOverrides = []string{"httpbin=" + dead + "/httpbin"} })
+	srv := testutil.StartServer(t, nil, func(o *testutil.Options) { o.Services = map[string]string{"httpbin": dead + "/httpbin"} })
 	ctx := testutil.Ctx(t)
 	alice := testutil.Client(srv.URL(), testutil.Identity(t, "alice"), nil)
 	rec, err := alice.CreateConversation(ctx, "solo", nil)

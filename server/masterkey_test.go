@@ -12,17 +12,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/server"
 )
 
-func startAt(t *testing.T, dir string, mod func(*server.Options)) (*server.Daemon, string, error) {
+// startAt starts a server over dir with the default configuration, as
+// mod adjusts it, and returns what it printed.
+func startAt(t *testing.T, dir string, mod func(*config.Config, *server.Deps)) (*server.Daemon, string, error) {
 	var out bytes.Buffer
-	o := server.Options{Addr: "127.0.0.1:0", DataDir: dir, Out: &out, LockTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := config.Default()
+	cfg.Addr, cfg.DataDir = "127.0.0.1:0", dir
+	deps := server.Deps{Out: &out, LockTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if mod != nil {
-		mod(&o)
+		mod(cfg, &deps)
 	}
-	d, err := server.Start(o)
+	d, err := server.Start(cfg, deps)
 	return d, out.String(), err
 }
 
@@ -60,7 +64,7 @@ func TestMasterKey(t *testing.T) {
 	// The wrong key refuses to start and changes nothing.
 	wrong := make([]byte, 32)
 	rand.Read(wrong)
-	_, _, err = startAt(t, dir, func(o *server.Options) { o.MasterKey = base64.StdEncoding.EncodeToString(wrong) })
+	_, _, err = startAt(t, dir, func(c *config.Config, _ *server.Deps) { c.MasterKey = base64.StdEncoding.EncodeToString(wrong) })
 	if err == nil || !strings.Contains(err.Error(), "different master key") || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("wrong master key: %v", err)
 	}
@@ -81,12 +85,12 @@ func TestMasterKey(t *testing.T) {
 
 	// The right key from the environment or another file works.
 	raw, _ := os.ReadFile(key + ".bak")
-	d, _, err = startAt(t, dir, func(o *server.Options) { o.MasterKey = strings.TrimSpace(string(raw)) })
+	d, _, err = startAt(t, dir, func(c *config.Config, _ *server.Deps) { c.MasterKey = strings.TrimSpace(string(raw)) })
 	if err != nil {
 		t.Fatalf("key from env: %v", err)
 	}
 	d.Close()
-	d, _, err = startAt(t, dir, func(o *server.Options) { o.MasterKeyFile = key + ".bak" })
+	d, _, err = startAt(t, dir, func(c *config.Config, _ *server.Deps) { c.MasterKeyFile = key + ".bak" })
 	if err != nil {
 		t.Fatalf("key from --master-key-file: %v", err)
 	}
@@ -101,7 +105,7 @@ func TestDatabaseLockedByAnotherServer(t *testing.T) {
 	}
 	defer d.Close()
 	start := time.Now()
-	_, _, err = startAt(t, dir, func(o *server.Options) { o.LockTimeout = 300 * time.Millisecond })
+	_, _, err = startAt(t, dir, func(_ *config.Config, d *server.Deps) { d.LockTimeout = 300 * time.Millisecond })
 	if err == nil || !strings.Contains(err.Error(), "locked by another process") || !strings.Contains(err.Error(), "twokey.db") {
 		t.Fatalf("second server on the same data dir: %v", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 )
 
 // scrape reads /metrics with the Prometheus text parser and returns the
@@ -77,7 +76,7 @@ func TestMetricsMoveWhenARequestExecutes(t *testing.T) {
 		}
 	}
 	// A refused program request is counted by its code.
-	srv := testutil.StartServer(t, nil, func(o *server.Options) { o.DisableMetrics = true })
+	srv := testutil.StartServer(t, nil, func(o *testutil.Options) { o.Metrics.Enabled = false })
 	if r := call(t, "GET", srv.URL()+"/metrics", nil, nil); r.status != 404 {
 		t.Fatalf("disabled /metrics: %d", r.status)
 	}

@@ -363,7 +363,7 @@ var errDone = fmt.Errorf("done")
 
 func TestFanOut50Subscribers1000Messages(t *testing.T) {
 	// 25 sockets on each of two tokens: over the default cap of 8 a token.
-	f := newFixture(t, func(o *server.Options) { o.Limits.WebSocketsPerToken, o.Limits.WebSocketsPerMember = 25, 25 })
+	f := newFixture(t, func(o *testutil.Options) { o.Limits.WebSocketsPerToken, o.Limits.WebSocketsPerMember = 25, 25 })
 	// 1,000 durable posts can take a while on a loaded CI machine under the
 	// race detector: the budget is generous, and a failed post ends the
 	// subscribers at once rather than leaving them waiting.

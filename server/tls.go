@@ -21,6 +21,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/twokey/twokey/config"
 )
 
 // TLS modes.
@@ -29,16 +31,6 @@ const (
 	TLSGenerate = "generate"
 	TLSFiles    = "files"
 )
-
-// TLSOptions configure the HTTPS listener.
-type TLSOptions struct {
-	Mode     string   // off (default), generate or files
-	Addr     string   // default 127.0.0.1:8443
-	Force    bool     // plain HTTP answers 308 to HTTPS
-	CertFile string   // files mode
-	KeyFile  string   // files mode
-	Names    []string // extra SANs for generate
-}
 
 // certLifetime is how long a generated certificate is valid; it is made
 // anew at start when less than certRenewBefore is left.
@@ -63,7 +55,7 @@ type tlsSetup struct {
 
 // setupTLS loads the configured certificate, or for generate the one in
 // <data>/ssl, making it when it is missing, expiring, or lacks a name.
-func setupTLS(o TLSOptions, dataDir string, now time.Time) (*tlsSetup, error) {
+func setupTLS(o config.TLS, dataDir string, now time.Time) (*tlsSetup, error) {
 	var cert tls.Certificate
 	var note string
 	switch o.Mode {

@@ -19,13 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/internal/testutil"
 	"github.com/twokey/twokey/server"
 )
 
 func withTLS(force bool, names ...string) testutil.Option {
-	return func(o *server.Options) {
-		o.TLS = server.TLSOptions{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: force, Names: names}
+	return func(o *testutil.Options) {
+		o.TLS = config.TLS{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: force, Names: names}
 	}
 }
 
@@ -143,8 +144,8 @@ func TestTLSFiles(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, f), b, 0o600)
 	}
 	first.Stop(t)
-	srv := testutil.StartServer(t, nil, func(o *server.Options) {
-		o.TLS = server.TLSOptions{Mode: server.TLSFiles, Addr: "127.0.0.1:0", CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
+	srv := testutil.StartServer(t, nil, func(o *testutil.Options) {
+		o.TLS = config.TLS{Mode: server.TLSFiles, Addr: "127.0.0.1:0", CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
 	})
 	if srv.Fingerprint() != pin {
 		t.Fatal("files mode serves another certificate")
@@ -173,8 +174,9 @@ func TestTLSKeyModeOnReuse(t *testing.T) {
 	if err := os.Chmod(keyPath, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err := server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: dir, Out: io.Discard,
-		Logger: slog.New(slog.DiscardHandler), TLS: server.TLSOptions{Mode: server.TLSGenerate, Addr: "127.0.0.1:0"}})
+	cfg := config.Default()
+	cfg.Addr, cfg.DataDir, cfg.TLS = "127.0.0.1:0", dir, config.TLS{Mode: server.TLSGenerate, Addr: "127.0.0.1:0"}
+	d, err := server.Start(cfg, server.Deps{Out: io.Discard, Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		d.Close()
 		t.Fatal("a key.pem open to other users was reused")

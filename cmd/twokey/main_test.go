@@ -14,6 +14,7 @@ import (
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/server"
 )
 
@@ -36,12 +37,11 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			up := httptest.NewServer(httpbin.New().Handler())
 			env.Defer(up.Close)
-			d, err := server.Start(server.Options{
-				Addr: "127.0.0.1:0", DataDir: filepath.Join(env.WorkDir, "server"),
-				ServiceOverrides: []string{"httpbin=" + up.URL, "fun=" + up.URL},
-				Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard,
-				UpstreamTimeout: 5 * time.Second,
-			})
+			cfg := config.Default()
+			cfg.Addr, cfg.DataDir = "127.0.0.1:0", filepath.Join(env.WorkDir, "server")
+			cfg.Services = map[string]string{"httpbin": up.URL, "fun": up.URL}
+			cfg.UpstreamTimeout = config.Duration(5 * time.Second)
+			d, err := server.Start(cfg, server.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
 			if err != nil {
 				return err
 			}

@@ -91,11 +91,10 @@ func runServe(f *factory, fs *pflag.FlagSet, o *serveOptions) error {
 	if path != "" {
 		fmt.Fprintf(f.io.Out, "configuration %s\n", path)
 	}
-	opts := serverOptions(cfg)
-	opts.Logger, opts.Out = logger, f.io.Out
-	// The server hashes the management key; drop the plaintext here.
+	d, err := server.Start(cfg, server.Deps{Logger: logger, Out: f.io.Out})
+	// The server hashed the management key and opened the vault; drop the
+	// plaintext here too.
 	cfg.Management.Key, cfg.MasterKey = "", ""
-	d, err := server.Start(opts)
 	if err != nil {
 		return err
 	}
@@ -115,37 +114,4 @@ func runServe(f *factory, fs *pflag.FlagSet, o *serveOptions) error {
 	}
 	fmt.Fprintln(f.io.Out, "stopped")
 	return nil
-}
-
-// serverOptions turns the configuration into the server's options.
-func serverOptions(cfg *config.Config) server.Options {
-	wait := cfg.Proxy.DefaultWait.D()
-	if wait == 0 {
-		wait = -1 // proxy.default_wait: 0 means no wait; the server's zero means its default
-	}
-	return server.Options{
-		Addr: cfg.Addr, DataDir: cfg.DataDir, MasterKey: cfg.MasterKey, MasterKeyFile: cfg.MasterKeyFile,
-		Catalogs: cfg.Catalogs, ServiceOverrides: cfg.ServiceOverrides(), UpstreamTimeout: cfg.UpstreamTimeout.D(),
-		MaxResponseBytes: cfg.MaxResponseBytes,
-		TLS: server.TLSOptions{Mode: cfg.TLS.Mode, Addr: cfg.TLS.Addr, Force: cfg.TLS.Force,
-			CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Names: cfg.TLS.Names},
-		Management: server.ManagementOptions{Key: cfg.Management.Key, AllowRemote: cfg.Management.AllowRemote,
-			TrustedProxies: cfg.Management.TrustedProxies, MaxFailures: cfg.Management.MaxFailures, BanFor: cfg.Management.BanFor.D()},
-		LogRetention: cfg.RequestLogs.Retention.D(), DisableMetrics: !cfg.Metrics.Enabled,
-		ProxyDefaultWait: wait, ProxyMaxWait: cfg.Proxy.MaxWait.D(),
-		ProgramRequestTTL: cfg.Programs.RequestTTL.D(),
-		Limits:            limitsOf(cfg.Limits),
-		Effective:         cfg.Map(),
-	}
-}
-
-// limitsOf turns the limits settings into the server's: a setting's 0 that
-// means no cap is the server's negative.
-func limitsOf(l config.Limits) server.Limits {
-	perAddr := l.ConnectionsPerAddress
-	if perAddr == 0 {
-		perAddr = -1 // limits.connections_per_address: 0 is no cap
-	}
-	return server.Limits{WebSocketsPerToken: l.WebSocketsPerToken, WebSocketsPerMember: l.WebSocketsPerMember,
-		MaxConnections: l.MaxConnections, ConnectionsPerAddress: perAddr, BodyTimeout: l.BodyTimeout.D()}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/pprof"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/server"
 )
@@ -86,11 +88,14 @@ func startEnv(dir string, up *upstream, pool []*conversation.Identity) (*env, er
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var err error
 	pprof.Do(context.Background(), pprof.Labels("side", "server"), func(context.Context) {
-		e.d, err = server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: dir, Logger: logger, Out: io.Discard,
-			ServiceOverrides: []string{"fun=" + up.url}, LockTimeout: 5 * time.Second, UpstreamTimeout: 10 * time.Second,
-			// The load comes from a few identities on one address, by
-			// design; only the file descriptor cap stays.
-			Limits: server.Limits{WebSocketsPerToken: -1, WebSocketsPerMember: -1, ConnectionsPerAddress: -1}})
+		cfg := config.Default()
+		cfg.Addr, cfg.DataDir, cfg.UpstreamTimeout = "127.0.0.1:0", dir, config.Duration(10*time.Second)
+		cfg.Services = map[string]string{"fun": up.url}
+		// The load comes from a few identities on one address, by
+		// design; only the file descriptor cap stays.
+		cfg.Limits.WebSocketsPerToken, cfg.Limits.WebSocketsPerMember = math.MaxInt32, math.MaxInt32
+		cfg.Limits.ConnectionsPerAddress = 0 // no cap
+		e.d, err = server.Start(cfg, server.Deps{Logger: logger, Out: io.Discard, LockTimeout: 5 * time.Second})
 	})
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/server"
 )
 
@@ -153,8 +154,9 @@ func restart(ctx context.Context, dir, exe string) (restartResult, error) {
 		res.InProcess = true
 		heap0, _ := memNow()
 		start := time.Now()
-		d, err := server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: dir, Out: io.Discard,
-			Logger: discardLogger(), LockTimeout: 5 * time.Second})
+		cfg := config.Default()
+		cfg.Addr, cfg.DataDir = "127.0.0.1:0", dir
+		d, err := server.Start(cfg, server.Deps{Out: io.Discard, Logger: discardLogger(), LockTimeout: 5 * time.Second})
 		if err != nil {
 			return res, err
 		}

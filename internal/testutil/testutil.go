@@ -22,6 +22,7 @@ import (
 
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/clock"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/server"
 )
@@ -147,21 +148,32 @@ type Server struct {
 	Upstream *Upstream
 	Log      *bytes.Buffer // everything the server logged
 	Out      *bytes.Buffer
-	opts     server.Options
+	opts     Options
 	mu       *sync.Mutex
 }
 
+// Options are what a test server starts with: its configuration (the
+// defaults, config.Default, on a free port over a temp dir) and what it
+// runs with besides (server.Deps). Set a field of either directly:
+// o.Management.Key, o.TLS, o.Clock.
+type Options struct {
+	config.Config
+	server.Deps
+}
+
 // Option adjusts a test server's options.
-type Option func(*server.Options)
+type Option func(*Options)
 
 // WithClock runs the server on c.
-func WithClock(c clock.Clock) Option { return func(o *server.Options) { o.Clock = c } }
+func WithClock(c clock.Clock) Option { return func(o *Options) { o.Clock = c } }
 
 // WithDataDir reuses a data directory (for restarts).
-func WithDataDir(dir string) Option { return func(o *server.Options) { o.DataDir = dir } }
+func WithDataDir(dir string) Option { return func(o *Options) { o.DataDir = dir } }
 
 // WithTimeout sets the upstream timeout.
-func WithTimeout(d time.Duration) Option { return func(o *server.Options) { o.UpstreamTimeout = d } }
+func WithTimeout(d time.Duration) Option {
+	return func(o *Options) { o.UpstreamTimeout = config.Duration(d) }
+}
 
 // lockedBuffer is a bytes.Buffer safe for the logger's concurrent writes.
 type lockedBuffer struct {
@@ -179,9 +191,10 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 // httpbin and fun pointed at up (which may be nil).
 func StartServer(t testing.TB, up *Upstream, opts ...Option) *Server {
 	t.Helper()
-	o := server.Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), LockTimeout: 2 * time.Second}
+	o := Options{Config: *config.Default(), Deps: server.Deps{LockTimeout: 2 * time.Second}}
+	o.Addr, o.DataDir, o.Services = "127.0.0.1:0", t.TempDir(), map[string]string{}
 	if up != nil {
-		o.ServiceOverrides = []string{"httpbin=" + up.URL + "/httpbin", "fun=" + up.URL}
+		o.Services["httpbin"], o.Services["fun"] = up.URL+"/httpbin", up.URL
 	}
 	for _, f := range opts {
 		f(&o)
@@ -190,7 +203,7 @@ func StartServer(t testing.TB, up *Upstream, opts ...Option) *Server {
 	o.Logger = slog.New(slog.NewTextHandler(lockedBuffer{s.mu, s.Log}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.Out = lockedBuffer{s.mu, s.Out}
 	s.opts = o
-	d, err := server.Start(o)
+	d, err := server.Start(&o.Config, o.Deps)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
@@ -228,12 +241,9 @@ func (s *Server) Stop(t testing.TB) {
 // Restart stops the server and starts a new one on the same data dir.
 func (s *Server) Restart(t testing.TB, opts ...Option) *Server {
 	s.Stop(t)
-	all := append([]Option{WithDataDir(s.DataDir)}, opts...)
+	all := append([]Option{WithDataDir(s.DataDir), WithTimeout(s.opts.UpstreamTimeout.D())}, opts...)
 	if s.opts.Clock != nil {
 		all = append([]Option{WithClock(s.opts.Clock)}, all...)
-	}
-	if s.opts.UpstreamTimeout != 0 {
-		all = append(all, WithTimeout(s.opts.UpstreamTimeout))
 	}
 	return StartServer(t, s.Upstream, all...)
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 )
 
 // ack is a message the server acknowledged (answered 201): it must be in
@@ -160,7 +159,7 @@ func TestCrashRounds(t *testing.T) {
 	p.kill()
 	// A last start in process, whose stop checks the bbolt file's
 	// consistency page by page.
-	srv := testutil.StartServer(t, w.up, testutil.WithDataDir(w.dir), func(o *server.Options) { o.Management.Key = crashMgmtKey })
+	srv := testutil.StartServer(t, w.up, testutil.WithDataDir(w.dir), func(o *testutil.Options) { o.Management.Key = crashMgmtKey })
 	w.final = true
 	w.verify(t, srv.URL(), rounds+1)
 	srv.Stop(t)

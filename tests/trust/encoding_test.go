@@ -21,7 +21,6 @@ import (
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 )
 
 func init() { attackSets = append(attackSets, encodingAttacks) }
@@ -40,8 +39,8 @@ func newEchoFixture(t *testing.T, h http.HandlerFunc) *fixture {
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
 	fx := &fixture{}
-	fx.srv = testutil.StartServer(t, nil, func(o *server.Options) {
-		o.ServiceOverrides = []string{"httpbin=" + up.URL + "/httpbin"}
+	fx.srv = testutil.StartServer(t, nil, func(o *testutil.Options) {
+		o.Services = map[string]string{"httpbin": up.URL + "/httpbin"}
 	})
 	fx.base = up.URL + "/httpbin"
 	ctx := testutil.Ctx(t)

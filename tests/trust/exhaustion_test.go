@@ -22,9 +22,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 )
 
 // Resource exhaustion by one client (issue 15): each attack holds open
@@ -48,9 +48,9 @@ func exhaustionAttacks() []attack {
 	}
 }
 
-// withLimits runs the server with l.
-func withLimits(l server.Limits) testutil.Option {
-	return func(o *server.Options) { o.Limits = l }
+// withLimits runs the server with the default limits as set changes them.
+func withLimits(set func(*config.Limits)) testutil.Option {
+	return func(o *testutil.Options) { set(&o.Limits) }
 }
 
 func wsURL(fx *fixture) string { return "ws" + strings.TrimPrefix(fx.srv.URL(), "http") + "/v1/ws" }
@@ -254,7 +254,7 @@ func socketFloodFromOneToken(t *testing.T) {
 // posting and receiving; and once some close, new connections are served.
 func connectionFloodPastTheFileLimit(t *testing.T) {
 	const limit = 24
-	fx := newFixture(t, 2, 2, withLimits(server.Limits{MaxConnections: limit, ConnectionsPerAddress: -1}))
+	fx := newFixture(t, 2, 2, withLimits(func(l *config.Limits) { l.MaxConnections, l.ConnectionsPerAddress = limit, 0 }))
 	ctx := testutil.Ctx(t)
 	ws, err := fx.cs[0].Dial(ctx)
 	if err != nil {
@@ -343,7 +343,7 @@ func connectionFloodPastTheFileLimit(t *testing.T) {
 func slowBody(t *testing.T) {
 	const timeout = 1500 * time.Millisecond
 	const n = 20
-	fx := newFixture(t, 2, 2, withLimits(server.Limits{BodyTimeout: timeout}))
+	fx := newFixture(t, 2, 2, withLimits(func(l *config.Limits) { l.BodyTimeout = config.Duration(timeout) }))
 	head := slowHead(fx)
 	type slow struct {
 		c    net.Conn
@@ -441,7 +441,9 @@ func dialFrom(t *testing.T, fx *fixture, ip string) net.Conn {
 // closed connection gives its place back.
 func connectionFloodFromOneAddress(t *testing.T) {
 	const perAddr = 6
-	fx := newFixture(t, 2, 2, withLimits(server.Limits{ConnectionsPerAddress: perAddr, BodyTimeout: 5 * time.Minute}))
+	fx := newFixture(t, 2, 2, withLimits(func(l *config.Limits) {
+		l.ConnectionsPerAddress, l.BodyTimeout = perAddr, config.Duration(5*time.Minute)
+	}))
 	ctx := testutil.Ctx(t)
 	const attacker = "127.0.0.2"
 	var held []net.Conn

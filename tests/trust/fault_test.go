@@ -23,6 +23,7 @@ import (
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
@@ -233,8 +234,9 @@ func TestDatabaseLockedAtStart(t *testing.T) {
 	srv := testutil.StartServer(t, nil)
 	dbPath := filepath.Join(srv.DataDir, "twokey.db")
 	start := time.Now()
-	d, err := server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: srv.DataDir, LockTimeout: 500 * time.Millisecond,
-		Out: io.Discard, Logger: slog.New(slog.DiscardHandler)})
+	cfg := config.Default()
+	cfg.Addr, cfg.DataDir = "127.0.0.1:0", srv.DataDir
+	d, err := server.Start(cfg, server.Deps{LockTimeout: 500 * time.Millisecond, Out: io.Discard, Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		d.Close()
 		t.Fatal("a second server started on a locked database")

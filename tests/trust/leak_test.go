@@ -22,7 +22,6 @@ import (
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 )
 
 // recorder is an http.RoundTripper that keeps every response body.
@@ -136,8 +135,8 @@ func TestSecretNeverLeaks(t *testing.T) {
 	up := testutil.NewUpstream(t)
 	echo := httptest.NewServer(echoFailure(up))
 	t.Cleanup(echo.Close)
-	srv := testutil.StartServer(t, up, func(o *server.Options) {
-		o.ServiceOverrides = append(o.ServiceOverrides, "httpbin="+echo.URL+"/httpbin")
+	srv := testutil.StartServer(t, up, func(o *testutil.Options) {
+		o.Services["httpbin"] = echo.URL + "/httpbin"
 	})
 	dir := t.TempDir()
 	var cliOut bytes.Buffer

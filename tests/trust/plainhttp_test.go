@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/internal/testutil"
 	"github.com/twokey/twokey/server"
 )
@@ -22,8 +23,8 @@ func plainHTTPAttacks() []attack {
 			"client/transport.go checkServer, guard.RoundTrip, guard.checkRedirect", func(t *testing.T) {
 				needBinary(t)
 				const mgmtKey = "trust-plain-http-management-key"
-				srv := testutil.StartServer(t, nil, func(o *server.Options) {
-					o.TLS = server.TLSOptions{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: true}
+				srv := testutil.StartServer(t, nil, func(o *testutil.Options) {
+					o.TLS = config.TLS{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: true}
 					o.Management.Key = mgmtKey
 				})
 				relay := testutil.NewRelay(t, strings.TrimPrefix(srv.URL(), "http://"))

@@ -12,7 +12,6 @@ import (
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/server"
 	"github.com/twokey/twokey/store"
 )
 
@@ -23,7 +22,7 @@ func init() { attackSets = append(attackSets, reqlogAttacks) }
 
 const reqlogMgmtKey = "trust-reqlog-management-key-5d1e"
 
-func withManagement(o *server.Options) { o.Management.Key = reqlogMgmtKey }
+func withManagement(o *testutil.Options) { o.Management.Key = reqlogMgmtKey }
 
 // mgmtCall makes one management API call and returns its status and body.
 func mgmtCall(t *testing.T, fx *fixture, method, path string, body any) (int, []byte) {

@@ -19,6 +19,7 @@ import (
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/clock"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/internal/testutil"
 	"github.com/twokey/twokey/server"
 )
@@ -33,8 +34,8 @@ func init() { attackSets = append(attackSets, smallHoleAttacks) }
 const smallMgmtKey = "mgmt-key-small-holes-3c9e1d"
 
 // withSmallMgmt turns the management API on with smallMgmtKey.
-func withSmallMgmt(adjust func(*server.ManagementOptions)) testutil.Option {
-	return func(o *server.Options) {
+func withSmallMgmt(adjust func(*config.Management)) testutil.Option {
+	return func(o *testutil.Options) {
 		o.Management.Key = smallMgmtKey
 		if adjust != nil {
 			adjust(&o.Management)
@@ -134,7 +135,7 @@ func smallHoleAttacks() []attack {
 				// of 25 addresses meets the global budget (20 in 10 minutes);
 				// then every check is refused 429, the right key too, across a
 				// restart, until the window has passed.
-				remote := withSmallMgmt(func(m *server.ManagementOptions) {
+				remote := withSmallMgmt(func(m *config.Management) {
 					m.AllowRemote = true
 					m.TrustedProxies = []string{"127.0.0.1"}
 				})
@@ -261,8 +262,9 @@ func smallHoleAttacks() []attack {
 			"docs/operations.md (Data directory): a data directory group or others may write to is refused at start, with the fix (chmod 700 DIR); a missing one is made 0700",
 			"server/datadir.go: checkDataDir, called by server/daemon.go Start before anything is opened", func(t *testing.T) {
 				start := func(dir string) (*server.Daemon, error) {
-					return server.Start(server.Options{Addr: "127.0.0.1:0", DataDir: dir, Out: io.Discard,
-						Logger: slog.New(slog.DiscardHandler), LockTimeout: 2 * time.Second})
+					cfg := config.Default()
+					cfg.Addr, cfg.DataDir = "127.0.0.1:0", dir
+					return server.Start(cfg, server.Deps{Out: io.Discard, Logger: slog.New(slog.DiscardHandler), LockTimeout: 2 * time.Second})
 				}
 				for _, mode := range []os.FileMode{0o777, 0o777 | os.ModeSticky, 0o770, 0o720, 0o702, 0o775, 0o757} {
 					dir := filepath.Join(t.TempDir(), "data")
