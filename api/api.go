@@ -1,5 +1,8 @@
-// Package api holds the JSON shapes of the HTTP API's answers, shared by the
-// server that writes them and the client that reads them.
+// Package api holds every JSON shape of the HTTP API: the bodies the
+// server answers with and the ones it accepts, shared by the server that
+// writes (or reads) them and the client that reads (or writes) them. The
+// protocol's signed payloads are not here: they live with their kinds
+// (conversation, gate, engine).
 package api
 
 import (
@@ -9,11 +12,50 @@ import (
 	"github.com/twokey/twokey/templates"
 )
 
-// Gateway is GET /v1/gateway.
+// Gateway is GET /v1/gateway. (Its fields are in the order the server has
+// always written them.)
 type Gateway struct {
-	Version    string `json:"version"`
-	SigningKey string `json:"signing_key"`
 	BoxKey     string `json:"box_key"`
+	SigningKey string `json:"signing_key"`
+	Version    string `json:"version"`
+}
+
+// Health is GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Session is POST /v1/sessions: a bearer token and when it expires.
+// (Its fields are in the order the server has always written them.)
+type Session struct {
+	ExpiresAt string `json:"expires_at"`
+	Token     string `json:"token"`
+}
+
+// ErrorBody is every refusal's body (PROTOCOL 7).
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is a refusal: its code and the words a user reads.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ConversationList is GET /v1/conversations.
+type ConversationList struct {
+	Conversations []Summary `json:"conversations"`
+}
+
+// RecordPage is GET /v1/conversations/{id}/messages: records after a seq.
+type RecordPage struct {
+	Records []conversation.Record `json:"records"`
+}
+
+// RequestList is GET /v1/conversations/{id}/requests, newest first.
+type RequestList struct {
+	Requests []*RequestState `json:"requests"`
 }
 
 // Summary describes a conversation to one of its members.

@@ -1,7 +1,8 @@
 package api
 
-// The management API (/v0/management/...): program keys and the blocks on
-// clients that sent wrong management keys.
+// The management API (/v0/management/...): program keys, the running
+// configuration and the blocks on clients that sent wrong management keys.
+// The request log's shapes are in requestlog.go.
 
 // KeyInfo describes a program key; never the key itself.
 type KeyInfo struct {
@@ -24,6 +25,11 @@ type KeyInfo struct {
 type OldKey struct {
 	Prefix     string `json:"prefix"`
 	ValidUntil string `json:"valid_until"`
+}
+
+// KeyList is GET /v0/management/keys.
+type KeyList struct {
+	Keys []KeyInfo `json:"keys"`
 }
 
 // KeyCreate is the body of POST /v0/management/keys.
@@ -51,4 +57,25 @@ type NewKey struct {
 type Ban struct {
 	Addr  string `json:"addr"`
 	Until string `json:"until"`
+}
+
+// BanList is GET /v0/management/bans.
+type BanList struct {
+	Bans []Ban `json:"bans"`
+}
+
+// Unbanned is DELETE /v0/management/bans: how many blocks were lifted.
+type Unbanned struct {
+	Unbanned int `json:"unbanned"`
+}
+
+// KeyDeleted is DELETE /v0/management/keys/{name}.
+type KeyDeleted struct {
+	Deleted string `json:"deleted"`
+}
+
+// RunningConfig is GET /v0/management/config: the configuration the
+// server runs with, secrets masked.
+type RunningConfig struct {
+	Config map[string]any `json:"config"`
 }

@@ -33,3 +33,11 @@ type ProgramState struct {
 	Response *gate.ResponsePayload `json:"response,omitempty"`
 	Location string                `json:"location"`
 }
+
+// ProxyFailure is what proxy mode answers when the call it became gave no
+// upstream response: why, and the request as the program endpoints show
+// it.
+type ProxyFailure struct {
+	Error   ErrorDetail  `json:"error"`
+	Request ProgramState `json:"request"`
+}

@@ -82,28 +82,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, auth 
 		return &twokey.Error{Code: twokey.EUnavailable, Message: fmt.Sprintf("cannot reach the twokey server at %s: %v (is 'twokey serve' running? choose another with --server or TWOKEY_SERVER)", c.Base, unwrapURLErr(err)), Err: err}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return &twokey.Error{Code: twokey.EUnavailable, Message: "reading the server's answer: " + err.Error(), Err: err}
-	}
-	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &twokey.Error{Code: eb.Error.Code, Message: eb.Error.Message}
-		}
-		return &twokey.Error{Code: twokey.EInternal, Message: fmt.Sprintf("server answered %s to %s %s", resp.Status, method, path)}
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
-		}
-	}
-	return nil
+	return answer(resp, method, path, out)
 }
 
 // AsRefusal returns the *RedirectError or *SettingError in err's chain, or
@@ -176,10 +155,7 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 		return "", err
 	}
 	body, _ := json.Marshal(env)
-	var out struct {
-		Token     string `json:"token"`
-		ExpiresAt string `json:"expires_at"`
-	}
+	var out api.Session
 	if err := c.do(ctx, "POST", "/v1/sessions", body, false, &out); err != nil {
 		return "", err
 	}
@@ -259,18 +235,14 @@ func (c *Client) Say(ctx context.Context, conv, text string) (conversation.Recor
 
 // Conversations lists the caller's conversations.
 func (c *Client) Conversations(ctx context.Context) ([]api.Summary, error) {
-	var out struct {
-		Conversations []api.Summary `json:"conversations"`
-	}
+	var out api.ConversationList
 	err := c.do(ctx, "GET", "/v1/conversations", nil, true, &out)
 	return out.Conversations, err
 }
 
 // Records reads up to limit records of conv after seq.
 func (c *Client) Records(ctx context.Context, conv string, after uint64, limit int) ([]conversation.Record, error) {
-	var out struct {
-		Records []conversation.Record `json:"records"`
-	}
+	var out api.RecordPage
 	err := c.do(ctx, "GET", fmt.Sprintf("/v1/conversations/%s/messages?after=%d&limit=%d", url.PathEscape(conv), after, limit), nil, true, &out)
 	return out.Records, err
 }
@@ -291,9 +263,7 @@ func (c *Client) Request(ctx context.Context, conv, id string) (*api.RequestStat
 
 // Requests lists conv's requests, newest first, optionally in one state.
 func (c *Client) Requests(ctx context.Context, conv, state string) ([]*api.RequestState, error) {
-	var out struct {
-		Requests []*api.RequestState `json:"requests"`
-	}
+	var out api.RequestList
 	q := "?limit=1000"
 	if state != "" {
 		q += "&state=" + url.QueryEscape(state)

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/conversation"
 )
 
@@ -101,18 +101,6 @@ func (c *Client) Dial(ctx context.Context) (*websocket.Conn, error) {
 	return ws, nil
 }
 
-type wsFrame struct {
-	Op           string               `json:"op"`
-	Conversation string               `json:"conversation"`
-	Record       *conversation.Record `json:"record"`
-	Ref          json.RawMessage      `json:"ref"`
-	Seq          uint64               `json:"seq"`
-	Error        *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 func (c *Client) followOnce(ctx context.Context, conv string, after *uint64, opt FollowOptions, fn func(conversation.Record) error) error {
 	ws, err := c.Dial(ctx)
 	if err != nil {
@@ -128,7 +116,7 @@ func (c *Client) followOnce(ctx context.Context, conv string, after *uint64, opt
 		opt.OnState("connected")
 	}
 	for {
-		var f wsFrame
+		var f api.ServerFrame
 		if err := ws.ReadJSON(&f); err != nil {
 			return &twokey.Error{Code: twokey.EUnavailable, Message: "connection lost: " + err.Error(), Err: err}
 		}

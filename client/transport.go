@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,27 @@ type Options struct {
 	// loopback. Warn (if set) hears it each time it is used.
 	InsecureHTTP bool
 	Warn         func(string)
+}
+
+// WithEnv returns o with what it leaves unset taken from the environment,
+// as every command and the TUI read it: TWOKEY_CA_CERT, TWOKEY_PIN and
+// TWOKEY_INSECURE_HTTP (1 or true). A TWOKEY_INSECURE_HTTP that is not a
+// boolean is a *SettingError.
+func (o Options) WithEnv(getenv func(string) string) (Options, error) {
+	if o.CACert == "" {
+		o.CACert = getenv("TWOKEY_CA_CERT")
+	}
+	if o.Pin == "" {
+		o.Pin = getenv("TWOKEY_PIN")
+	}
+	if v := getenv("TWOKEY_INSECURE_HTTP"); v != "" && !o.InsecureHTTP {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return o, settingf("TWOKEY_INSECURE_HTTP=%q: give 1 (or true) to allow plain http:// to another host, or leave it unset", v)
+		}
+		o.InsecureHTTP = on
+	}
+	return o, nil
 }
 
 // SettingError is a server URL or an option that cannot be used, found

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/internal/testutil"
 	"github.com/twokey/twokey/server"
 )
@@ -21,8 +22,8 @@ const testMgmtKey = "client-test-management-key-7Hq2"
 
 // forcedTLS is a server with a generated certificate whose plain port only
 // redirects (tls.force), and the management API on.
-func forcedTLS(o *server.Options) {
-	o.TLS = server.TLSOptions{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: true}
+func forcedTLS(o *testutil.Options) {
+	o.TLS = config.TLS{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: true}
 	o.Management.Key = testMgmtKey
 }
 

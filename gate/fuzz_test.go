@@ -2,6 +2,7 @@ package gate
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -128,6 +129,58 @@ func FuzzRuleSelection(f *testing.F) {
 		}
 		if m, _ := Threshold(3, rules, tg); m < contract {
 			t.Fatalf("Threshold %d below the contract's %d", m, contract)
+		}
+	})
+}
+
+// spec writes r in ParseRule's syntax. (String is the display form, not
+// this one.)
+func spec(r Rule) string {
+	return fmt.Sprintf("service=%s,endpoint=%s,method=%s,approvals=%d", r.Service, r.Endpoint, r.Method, r.RequiredApprovals)
+}
+
+// FuzzParseRule reads arbitrary --rule specs. None may panic; a refusal is
+// bad_payload; an accepted rule is normalized, has M of at least 1, and
+// reads back unchanged from its own spec (no value holds a comma: the
+// pairs are split at commas).
+func FuzzParseRule(f *testing.F) {
+	for _, s := range []string{
+		"service=httpbin,endpoint=/post,method=POST,approvals=3",
+		"approvals=1",
+		"service=hackernews,approvals=2",
+		"method=get,approvals=+02",
+		" method =delete,approvals=1,approvals=4",
+		"endpoint=/item/{id}.json,approvals=2",
+		"endpoint=/a=b,approvals=1",
+		"service=,endpoint=,method=,approvals=1",
+		"service=x",
+		"approvals=0",
+		"approvals=two",
+		"colour=red,approvals=1",
+		"httpbin POST /post -> 3",
+		"",
+		",",
+		"method=\xff\xfe,approvals=1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRule(s)
+		if err != nil {
+			if twokey.ErrorCode(err) != twokey.EBadPayload || !strings.Contains(twokey.ErrorMessage(err), fmt.Sprintf("%q", s)) {
+				t.Fatalf("ParseRule(%q) refused with %v", s, err)
+			}
+			return
+		}
+		if r.RequiredApprovals < 1 {
+			t.Fatalf("ParseRule(%q) = %+v: M below 1", s, r)
+		}
+		if n := Normalize([]Rule{r})[0]; n != r {
+			t.Fatalf("ParseRule(%q) = %+v, not normalized (%+v)", s, r, n)
+		}
+		back, err := ParseRule(spec(r))
+		if err != nil || back != r {
+			t.Fatalf("ParseRule(%q) = %+v; its spec %q reads back as %+v, %v", s, r, spec(r), back, err)
 		}
 	})
 }

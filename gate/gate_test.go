@@ -195,3 +195,55 @@ func TestVoteStateMachine(t *testing.T) {
 		t.Fatal("rejection arithmetic")
 	}
 }
+
+// TestParseRule reads --rule specs: fields by name, omitted ones *, the
+// method upper-cased, approvals required; and refuses, naming the spec,
+// what is not key=value pairs, an unknown field, or approvals that are
+// not a number of at least 1.
+func TestParseRule(t *testing.T) {
+	for _, c := range []struct {
+		spec string
+		want Rule
+	}{
+		{"service=httpbin,endpoint=/post,method=post,approvals=3", Rule{"httpbin", "/post", "POST", 3}},
+		{"approvals=1", Rule{Any, Any, Any, 1}},
+		{"service=hackernews,approvals=2", Rule{"hackernews", Any, Any, 2}},
+		{"endpoint=/item/{id}.json, method=GET,approvals=2", Rule{Any, "/item/{id}.json", "GET", 2}},
+		{"endpoint=/a=b,approvals=1,approvals=4", Rule{Any, "/a=b", Any, 4}},
+		{"service=,method=*,approvals=1", Rule{Any, Any, Any, 1}},
+	} {
+		got, err := ParseRule(c.spec)
+		if err != nil || got != c.want {
+			t.Errorf("ParseRule(%q) = %+v, %v; want %+v", c.spec, got, err, c.want)
+		}
+	}
+	for spec, want := range map[string]string{
+		"service=x":               "rule \"service=x\" needs approvals=N",
+		"approvals=0":             "rule \"approvals=0\" needs approvals=N",
+		"approvals=two":           "rule \"approvals=two\": approvals must be a number",
+		"colour=red,approvals=1":  "rule \"colour=red,approvals=1\": unknown field \"colour\" (use service, endpoint, method, approvals)",
+		"httpbin POST /post -> 3": "rule \"httpbin POST /post -> 3\": write key=value pairs separated by commas",
+		"service=s,,approvals=1":  "rule \"service=s,,approvals=1\": write key=value pairs separated by commas",
+		"":                        "rule \"\": write key=value pairs separated by commas",
+	} {
+		_, err := ParseRule(spec)
+		if twokey.ErrorCode(err) != twokey.EBadPayload || twokey.ErrorMessage(err) != want {
+			t.Errorf("ParseRule(%q): %v; want bad_payload %q", spec, err, want)
+		}
+	}
+	// String is the display form, not the syntax ParseRule reads: the two
+	// do not round-trip, and ParseRule says so rather than misreading it.
+	r := Rule{"httpbin", "/post", "POST", 3}
+	if _, err := ParseRule(r.String()); err == nil {
+		t.Errorf("ParseRule(%q) accepted the display form", r.String())
+	}
+	if got, err := ParseRules(nil); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("ParseRules(nil) = %#v, %v; want an empty set", got, err)
+	}
+	if got, err := ParseRules([]string{"approvals=1", "service=s,approvals=2"}); err != nil || len(got) != 2 || got[1] != (Rule{"s", Any, Any, 2}) {
+		t.Errorf("ParseRules = %+v, %v", got, err)
+	}
+	if _, err := ParseRules([]string{"approvals=1", "approvals=0"}); err == nil {
+		t.Error("ParseRules accepted a bad second rule")
+	}
+}

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/twokey/twokey"
@@ -35,8 +36,61 @@ func (r Rule) Score() int {
 	return s
 }
 
+// String is how a rule is shown: "SERVICE METHOD ENDPOINT -> M". It is
+// not the syntax ParseRule reads.
 func (r Rule) String() string {
 	return fmt.Sprintf("%s %s %s -> %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals)
+}
+
+// ParseRule reads a rule as it is written on the command line:
+// comma-separated key=value pairs, service=S,endpoint=/p,method=M,approvals=N,
+// where approvals is required and at least 1 and an omitted field is *.
+// Values are taken as written (a later pair wins over an earlier one);
+// the rule comes back normalized (Normalize). It checks the syntax only:
+// ValidateRules checks a rule set against its signers. A refusal is
+// bad_payload and names the spec.
+func ParseRule(spec string) (Rule, error) {
+	var r Rule
+	for _, part := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: write key=value pairs separated by commas", spec)
+		}
+		switch strings.TrimSpace(k) {
+		case "service":
+			r.Service = v
+		case "endpoint":
+			r.Endpoint = v
+		case "method":
+			r.Method = v
+		case "approvals":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: approvals must be a number", spec)
+			}
+			r.RequiredApprovals = n
+		default:
+			return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: unknown field %q (use service, endpoint, method, approvals)", spec, k)
+		}
+	}
+	if r.RequiredApprovals < 1 {
+		return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q needs approvals=N", spec)
+	}
+	return Normalize([]Rule{r})[0], nil
+}
+
+// ParseRules reads each spec with ParseRule; none gives an empty (not
+// nil) set.
+func ParseRules(specs []string) ([]Rule, error) {
+	out := []Rule{}
+	for _, spec := range specs {
+		r, err := ParseRule(spec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Target is what a rule is matched against: the service, the request's

@@ -20,7 +20,7 @@
 // and a histogram of upstream latency for the percentiles) and reads no
 // entry. Entries and counters older than the retention are pruned in the
 // background. The conversation's own log stays the record of truth; this
-// one is for operators (twokey logs, twokey usage).
+// one is for operators (twokey calls, twokey usage).
 package reqlog
 
 import (
@@ -38,6 +38,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/engine"
 	"github.com/twokey/twokey/gate"
@@ -63,33 +64,17 @@ const (
 	// DefaultLimit is a page's size when the query names none.
 	DefaultLimit = 100
 	// MaxLimit is the most entries one page holds.
-	MaxLimit = 1000
+	MaxLimit = api.MaxLogPage
 	// ScanBudget is the most entries one page examines: a page whose
 	// filters match little ends early, with a cursor to go on from.
 	ScanBudget = 10000
 )
 
-// Entry is one line of the request log.
-type Entry struct {
-	Time         time.Time `json:"time"`
-	Event        string    `json:"event"`
-	Conversation string    `json:"conversation"`
-	RequestID    string    `json:"request_id"`
-	Template     string    `json:"template,omitempty"`
-	Service      string    `json:"service"`
-	Method       string    `json:"method"`
-	URL          string    `json:"url"` // query values masked
-	Status       int       `json:"status,omitempty"`
-	DurationMS   float64   `json:"duration_ms,omitempty"`
-	Approvers    []string  `json:"approvers,omitempty"`
-	Submitter    string    `json:"submitter"` // a signer's key id, or the gateway's for a program
-	Program      string    `json:"program,omitempty"`
-	KeyPrefix    string    `json:"key_prefix,omitempty"` // the display prefix of the program key the request came with
-	Reason       string    `json:"reason,omitempty"`
-}
+// An entry is an api.LogEntry: the log stores it as the management API
+// answers it.
 
-// Key is who a usage row counts: "program:NAME" or the signer's key id.
-func (e *Entry) Key() string {
+// keyOf is who a usage row counts: "program:NAME" or the signer's key id.
+func keyOf(e *api.LogEntry) string {
 	if e.Program != "" {
 		return "program:" + e.Program
 	}
@@ -207,7 +192,7 @@ func (l *Log) Puts(ev engine.Event) []store.Put {
 }
 
 // entryOf is the entry of ev, or nil for an event the log does not keep.
-func entryOf(ev engine.Event) *Entry {
+func entryOf(ev engine.Event) *api.LogEntry {
 	r := ev.Request
 	if r == nil {
 		return nil
@@ -227,7 +212,7 @@ func entryOf(ev engine.Event) *Entry {
 	if event == "" {
 		return nil
 	}
-	e := &Entry{Time: ev.Time.UTC(), Event: event, Conversation: ev.Conversation, RequestID: r.ID,
+	e := &api.LogEntry{Time: ev.Time.UTC(), Event: event, Conversation: ev.Conversation, RequestID: r.ID,
 		Template: r.Payload.Template, Service: r.Payload.Service, Method: r.Payload.Method,
 		URL: MaskURL(r.Payload.URL), Submitter: r.Submitter, Program: r.Program, KeyPrefix: r.KeyPrefix, Reason: ev.Reason}
 	if ev.Kind == engine.EventExecuted {
@@ -235,12 +220,12 @@ func entryOf(ev engine.Event) *Entry {
 		e.DurationMS = float64(ev.Duration.Microseconds()) / 1000
 		e.Approvers = slices.Clone(r.Approvals)
 	}
-	e.bound()
+	cutFields(e)
 	return e
 }
 
-// bound cuts every text field at MaxFieldBytes.
-func (e *Entry) bound() {
+// cutFields cuts every text field at MaxFieldBytes.
+func cutFields(e *api.LogEntry) {
 	for _, s := range []*string{&e.Event, &e.Conversation, &e.RequestID, &e.Template, &e.Service, &e.Method,
 		&e.URL, &e.Submitter, &e.Program, &e.KeyPrefix, &e.Reason} {
 		*s = Cut(*s)
@@ -323,7 +308,7 @@ func timeKey(t time.Time) string {
 
 // entryKey orders entries by time: nanoseconds in fixed-width hex, then
 // the request and the event (so two events never share a key).
-func entryKey(e *Entry) string {
+func entryKey(e *api.LogEntry) string {
 	return timeKey(e.Time) + "/" + e.RequestID + "/" + e.Event
 }
 
@@ -348,7 +333,7 @@ type Filter struct {
 	Cursor string
 }
 
-func (f *Filter) match(e *Entry) bool {
+func (f *Filter) match(e *api.LogEntry) bool {
 	switch {
 	case !f.Since.IsZero() && e.Time.Before(f.Since):
 		return false
@@ -358,7 +343,7 @@ func (f *Filter) match(e *Entry) bool {
 		return false
 	case f.Conversation != "" && e.Conversation != f.Conversation:
 		return false
-	case f.Key != "" && e.Key() != f.Key:
+	case f.Key != "" && keyOf(e) != f.Key:
 		return false
 	case f.Program != "" && e.Program != f.Program:
 		return false
@@ -368,22 +353,14 @@ func (f *Filter) match(e *Entry) bool {
 	return true
 }
 
-// Page is one page of a query.
-type Page struct {
-	Entries []Entry `json:"entries"`
-	// Next, when set, is the cursor of the next page: there may be more
-	// entries (a page stops at its limit, or after ScanBudget entries).
-	Next string `json:"next,omitempty"`
-}
-
 // Query returns one page of the entries f selects, newest first.
-func (l *Log) Query(f Filter) (Page, error) {
+func (l *Log) Query(f Filter) (api.LogPage, error) {
 	limit := f.Limit
 	if limit == 0 {
 		limit = DefaultLimit
 	}
 	if limit < 0 || limit > MaxLimit {
-		return Page{}, twokey.Errorf(twokey.EBadPayload, "limit %d: a page holds 1 to %d entries; follow its next cursor for more", f.Limit, MaxLimit)
+		return api.LogPage{}, twokey.Errorf(twokey.EBadPayload, "limit %d: a page holds 1 to %d entries; follow its next cursor for more", f.Limit, MaxLimit)
 	}
 	var lo, hi string
 	if !f.Since.IsZero() {
@@ -395,13 +372,13 @@ func (l *Log) Query(f Filter) (Page, error) {
 	if f.Cursor != "" {
 		k, err := decodeCursor(f.Cursor)
 		if err != nil {
-			return Page{}, err
+			return api.LogPage{}, err
 		}
 		if hi == "" || k < hi {
 			hi = k
 		}
 	}
-	page := Page{Entries: []Entry{}}
+	page := api.LogPage{Entries: []api.LogEntry{}}
 	if hi != "" && hi <= lo {
 		return page, nil
 	}
@@ -414,7 +391,7 @@ func (l *Log) Query(f Filter) (Page, error) {
 		}
 		examined++
 		last = append(last[:0], k...)
-		var e Entry
+		var e api.LogEntry
 		if json.Unmarshal(v, &e) != nil {
 			return true // a damaged entry is skipped, not fatal
 		}
@@ -424,7 +401,7 @@ func (l *Log) Query(f Filter) (Page, error) {
 		return true
 	})
 	if err != nil {
-		return Page{}, err
+		return api.LogPage{}, err
 	}
 	return page, nil
 }
@@ -444,24 +421,11 @@ func decodeCursor(c string) (string, error) {
 
 // Usage.
 
-// Usage is one row of usage: counts and upstream latency of a group.
-type Usage struct {
-	Group     string  `json:"group"`
-	Submitted int     `json:"submitted"`
-	Executed  int     `json:"executed"`
-	Failed    int     `json:"failed"`
-	Expired   int     `json:"expired"`
-	Rejected  int     `json:"rejected"`
-	Cancelled int     `json:"cancelled"`
-	P50MS     float64 `json:"p50_ms"`
-	P95MS     float64 `json:"p95_ms"`
-}
-
 // Group names what Usage groups by.
 const (
-	ByKey     = "key"
-	ByService = "service"
-	ByDay     = "day"
+	ByKey     = api.UsageByKey
+	ByService = api.UsageByService
+	ByDay     = api.UsageByDay
 )
 
 // The counters of a usage row (store.Put.Add), in this order, then the
@@ -511,12 +475,12 @@ func dayOf(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
 // counterKey is the usage row of e: its day, conversation, service and
 // usage key, NUL-separated.
-func counterKey(e *Entry) string {
-	return dayOf(e.Time) + "\x00" + e.Conversation + "\x00" + e.Service + "\x00" + e.Key()
+func counterKey(e *api.LogEntry) string {
+	return dayOf(e.Time) + "\x00" + e.Conversation + "\x00" + e.Service + "\x00" + keyOf(e)
 }
 
 // countsOf is what e adds to its usage row.
-func countsOf(e *Entry) []uint64 {
+func countsOf(e *api.LogEntry) []uint64 {
 	i, ok := eventCounter[e.Event]
 	if !ok {
 		return []uint64{}
@@ -559,12 +523,12 @@ func maxTime(a, b time.Time) time.Time {
 // Latency is that of upstream calls (executed, and failed ones that
 // reached the network), in milliseconds, from the counters' histogram. The
 // time bounds count whole UTC days (Days).
-func (l *Log) Usage(by string, f Filter) ([]Usage, error) {
+func (l *Log) Usage(by string, f Filter) ([]api.UsageRow, error) {
 	if by != ByKey && by != ByService && by != ByDay {
 		return nil, twokey.Errorf(twokey.EBadPayload, "group by key, service or day, not %q", twokey.Clip(by))
 	}
 	first, last := Days(f)
-	out := []Usage{}
+	out := []api.UsageRow{}
 	if (first != "" && last != "" && last < first) || (!f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until)) {
 		return out, nil // an empty range
 	}
@@ -624,7 +588,7 @@ func (l *Log) Usage(by string, f Filter) ([]Usage, error) {
 	shown := func(event string) bool { return len(f.Events) == 0 || slices.Contains(f.Events, event) }
 	for g, a := range rows {
 		c := append(a.counts, make([]uint64, max(0, cLatency-len(a.counts)))...)
-		u := Usage{Group: g}
+		u := api.UsageRow{Group: g}
 		for event, i := range eventCounter {
 			if !shown(event) {
 				continue
@@ -649,7 +613,7 @@ func (l *Log) Usage(by string, f Filter) ([]Usage, error) {
 			hist := c[cLatency:]
 			u.P50MS, u.P95MS = percentile(hist, 50), percentile(hist, 95)
 		}
-		if u != (Usage{Group: g}) {
+		if u != (api.UsageRow{Group: g}) {
 			out = append(out, u)
 		}
 	}
@@ -747,11 +711,11 @@ func (l *Log) countOldEntries() error {
 			}
 			n++
 			lastKey = string(k)
-			var e Entry
+			var e api.LogEntry
 			if json.Unmarshal(v, &e) != nil {
 				return true
 			}
-			e.bound()
+			cutFields(&e)
 			ck, add := counterKey(&e), countsOf(&e)
 			row := adds[ck]
 			if len(row) < len(add) {

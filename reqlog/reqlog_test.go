@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/clock"
 	"github.com/twokey/twokey/engine"
 	"github.com/twokey/twokey/gate"
@@ -65,7 +66,7 @@ func executed(at time.Time, r *gate.Request, status int, d time.Duration, reason
 	return engine.Event{Kind: engine.EventExecuted, Time: at, Request: r, Status: status, Duration: d, Reason: reason}
 }
 
-func query(t testing.TB, l *Log, f Filter) []Entry {
+func query(t testing.TB, l *Log, f Filter) []api.LogEntry {
 	t.Helper()
 	p, err := l.Query(f)
 	if err != nil {
@@ -166,7 +167,7 @@ func TestLogAndUsageSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]Usage{
+	want := map[string]api.UsageRow{
 		"alice-key":     {Submitted: 5, Executed: 4, Expired: 1, P50MS: 30, P95MS: 70},
 		"program:agent": {Submitted: 5, Executed: 4, Failed: 1, P50MS: 60, P95MS: 5000},
 	}
@@ -510,7 +511,7 @@ func TestCountOldEntries(t *testing.T) {
 	// Entries as the old log wrote them: no counters, no mark.
 	var puts []store.Put
 	for i := 0; i < countChunk+7; i++ {
-		e := &Entry{Time: now.Add(time.Duration(i) * time.Millisecond), Event: EventSubmitted, Conversation: "c1",
+		e := &api.LogEntry{Time: now.Add(time.Duration(i) * time.Millisecond), Event: EventSubmitted, Conversation: "c1",
 			RequestID: fmt.Sprintf("old%05d", i), Service: "httpbin", Submitter: "alice-key"}
 		b, _ := json.Marshal(e)
 		puts = append(puts, store.Put{Bucket: store.ReqLog, Key: entryKey(e), Value: b})

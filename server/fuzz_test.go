@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 )
 
 // FuzzClientFrame feeds parseClientFrame, the WebSocket read loop's
@@ -52,8 +53,8 @@ func FuzzClientFrame(f *testing.F) {
 		if msg := twokey.ErrorMessage(err); msg == "" || len(msg) > 400 {
 			t.Fatalf("message of %d bytes: %q", len(msg), msg)
 		}
-		out, merr := json.Marshal(serverFrame{Op: "error", Ref: fr.Ref, Conversation: fr.Conversation,
-			Error: &frameError{Code: twokey.ErrorCode(err), Message: twokey.ErrorMessage(err)}})
+		out, merr := json.Marshal(api.ServerFrame{Op: "error", Ref: fr.Ref, Conversation: fr.Conversation,
+			Error: &api.ErrorDetail{Code: twokey.ErrorCode(err), Message: twokey.ErrorMessage(err)}})
 		if merr != nil || !json.Valid(out) {
 			t.Fatalf("the error frame for %q does not encode: %v", data, merr)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/engine"
 )
 
@@ -43,7 +44,7 @@ func NewAPI(eng *engine.Engine, log *slog.Logger) *API {
 	m.HandleFunc("GET /v1/conversations/{id}/checkpoint", a.auth(a.checkpoint))
 	m.HandleFunc("GET /v1/catalog", a.catalog)
 	m.HandleFunc("GET /v1/ws", a.ws.serve)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, api.Health{Status: "ok"}) })
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, log, twokey.Errorf(twokey.ENotFound, "no route %s %s; see docs/protocol.md", r.Method, r.URL.Path))
 	})
@@ -68,12 +69,8 @@ func (a *API) CloseWebSockets() { a.ws.closeAll() }
 // WebSockets returns the number of open WebSocket connections.
 func (a *API) WebSockets() int { return a.ws.count() }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
+// errorBody is the protocol's error body (api.ErrorBody).
+type errorBody = api.ErrorBody
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -149,7 +146,7 @@ func (a *API) auth(f authedFunc) http.HandlerFunc {
 }
 
 func (a *API) gateway(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, 200, map[string]string{"version": engine.Version, "signing_key": a.eng.GatewayKey(), "box_key": a.eng.BoxKey()})
+	writeJSON(w, 200, api.Gateway{Version: engine.Version, SigningKey: a.eng.GatewayKey(), BoxKey: a.eng.BoxKey()})
 }
 
 func (a *API) session(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +160,7 @@ func (a *API) session(w http.ResponseWriter, r *http.Request) {
 		writeError(w, a.log, err)
 		return
 	}
-	writeJSON(w, 201, map[string]string{"token": tok, "expires_at": exp.UTC().Format("2006-01-02T15:04:05.000Z07:00")})
+	writeJSON(w, 201, api.Session{Token: tok, ExpiresAt: exp.UTC().Format("2006-01-02T15:04:05.000Z07:00")})
 }
 
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
@@ -195,7 +192,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request, key string) {
-	writeJSON(w, 200, map[string]any{"conversations": a.eng.Conversations(key)})
+	writeJSON(w, 200, api.ConversationList{Conversations: a.eng.Conversations(key)})
 }
 
 func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
@@ -233,7 +230,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, key string) {
 	if recs == nil {
 		recs = nil
 	}
-	writeJSON(w, 200, map[string]any{"records": nonNilRecords(recs)})
+	writeJSON(w, 200, api.RecordPage{Records: nonNilRecords(recs)})
 }
 
 func (a *API) gate(w http.ResponseWriter, r *http.Request, key string) {
@@ -265,12 +262,12 @@ func (a *API) requests(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, a.log, err)
 		return
 	}
-	writeJSON(w, 200, map[string]any{"requests": list})
+	writeJSON(w, 200, api.RequestList{Requests: list})
 }
 
 func (a *API) catalog(w http.ResponseWriter, r *http.Request) {
 	c := a.eng.Catalog()
-	writeJSON(w, 200, map[string]any{"services": c.Services(), "templates": c.Templates()})
+	writeJSON(w, 200, api.Catalog{Services: c.Services(), Templates: c.Templates()})
 }
 
 func (a *API) checkpoint(w http.ResponseWriter, r *http.Request, key string) {

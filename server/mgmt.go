@@ -74,7 +74,7 @@ func (o *operator) keysList(w http.ResponseWriter, r *http.Request) {
 	for _, p := range o.progs.List() {
 		out = append(out, keyInfo(p, now))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	writeJSON(w, http.StatusOK, api.KeyList{Keys: out})
 }
 
 func (o *operator) keysGet(w http.ResponseWriter, r *http.Request) {
@@ -172,17 +172,17 @@ func (o *operator) keysDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.log.Info("program key deleted", attrProgram, name, attrClient, o.mgmt.clientAddr(r))
-	writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
+	writeJSON(w, http.StatusOK, api.KeyDeleted{Deleted: name})
 }
 
 // The logs and usage handlers are in operator_reqlog.go.
 
 func (o *operator) configShow(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"config": o.effective})
+	writeJSON(w, http.StatusOK, api.RunningConfig{Config: o.effective})
 }
 
 func (o *operator) bansList(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"bans": o.mgmt.bans(o.eng.Now())})
+	writeJSON(w, http.StatusOK, api.BanList{Bans: o.mgmt.bans(o.eng.Now())})
 }
 
 func (o *operator) bansDelete(w http.ResponseWriter, r *http.Request) {
@@ -197,5 +197,5 @@ func (o *operator) bansDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	n := o.mgmt.unban(addr)
 	o.log.Info("management blocks lifted", attrClient, addr, "count", n)
-	writeJSON(w, http.StatusOK, map[string]int{"unbanned": n})
+	writeJSON(w, http.StatusOK, api.Unbanned{Unbanned: n})
 }

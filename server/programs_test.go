@@ -20,11 +20,11 @@ import (
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/clock"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
 	"github.com/twokey/twokey/reqlog"
-	"github.com/twokey/twokey/server"
 )
 
 const mgmtKey = "mgmt-key-for-tests-9f3a77"
@@ -32,8 +32,8 @@ const mgmtKey = "mgmt-key-for-tests-9f3a77"
 func newFakeClock() *clock.Fake { return clock.NewFake(time.Now().UTC().Truncate(time.Second)) }
 
 // withMgmt turns the management API on with mgmtKey.
-func withMgmt(adjust ...func(*server.ManagementOptions)) testutil.Option {
-	return func(o *server.Options) {
+func withMgmt(adjust ...func(*config.Management)) testutil.Option {
+	return func(o *testutil.Options) {
 		o.Management.Key = mgmtKey
 		for _, f := range adjust {
 			f(&o.Management)
@@ -613,7 +613,7 @@ func TestManagementAccess(t *testing.T) {
 
 func TestManagementProxiesAndRemote(t *testing.T) {
 	trusted := func(remote bool) testutil.Option {
-		return withMgmt(func(m *server.ManagementOptions) {
+		return withMgmt(func(m *config.Management) {
 			m.TrustedProxies = []string{"127.0.0.1"}
 			m.AllowRemote = remote
 		})
@@ -671,7 +671,7 @@ func TestLogsAndUsageSurviveRestart(t *testing.T) {
 	g.wait(t, st.RequestID)
 	g.srv = g.srv.Restart(t, withMgmt())
 
-	var logs struct{ Entries []reqlog.Entry }
+	var logs struct{ Entries []api.LogEntry }
 	g.mgmt(t, "GET", "/v0/management/logs?service=httpbin&since=24h&event=executed", nil).json(t, &logs)
 	if len(logs.Entries) != 2 {
 		t.Fatalf("entries after restart: %+v", logs.Entries)
@@ -684,9 +684,9 @@ func TestLogsAndUsageSurviveRestart(t *testing.T) {
 	if signer.Submitter != g.ids[0].KeyID() || signer.URL != g.baseURL+"/get?token=***" || signer.DurationMS <= 0 {
 		t.Fatalf("signer entry %+v", signer)
 	}
-	var usage struct{ Rows []reqlog.Usage }
+	var usage struct{ Rows []api.UsageRow }
 	g.mgmt(t, "GET", "/v0/management/usage?by=key", nil).json(t, &usage)
-	rows := map[string]reqlog.Usage{}
+	rows := map[string]api.UsageRow{}
 	for _, u := range usage.Rows {
 		rows[u.Group] = u
 	}
@@ -740,7 +740,7 @@ func TestRequestLogNamesTheKeyUsed(t *testing.T) {
 		}
 		g.wait(t, id)
 	}
-	var logs struct{ Entries []reqlog.Entry }
+	var logs struct{ Entries []api.LogEntry }
 	g.mgmt(t, "GET", "/v0/management/logs?program=rot", nil).json(t, &logs)
 	if len(logs.Entries) != 6 {
 		t.Fatalf("entries: %+v", logs.Entries)
@@ -823,7 +823,7 @@ func TestProxyWaits(t *testing.T) {
 		t.Fatalf("no Prefer, default wait: %d %v %s", r.status, r.header, r.body)
 	}
 
-	g = newGate(t, 2, 1, withMgmt(), func(o *server.Options) { o.ProxyMaxWait, o.ProxyDefaultWait = time.Second, -1 })
+	g = newGate(t, 2, 1, withMgmt(), func(o *testutil.Options) { o.Proxy.MaxWait, o.Proxy.DefaultWait = config.Duration(time.Second), 0 })
 	key, _ = g.program(t, "w", nil)
 	start := time.Now()
 	r = call(t, "GET", g.srv.URL()+"/v1/proxy/ops/httpbin/get", nil, bearerHdr(key))
@@ -846,12 +846,10 @@ func TestProxyWaits(t *testing.T) {
 // program key reaches no upstream header.
 func TestProxyKeyHeaderService(t *testing.T) {
 	catalogFile := filepath.Join("..", "docs", "examples", "ai-catalog.yaml")
-	g := newGate(t, 2, 1, withMgmt(), func(o *server.Options) {
+	g := newGate(t, 2, 1, withMgmt(), func(o *testutil.Options) {
 		o.Catalogs = append(o.Catalogs, catalogFile)
-		for _, s := range o.ServiceOverrides {
-			if base, ok := strings.CutPrefix(s, "httpbin="); ok {
-				o.ServiceOverrides = append(o.ServiceOverrides, "anthropic="+base)
-			}
+		if base, ok := o.Services["httpbin"]; ok {
+			o.Services["anthropic"] = base
 		}
 	})
 	const anthropicKey = "sk-ant-test-7f3e19c0a2"
@@ -925,7 +923,7 @@ func TestExampleAICatalog(t *testing.T) {
 // at most 7 days.
 func TestProgramRequestTTL(t *testing.T) {
 	clk := newFakeClock()
-	g := newGate(t, 2, 1, withMgmt(), testutil.WithClock(clk), func(o *server.Options) { o.ProgramRequestTTL = 20 * time.Minute })
+	g := newGate(t, 2, 1, withMgmt(), testutil.WithClock(clk), func(o *testutil.Options) { o.Programs.RequestTTL = config.Duration(20 * time.Minute) })
 	key, _ := g.program(t, "ttl", nil)
 	expiry := func(r result) string {
 		t.Helper()
@@ -967,7 +965,7 @@ func TestProgramRequestTTL(t *testing.T) {
 // TestAllowRemoteWithoutTLSWarns: opening the management API to remote
 // clients over plain HTTP is logged as a warning at start.
 func TestAllowRemoteWithoutTLSWarns(t *testing.T) {
-	srv := testutil.StartServer(t, nil, withMgmt(func(m *server.ManagementOptions) { m.AllowRemote = true }))
+	srv := testutil.StartServer(t, nil, withMgmt(func(m *config.Management) { m.AllowRemote = true }))
 	if !strings.Contains(srv.Logs(), "management.allow_remote is on but TLS is off") {
 		t.Fatalf("no warning:\n%s", srv.Logs())
 	}
@@ -981,7 +979,7 @@ func TestAllowRemoteWithoutTLSWarns(t *testing.T) {
 // is what the background prune keeps.
 func TestLogRetentionOption(t *testing.T) {
 	clk := newFakeClock()
-	g := newGateOn(t, clk, 2, 2, withMgmt(), func(o *server.Options) { o.LogRetention = 2 * time.Hour })
+	g := newGateOn(t, clk, 2, 2, withMgmt(), func(o *testutil.Options) { o.RequestLogs.Retention = config.Duration(2 * time.Hour) })
 	old := g.submit(t, 0, "/get", 24*time.Hour)
 	clk.Advance(90 * time.Minute) // the prunes at 1m and 61m keep it
 	recent := g.submit(t, 0, "/get", 24*time.Hour)

@@ -200,7 +200,7 @@ func (o *operator) proxyAnswer(w http.ResponseWriter, r *http.Request, prog *pro
 		w.WriteHeader(status)
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
-		_ = enc.Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}, "request": v})
+		_ = enc.Encode(api.ProxyFailure{Error: api.ErrorDetail{Code: code, Message: msg}, Request: v})
 	}
 	reason := ""
 	if st.Result != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/reqlog"
 )
@@ -79,7 +80,7 @@ func (o *operator) logsList(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > reqlog.MaxLimit {
 			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "limit=%q: a page holds 1 to %d entries (there is no limit for all of them); "+
-				"follow each page's next with cursor=, or run 'twokey logs --all'", twokey.ClipAt(s, 200), reqlog.MaxLimit))
+				"follow each page's next with cursor=, or run 'twokey calls --all'", twokey.ClipAt(s, 200), reqlog.MaxLimit))
 			return
 		}
 		f.Limit = n
@@ -111,7 +112,7 @@ func (o *operator) usage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	first, last := reqlog.Days(f)
-	writeJSON(w, http.StatusOK, map[string]any{"by": by, "rows": rows, "first_day": first, "last_day": last})
+	writeJSON(w, http.StatusOK, api.UsageReport{By: by, Rows: rows, FirstDay: first, LastDay: last})
 }
 
 // tooLongTarget answers 414 when a proxied call's request target (path and
@@ -125,9 +126,7 @@ func (o *operator) tooLongTarget(w http.ResponseWriter, r *http.Request) bool {
 	if n <= twokey.MaxRequestTarget {
 		return false
 	}
-	var b errorBody
-	b.Error.Code = twokey.ETooLarge
-	b.Error.Message = fmt.Sprintf("the request target (path and query) is %d bytes; a proxied call may have at most %d", n, twokey.MaxRequestTarget)
-	writeJSON(w, http.StatusRequestURITooLong, b)
+	writeJSON(w, http.StatusRequestURITooLong, api.ErrorBody{Error: api.ErrorDetail{Code: twokey.ETooLarge,
+		Message: fmt.Sprintf("the request target (path and query) is %d bytes; a proxied call may have at most %d", n, twokey.MaxRequestTarget)}})
 	return true
 }

@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/reqlog"
 )
 
 type logsPage struct {
-	Entries []reqlog.Entry `json:"entries"`
+	Entries []api.LogEntry `json:"entries"`
 	Next    string         `json:"next"`
 }
 
@@ -166,7 +167,7 @@ func TestLogTimeBounds(t *testing.T) {
 			if r.status != 200 || len(p.Entries) != c.want {
 				t.Fatalf("logs: %d, %d entries, want %d: %s", r.status, len(p.Entries), c.want, r.body)
 			}
-			var usage struct{ Rows []reqlog.Usage }
+			var usage struct{ Rows []api.UsageRow }
 			u.json(t, &usage)
 			n := 0
 			for _, row := range usage.Rows {

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/engine"
 )
@@ -64,36 +65,13 @@ func newWSHub(eng *engine.Engine, log *slog.Logger) *wsHub {
 		}}
 }
 
-// Frames (PROTOCOL 7).
-type clientFrame struct {
-	Op           string          `json:"op"`
-	Conversation string          `json:"conversation"`
-	After        uint64          `json:"after"`
-	Ref          json.RawMessage `json:"ref"`
-	Envelope     json.RawMessage `json:"envelope"`
-}
-
-type serverFrame struct {
-	Op           string               `json:"op"`
-	Conversation string               `json:"conversation,omitempty"`
-	Record       *conversation.Record `json:"record,omitempty"`
-	Ref          json.RawMessage      `json:"ref,omitempty"`
-	Seq          uint64               `json:"seq,omitempty"`
-	Error        *frameError          `json:"error,omitempty"`
-}
-
-type frameError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 type wsConn struct {
 	hub  *wsHub
 	ws   *websocket.Conn
 	key  string
 	tok  [32]byte // the SHA-256 of its token, for the per-token cap
 	wake chan struct{}
-	ctrl chan *serverFrame // pointers: a full queue of 64 costs 512 bytes, not 5 KiB
+	ctrl chan *api.ServerFrame // pointers: a full queue of 64 costs 512 bytes, not 5 KiB
 	done chan struct{}
 	once sync.Once
 
@@ -141,7 +119,7 @@ func (h *wsHub) serve(w http.ResponseWriter, r *http.Request) {
 		h.mu.Unlock()
 		return // the upgrader has answered
 	}
-	c := &wsConn{hub: h, ws: ws, key: key, tok: th, wake: make(chan struct{}, 1), ctrl: make(chan *serverFrame, 64),
+	c := &wsConn{hub: h, ws: ws, key: key, tok: th, wake: make(chan struct{}, 1), ctrl: make(chan *api.ServerFrame, 64),
 		done: make(chan struct{}), subs: map[string]*wsSub{}}
 	h.mu.Lock()
 	if h.shut {
@@ -235,7 +213,7 @@ func (c *wsConn) closeWith(code int, text string) {
 }
 
 // send queues a control frame; a client that does not read them is dropped.
-func (c *wsConn) send(f serverFrame) {
+func (c *wsConn) send(f api.ServerFrame) {
 	select {
 	case c.ctrl <- &f:
 	case <-c.done:
@@ -248,7 +226,7 @@ func (c *wsConn) send(f serverFrame) {
 // one; conv is the conversation the error is about, when one is known
 // (a refused subscribe, a membership lost while subscribed).
 func (c *wsConn) fail(ref json.RawMessage, conv string, err error) {
-	c.send(serverFrame{Op: "error", Ref: ref, Conversation: conv, Error: &frameError{Code: twokey.ErrorCode(err), Message: twokey.ErrorMessage(err)}})
+	c.send(api.ServerFrame{Op: "error", Ref: ref, Conversation: conv, Error: &api.ErrorDetail{Code: twokey.ErrorCode(err), Message: twokey.ErrorMessage(err)}})
 }
 
 // Client frame ops.
@@ -263,12 +241,12 @@ const (
 // its op needs. An error is bad_envelope; the frame it returns with one
 // still carries whatever ref and conversation could be read, for the error
 // frame.
-func parseClientFrame(data []byte) (clientFrame, error) {
-	var f clientFrame
+func parseClientFrame(data []byte) (api.ClientFrame, error) {
+	var f api.ClientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) || !json.Valid(data) {
-			return clientFrame{}, twokey.Errorf(twokey.EBadEnvelope, "frame is not JSON (at byte %d); send one JSON object per text frame", errOffset(err))
+			return api.ClientFrame{}, twokey.Errorf(twokey.EBadEnvelope, "frame is not JSON (at byte %d); send one JSON object per text frame", errOffset(err))
 		}
 		// Valid JSON of the wrong shape: Unmarshal has filled the fields it
 		// could, so the error frame keeps the ref.
@@ -360,12 +338,12 @@ func (c *wsConn) readLoop() {
 		case opPost:
 			c.post(f)
 		case opPing:
-			c.send(serverFrame{Op: "pong", Ref: f.Ref})
+			c.send(api.ServerFrame{Op: "pong", Ref: f.Ref})
 		}
 	}
 }
 
-func (c *wsConn) post(f clientFrame) {
+func (c *wsConn) post(f api.ClientFrame) {
 	m, err := conversation.Open(f.Envelope)
 	if err != nil {
 		c.fail(f.Ref, "", err)
@@ -381,10 +359,10 @@ func (c *wsConn) post(f clientFrame) {
 		c.fail(f.Ref, m.Header.Conversation, err)
 		return
 	}
-	c.send(serverFrame{Op: "ack", Ref: f.Ref, Seq: rec.Seq, Conversation: m.Header.Conversation})
+	c.send(api.ServerFrame{Op: "ack", Ref: f.Ref, Seq: rec.Seq, Conversation: m.Header.Conversation})
 }
 
-func (c *wsConn) write(f serverFrame) bool {
+func (c *wsConn) write(f api.ServerFrame) bool {
 	c.ws.SetWriteDeadline(time.Now().Add(wsWriteWait))
 	if err := c.ws.WriteJSON(f); err != nil {
 		c.closeWith(websocket.CloseGoingAway, "write failed")
@@ -455,7 +433,7 @@ func (fc *frameCache) get(conv string, r *conversation.Record) ([]byte, error) {
 	fresh := false
 	f.once.Do(func() {
 		fresh = true
-		f.data, f.err = json.Marshal(serverFrame{Op: "record", Conversation: conv, Record: r})
+		f.data, f.err = json.Marshal(api.ServerFrame{Op: "record", Conversation: conv, Record: r})
 	})
 	if fresh {
 		fc.mu.Lock()

@@ -36,16 +36,14 @@ TWOKEY_MANAGEMENT_KEY).`,
 				if err != nil {
 					return err
 				}
-				var out struct {
-					Config map[string]any `json:"config"`
-				}
-				if err := m.do(cmd.Context(), "GET", "/v0/management/config", nil, &out); err != nil {
+				running, err := m.Config(cmd.Context())
+				if err != nil {
 					return err
 				}
 				if asJSON {
-					return writeJSONOut(f, out.Config)
+					return writeJSONOut(f, running)
 				}
-				b, err := yaml.Marshal(out.Config)
+				b, err := yaml.Marshal(running)
 				if err != nil {
 					return err
 				}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/gate"
@@ -37,9 +37,9 @@ a proposal every signer approves.`,
 			if approvals < 1 {
 				return usagef("--approvals M is required (how many distinct signers must approve)")
 			}
-			rules, err := parseRules(ruleFlags)
+			rules, err := gate.ParseRules(ruleFlags)
 			if err != nil {
-				return err
+				return usagef("--%s", twokey.ErrorMessage(err))
 			}
 			c, conv, err := f.conversation(cmd.Context(), args[0])
 			if err != nil {
@@ -259,39 +259,4 @@ func printRules(f *factory, rules []gate.Rule) {
 	for _, sh := range gate.Shadows(rules) {
 		fmt.Fprintf(f.io.Out, "note: %s\n", sh)
 	}
-}
-
-// parseRules reads --rule service=S,endpoint=/p,method=M,approvals=N.
-func parseRules(specs []string) ([]gate.Rule, error) {
-	var out []gate.Rule
-	for _, spec := range specs {
-		var r gate.Rule
-		for _, part := range strings.Split(spec, ",") {
-			k, v, ok := strings.Cut(part, "=")
-			if !ok {
-				return nil, usagef("--rule %q: write key=value pairs separated by commas", spec)
-			}
-			switch strings.TrimSpace(k) {
-			case "service":
-				r.Service = v
-			case "endpoint":
-				r.Endpoint = v
-			case "method":
-				r.Method = v
-			case "approvals":
-				n, err := strconv.Atoi(v)
-				if err != nil {
-					return nil, usagef("--rule %q: approvals must be a number", spec)
-				}
-				r.RequiredApprovals = n
-			default:
-				return nil, usagef("--rule %q: unknown field %q (use service, endpoint, method, approvals)", spec, k)
-			}
-		}
-		if r.RequiredApprovals < 1 {
-			return nil, usagef("--rule %q needs approvals=N", spec)
-		}
-		out = append(out, r)
-	}
-	return gate.Normalize(out), nil
 }

@@ -1,34 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/client"
 )
 
-// mgmtClient talks to the management API (/v0/management/) with the
-// operator's management key.
-type mgmtClient struct {
-	base string
-	key  string
-	http *http.Client
-}
-
 // mgmt returns a management client; the key comes from --management-key
-// or TWOKEY_MANAGEMENT_KEY.
-func (f *factory) mgmt(flagKey string) (*mgmtClient, error) {
+// or TWOKEY_MANAGEMENT_KEY. The client package's rules on TLS, plain
+// http:// and redirects hold here as for every other command.
+func (f *factory) mgmt(flagKey string) (*client.Management, error) {
 	key := flagKey
 	if key == "" {
 		key = f.getenv("TWOKEY_MANAGEMENT_KEY")
@@ -36,72 +24,11 @@ func (f *factory) mgmt(flagKey string) (*mgmtClient, error) {
 	if key == "" {
 		return nil, usagef("the management API needs its key: set TWOKEY_MANAGEMENT_KEY (or --management-key)")
 	}
-	// The client package's HTTP client: its rules on TLS, plain http:// and
-	// redirects hold here as for every other command.
 	o, err := f.clientOptions()
 	if err != nil {
 		return nil, err
 	}
-	hc, err := client.HTTPClient(f.serverURL(), o)
-	if err != nil {
-		return nil, err
-	}
-	return &mgmtClient{base: strings.TrimSuffix(f.serverURL(), "/"), key: key, http: hc}, nil
-}
-
-// do sends in (JSON, when not nil) and decodes the answer into out.
-func (m *mgmtClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, m.base+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("X-Management-Key", m.key)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := m.http.Do(req)
-	if err != nil {
-		if ce := client.AsRefusal(err); ce != nil {
-			return ce // a redirect not followed: its words, as they are
-		}
-		hint := "is 'twokey serve' running? choose another with --server or TWOKEY_SERVER"
-		if strings.Contains(err.Error(), "x509:") {
-			hint = "a server with a self-signed certificate needs --ca-cert FILE or --pin sha256:..., as 'twokey serve' printed"
-		}
-		return &twokey.Error{Code: twokey.EUnavailable, Message: fmt.Sprintf("cannot reach the twokey server at %s: %v (%s)", m.base, err, hint), Err: err}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return &twokey.Error{Code: twokey.EUnavailable, Message: "reading the server's answer: " + err.Error(), Err: err}
-	}
-	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			msg := eb.Error.Message
-			if resp.StatusCode == http.StatusNotFound && strings.HasPrefix(msg, "no route") {
-				msg = "the server's management API is off or unknown here: start the server with a management key (TWOKEY_MANAGEMENT_KEY or management.key)"
-			}
-			return &twokey.Error{Code: eb.Error.Code, Message: msg}
-		}
-		return &twokey.Error{Code: twokey.EInternal, Message: fmt.Sprintf("server answered %s to %s %s", resp.Status, method, path)}
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
-		}
-	}
-	return nil
+	return client.OpenManagement(f.serverURL(), key, o)
 }
 
 // addMgmtFlag adds --management-key to a command.
@@ -132,9 +59,17 @@ unless management.allow_remote is on.`,
 	}
 	addMgmtFlag(cmd, &mkey)
 	cmd.AddCommand(newKeysCreateCmd(f, &mkey), newKeysLsCmd(f, &mkey), newKeysRotateCmd(f, &mkey),
-		newKeysSimpleCmd(f, &mkey, "enable", "POST", "/enable", "Let a disabled key work again"),
-		newKeysSimpleCmd(f, &mkey, "disable", "POST", "/disable", "Stop a key (401) until it is enabled again"),
-		newKeysSimpleCmd(f, &mkey, "delete", "DELETE", "", "Delete a key for good"))
+		newKeysSimpleCmd(f, &mkey, "enable", "Let a disabled key work again", func(ctx context.Context, m *client.Management, name string) error {
+			_, err := m.EnableKey(ctx, name, true)
+			return err
+		}),
+		newKeysSimpleCmd(f, &mkey, "disable", "Stop a key (401) until it is enabled again", func(ctx context.Context, m *client.Management, name string) error {
+			_, err := m.EnableKey(ctx, name, false)
+			return err
+		}),
+		newKeysSimpleCmd(f, &mkey, "delete", "Delete a key for good", func(ctx context.Context, m *client.Management, name string) error {
+			return m.DeleteKey(ctx, name)
+		}))
 	return cmd
 }
 
@@ -176,8 +111,8 @@ func runKeysCreate(ctx context.Context, f *factory, mkey string, o *keysCreateOp
 			in.Templates = append(in.Templates, t)
 		}
 	}
-	var out api.NewKey
-	if err := m.do(ctx, "POST", "/v0/management/keys", in, &out); err != nil {
+	out, err := m.CreateKey(ctx, in)
+	if err != nil {
 		return err
 	}
 	printNewKey(f, out, o.keyOnly, "created")
@@ -229,22 +164,20 @@ func newKeysLsCmd(f *factory, mkey *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Keys []api.KeyInfo `json:"keys"`
-			}
-			if err := m.do(cmd.Context(), "GET", "/v0/management/keys", nil, &out); err != nil {
+			keys, err := m.Keys(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
-				return writeJSONOut(f, out.Keys)
+				return writeJSONOut(f, keys)
 			}
-			if len(out.Keys) == 0 {
+			if len(keys) == 0 {
 				fmt.Fprintln(f.io.Out, "no program keys; make one with 'twokey keys create'")
 				return nil
 			}
 			tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PREFIX\tNAME\tCONVERSATION\tCREATED\tLAST USED\tENABLED\tEXPIRES\tPOLICY\tTHIS MONTH")
-			for _, k := range out.Keys {
+			for _, k := range keys {
 				month := fmt.Sprint(k.MonthUsage)
 				if k.Monthly > 0 {
 					month += fmt.Sprintf("/%d", k.Monthly)
@@ -286,8 +219,8 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out api.NewKey
-			if err := m.do(cmd.Context(), "POST", "/v0/management/keys/"+url.PathEscape(args[0])+"/rotate", api.KeyRotate{Grace: grace}, &out); err != nil {
+			out, err := m.RotateKey(cmd.Context(), args[0], api.KeyRotate{Grace: grace})
+			if err != nil {
 				return err
 			}
 			printNewKey(f, out, keyOnly, "rotated")
@@ -299,7 +232,7 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 	return cmd
 }
 
-func newKeysSimpleCmd(f *factory, mkey *string, verb, method, suffix, short string) *cobra.Command {
+func newKeysSimpleCmd(f *factory, mkey *string, verb, short string, run func(context.Context, *client.Management, string) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   verb + " NAME",
 		Short: short,
@@ -309,7 +242,7 @@ func newKeysSimpleCmd(f *factory, mkey *string, verb, method, suffix, short stri
 			if err != nil {
 				return err
 			}
-			if err := m.do(cmd.Context(), method, "/v0/management/keys/"+url.PathEscape(args[0])+suffix, nil, nil); err != nil {
+			if err := run(cmd.Context(), m, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(f.io.Out, "%sd program key %q\n", strings.TrimSuffix(verb, "e"), args[0])

@@ -14,12 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
-	"github.com/twokey/twokey/reqlog"
 	"github.com/twokey/twokey/server"
 )
 
@@ -55,7 +55,7 @@ type operatorFixture struct {
 func newOperatorFixture(t *testing.T, opts ...testutil.Option) *operatorFixture {
 	t.Helper()
 	up := testutil.NewUpstream(t)
-	opts = append(opts, func(o *server.Options) { o.Management.Key = testMgmtKey })
+	opts = append(opts, func(o *testutil.Options) { o.Management.Key = testMgmtKey })
 	srv := testutil.StartServer(t, up, opts...)
 	id := testutil.Identity(t, "alice")
 	c := testutil.Client(srv.URL(), id, nil)
@@ -130,13 +130,13 @@ func TestKeysLifecycle(t *testing.T) {
 		t.Fatalf("after approval: %v %v", s, err)
 	}
 
-	out = mustRun(t, fx.env, "logs", "--service", "httpbin", "--since", "1h")
+	out = mustRun(t, fx.env, "calls", "--service", "httpbin", "--since", "1h")
 	if !strings.Contains(out, "executed") || !strings.Contains(out, "program:ci ("+key[:9]+"...)") || !strings.Contains(out, "httpbin.headers") {
-		t.Fatalf("logs:\n%s", out)
+		t.Fatalf("calls:\n%s", out)
 	}
-	var entries []reqlog.Entry
-	if err := json.Unmarshal([]byte(mustRun(t, fx.env, "logs", "--json", "--event", "executed")), &entries); err != nil || len(entries) != 1 || entries[0].Status != 200 {
-		t.Fatalf("logs --json: %v %+v", err, entries)
+	var entries []api.LogEntry
+	if err := json.Unmarshal([]byte(mustRun(t, fx.env, "calls", "--json", "--event", "executed")), &entries); err != nil || len(entries) != 1 || entries[0].Status != 200 {
+		t.Fatalf("calls --json: %v %+v", err, entries)
 	}
 	out = mustRun(t, fx.env, "usage", "--by", "key")
 	if !strings.Contains(out, "program:ci") || !strings.Contains(out, "SUBMITTED") {
@@ -221,7 +221,7 @@ func TestSnippets(t *testing.T) {
 		}
 	}
 	// With the example catalog loaded, the note is gone.
-	withAI := newOperatorFixture(t, func(o *server.Options) {
+	withAI := newOperatorFixture(t, func(o *testutil.Options) {
 		o.Catalogs = append(o.Catalogs, filepath.Join("..", "..", "docs", "examples", "ai-catalog.yaml"))
 	})
 	mustRun(t, withAI.env, "keys", "create", "--name", "agent", "--conversation", "ops")
@@ -243,8 +243,8 @@ func TestSnippets(t *testing.T) {
 // TestCLIOverTLS: --pin and --ca-cert let the CLI reach a server with a
 // generated certificate; a wrong pin does not.
 func TestCLIOverTLS(t *testing.T) {
-	fx := newOperatorFixture(t, func(o *server.Options) {
-		o.TLS = server.TLSOptions{Mode: server.TLSGenerate, Addr: "127.0.0.1:0"}
+	fx := newOperatorFixture(t, func(o *testutil.Options) {
+		o.TLS = config.TLS{Mode: server.TLSGenerate, Addr: "127.0.0.1:0"}
 	})
 	env := map[string]string{"TWOKEY_SERVER": fx.srv.TLSURL(), "TWOKEY_HOME": fx.env["TWOKEY_HOME"], "TWOKEY_MANAGEMENT_KEY": testMgmtKey}
 	if out := mustRun(t, env, "--pin", fx.srv.Fingerprint(), "templates"); !strings.Contains(out, "httpbin.headers") {
@@ -307,7 +307,7 @@ func TestConfigShow(t *testing.T) {
 	}
 
 	// --remote asks the running server, which never shows its key either.
-	fx := newOperatorFixture(t, func(o *server.Options) { o.Effective = map[string]any{"management": map[string]any{"key": "********"}} })
+	fx := newOperatorFixture(t)
 	out = mustRun(t, fx.env, "config", "show", "--remote")
 	if !strings.Contains(out, "key: '********'") || strings.Contains(out, testMgmtKey) {
 		t.Fatalf("remote:\n%s", out)
@@ -437,31 +437,6 @@ func TestServeWithConfig(t *testing.T) {
 	resp, _ = do("GET", "/v1/proxy/ops/httpbin/get", "", map[string]string{"Authorization": "Bearer " + key, "Prefer": "wait=3600"})
 	if resp.StatusCode != 200 || resp.Header.Get("Preference-Applied") != "wait=1200" {
 		t.Fatalf("proxy.max_wait 20m: %d Preference-Applied %q", resp.StatusCode, resp.Header.Get("Preference-Applied"))
-	}
-}
-
-// TestServerOptions: every setting of the configuration reaches the
-// server's options.
-func TestServerOptions(t *testing.T) {
-	c, err := config.Load("", func(k string) string {
-		return map[string]string{"TWOKEY_REQUEST_LOGS_RETENTION": "2h", "TWOKEY_PROXY_MAX_WAIT": "90s", "TWOKEY_PROXY_DEFAULT_WAIT": "10s",
-			"TWOKEY_PROGRAMS_REQUEST_TTL": "15m", "TWOKEY_METRICS_ENABLED": "false", "TWOKEY_MANAGEMENT_MAX_FAILURES": "3",
-			"TWOKEY_MANAGEMENT_BAN_FOR": "1h", "TWOKEY_MANAGEMENT_ALLOW_REMOTE": "true", "TWOKEY_MANAGEMENT_TRUSTED_PROXIES": "10.0.0.0/8",
-			"TWOKEY_TLS_MODE": "generate", "TWOKEY_TLS_NAMES": "gw.example", "TWOKEY_SERVICES": "httpbin=http://127.0.0.1:1"}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := serverOptions(c)
-	if o.LogRetention != 2*time.Hour || o.ProxyMaxWait != 90*time.Second || o.ProxyDefaultWait != 10*time.Second ||
-		o.ProgramRequestTTL != 15*time.Minute || !o.DisableMetrics || o.Management.MaxFailures != 3 || o.Management.BanFor != time.Hour ||
-		!o.Management.AllowRemote || len(o.Management.TrustedProxies) != 1 || o.TLS.Mode != "generate" || len(o.TLS.Names) != 1 ||
-		len(o.ServiceOverrides) != 1 || o.Addr != "127.0.0.1:8080" || o.UpstreamTimeout != 30*time.Second {
-		t.Fatalf("options %+v", o)
-	}
-	c.Proxy.DefaultWait = 0
-	if o := serverOptions(c); o.ProxyDefaultWait >= 0 {
-		t.Fatalf("proxy.default_wait 0 became %s, which the server reads as its default", o.ProxyDefaultWait)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/internal/testutil"
 	"github.com/twokey/twokey/server"
 )
@@ -17,8 +18,8 @@ import (
 // stops at the redirect and names the https URL. Neither the management
 // key nor a bearer token crosses the relay, and the named URL works.
 func TestCLIKeepsCredentialsOffThePlainPort(t *testing.T) {
-	fx := newOperatorFixture(t, func(o *server.Options) {
-		o.TLS = server.TLSOptions{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: true}
+	fx := newOperatorFixture(t, func(o *testutil.Options) {
+		o.TLS = config.TLS{Mode: server.TLSGenerate, Addr: "127.0.0.1:0", Force: true}
 	})
 	relay := testutil.NewRelay(t, strings.TrimPrefix(fx.srv.URL(), "http://"))
 	env := map[string]string{"TWOKEY_SERVER": relay.URL(), "TWOKEY_HOME": fx.env["TWOKEY_HOME"], "TWOKEY_MANAGEMENT_KEY": testMgmtKey}
@@ -35,7 +36,7 @@ func TestCLIKeepsCredentialsOffThePlainPort(t *testing.T) {
 	refused := "twokey: --pin is set but the server URL " + relay.URL() + " is plain http://, where no certificate is checked and " +
 		"credentials cross in clear text: use the server's https:// URL (--server https://HOST:PORT, the one 'twokey serve' prints as " +
 		"'listening on https://...')\nRun 'twokey --help' for usage.\n"
-	for _, args := range [][]string{{"keys", "ls"}, {"conv", "ls"}, {"templates"}, {"logs"}} {
+	for _, args := range [][]string{{"keys", "ls"}, {"conv", "ls"}, {"templates"}, {"calls"}} {
 		if code, out, errs := run(t, env, args...); code != 2 || errs != refused || out != "" {
 			t.Fatalf("twokey %s with a pin over http: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
 		}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -112,25 +111,12 @@ func (f *factory) anonClient() *client.Client {
 	return c
 }
 
-// clientOptions are the flags --ca-cert, --pin and --insecure-http (env
-// TWOKEY_CA_CERT, TWOKEY_PIN, TWOKEY_INSECURE_HTTP); the client package
-// applies them (client/transport.go), the same for every command.
+// clientOptions are the flags --ca-cert, --pin and --insecure-http; the
+// client package reads their variables (TWOKEY_CA_CERT, TWOKEY_PIN,
+// TWOKEY_INSECURE_HTTP) and applies them (client/transport.go), the same
+// for every command.
 func (f *factory) clientOptions() (client.Options, error) {
-	o := client.Options{CACert: f.caCert, Pin: f.pin, InsecureHTTP: f.insecureHTTP, Warn: f.warnOnce}
-	if o.CACert == "" {
-		o.CACert = f.getenv("TWOKEY_CA_CERT")
-	}
-	if o.Pin == "" {
-		o.Pin = f.getenv("TWOKEY_PIN")
-	}
-	if v := f.getenv("TWOKEY_INSECURE_HTTP"); v != "" && !o.InsecureHTTP {
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			return o, usagef("TWOKEY_INSECURE_HTTP=%q: give 1 (or true) to allow plain http:// to another host, or leave it unset", v)
-		}
-		o.InsecureHTTP = on
-	}
-	return o, nil
+	return client.Options{CACert: f.caCert, Pin: f.pin, InsecureHTTP: f.insecureHTTP, Warn: f.warnOnce}.WithEnv(f.getenv)
 }
 
 // warnOnce prints a warning of the client's on standard error, once per
@@ -247,6 +233,7 @@ https:// is not followed: use its https:// URL.`,
 		newCancelCmd(f),
 		newMemberCmd(f),
 		newKeysCmd(f),
+		newCallsCmd(f),
 		newLogsCmd(f),
 		newUsageCmd(f),
 		newSnippetCmd(f),

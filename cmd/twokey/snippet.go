@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/twokey/twokey/api"
 )
 
 // snippetTools are the tools `twokey snippet` knows, with the service each
@@ -55,8 +54,8 @@ key's conversation is looked up; otherwise give --conversation.`,
 				if err != nil {
 					return err
 				}
-				var k api.KeyInfo
-				if err := m.do(cmd.Context(), "GET", "/v0/management/keys/"+url.PathEscape(o.keyName), nil, &k); err != nil {
+				k, err := m.Key(cmd.Context(), o.keyName)
+				if err != nil {
 					return err
 				}
 				if conv == "" {

@@ -2,14 +2,14 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
-	"github.com/twokey/twokey/reqlog"
 )
 
 func newUsageCmd(f *factory) *cobra.Command {
@@ -32,29 +32,15 @@ This reads the management API: it needs TWOKEY_MANAGEMENT_KEY.`,
 		Example: "  twokey usage --by key\n  twokey usage --by day --since 7d",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if by != reqlog.ByKey && by != reqlog.ByService && by != reqlog.ByDay {
+			if by != api.UsageByKey && by != api.UsageByService && by != api.UsageByDay {
 				return usagef("--by %q: use key, service or day", by)
 			}
 			m, err := f.mgmt(mkey)
 			if err != nil {
 				return err
 			}
-			q := url.Values{"by": {by}}
-			if since != "" {
-				q.Set("since", since)
-			}
-			if until != "" {
-				q.Set("until", until)
-			}
-			if service != "" {
-				q.Set("service", service)
-			}
-			var out struct {
-				Rows     []reqlog.Usage `json:"rows"`
-				FirstDay string         `json:"first_day"`
-				LastDay  string         `json:"last_day"`
-			}
-			if err := m.do(cmd.Context(), "GET", "/v0/management/usage?"+q.Encode(), nil, &out); err != nil {
+			out, err := m.Usage(cmd.Context(), client.UsageQuery{By: by, Since: since, Until: until, Service: service})
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -71,7 +57,7 @@ This reads the management API: it needs TWOKEY_MANAGEMENT_KEY.`,
 			fmt.Fprintf(tw, "%s\tSUBMITTED\tEXECUTED\tFAILED\tEXPIRED\tREJECTED\tCANCELLED\tP50 MS\tP95 MS\n", strings.ToUpper(by))
 			for _, u := range out.Rows {
 				g := u.Group
-				if by == reqlog.ByKey && !strings.HasPrefix(g, "program:") {
+				if by == api.UsageByKey && !strings.HasPrefix(g, "program:") {
 					g = conversation.ShortKey(g)
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\n", g, u.Submitted, u.Executed, u.Failed, u.Expired, u.Rejected, u.Cancelled, u.P50MS, u.P95MS)

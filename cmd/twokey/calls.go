@@ -1,37 +1,39 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
-	"github.com/twokey/twokey/reqlog"
 )
 
-type logsOptions struct {
+type callsOptions struct {
 	service, since, until, conversation, key, program, event string
 	limit                                                    int
 	all, asJSON                                              bool
 }
 
-func newLogsCmd(f *factory) *cobra.Command {
-	o := &logsOptions{}
+// newCallsCmd is 'twokey calls': the server's request log.
+func newCallsCmd(f *factory) *cobra.Command {
+	o := &callsOptions{}
 	var mkey string
 	cmd := &cobra.Command{
-		Use:   "logs [--service S] [--since 24h] [--limit N | --all] [--json]",
+		Use:   "calls [--service S] [--since 24h] [--limit N | --all] [--json]",
 		Short: "The server's request log: every request submitted and how it ended",
 		Long: `Print the server's durable request log, newest first: each request
 submitted and each outcome (executed, failed, expired, rejected, cancelled)
 with its time, conversation, template, service, method, URL (query values
 masked), status, duration, approvers and submitter (a signer's key, or a
 program's name and key prefix). Entries are kept for request_logs.retention
-(default 90 days).
+(default 90 days). (A conversation's own records are 'twokey log CONV'.)
 
 The server answers a page at a time (at most 1000 entries); --limit says
 how many entries to show (100 by default), --all pages through every one.
@@ -39,52 +41,15 @@ how many entries to show (100 by default), --all pages through every one.
 time; a time before 1970 counts as 1970.
 
 This reads the management API: it needs TWOKEY_MANAGEMENT_KEY.`,
-		Example: "  twokey logs --since 24h\n" +
-			"  twokey logs --service httpbin --event executed,failed --json\n" +
-			"  twokey logs --all --since 30d --json > log.json",
+		Example: "  twokey calls --since 24h\n" +
+			"  twokey calls --service httpbin --event executed,failed --json\n" +
+			"  twokey calls --all --since 30d --json > log.json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.all && cmd.Flags().Changed("limit") {
 				return usagef("--all shows every entry; leave out --limit")
 			}
-			if !o.all && (o.limit < 1 || o.limit > reqlog.MaxLimit) {
-				return usagef("--limit %d: give 1 to %d, or --all to page through every entry", o.limit, reqlog.MaxLimit)
-			}
-			m, err := f.mgmt(mkey)
-			if err != nil {
-				return err
-			}
-			q := url.Values{}
-			for k, v := range map[string]string{"service": o.service, "since": o.since, "until": o.until, "conversation": o.conversation,
-				"key": o.key, "program": o.program, "event": o.event} {
-				if v != "" {
-					q.Set(k, v)
-				}
-			}
-			out := newLogsOut(f, o.asJSON)
-			shown := 0
-			for {
-				// A page may hold fewer entries than asked (a server stops
-				// a page after a bounded scan): ask again from its cursor.
-				n := reqlog.MaxLimit
-				if !o.all {
-					n = o.limit - shown
-				}
-				q.Set("limit", fmt.Sprint(n))
-				var page reqlog.Page
-				if err := m.do(cmd.Context(), "GET", "/v0/management/logs?"+q.Encode(), nil, &page); err != nil {
-					return err
-				}
-				if err := out.add(page.Entries); err != nil {
-					return err
-				}
-				shown += len(page.Entries)
-				if page.Next == "" || (!o.all && shown >= o.limit) {
-					break
-				}
-				q.Set("cursor", page.Next)
-			}
-			return out.close()
+			return runCalls(cmd.Context(), f, mkey, o)
 		},
 	}
 	addMgmtFlag(cmd, &mkey)
@@ -96,10 +61,61 @@ This reads the management API: it needs TWOKEY_MANAGEMENT_KEY.`,
 	fl.StringVar(&o.key, "key", "", "only requests by this submitter: a key id, or program:NAME")
 	fl.StringVar(&o.program, "program", "", "only this program's requests")
 	fl.StringVar(&o.event, "event", "", "only these events, comma-separated: submitted, executed, failed, expired, rejected, cancelled")
-	fl.IntVar(&o.limit, "limit", 100, fmt.Sprintf("at most this many entries (1 to %d)", reqlog.MaxLimit))
+	fl.IntVar(&o.limit, "limit", 100, fmt.Sprintf("at most this many entries (1 to %d)", api.MaxLogPage))
 	fl.BoolVar(&o.all, "all", false, "every entry that matches, a page at a time")
 	fl.BoolVar(&o.asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// newLogsCmd is 'twokey logs', the old name of 'twokey calls' (too close
+// to 'twokey log'): hidden, it still works, and says the new name.
+func newLogsCmd(f *factory) *cobra.Command {
+	cmd := newCallsCmd(f)
+	cmd.Use = strings.Replace(cmd.Use, "calls", "logs", 1)
+	cmd.Short = "Old name of 'twokey calls'"
+	cmd.Hidden = true
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		fmt.Fprintln(f.io.Err, "twokey: 'twokey logs' is now 'twokey calls' (the server's request log; 'twokey log CONV' prints a conversation's records)")
+		return run(cmd, args)
+	}
+	return cmd
+}
+
+// runCalls prints the request log a page at a time.
+func runCalls(ctx context.Context, f *factory, mkey string, o *callsOptions) error {
+	if !o.all && (o.limit < 1 || o.limit > api.MaxLogPage) {
+		return usagef("--limit %d: give 1 to %d, or --all to page through every entry", o.limit, api.MaxLogPage)
+	}
+	m, err := f.mgmt(mkey)
+	if err != nil {
+		return err
+	}
+	q := client.LogQuery{Service: o.service, Since: o.since, Until: o.until, Conversation: o.conversation,
+		Key: o.key, Program: o.program, Events: o.event}
+	out := newLogsOut(f, o.asJSON)
+	shown := 0
+	for {
+		// A page may hold fewer entries than asked (a server stops a page
+		// after a bounded scan): ask again from its cursor.
+		q.Limit = api.MaxLogPage
+		if !o.all {
+			q.Limit = o.limit - shown
+		}
+		page, err := m.RequestLog(ctx, q)
+		if err != nil {
+			return err
+		}
+		if err := out.add(page.Entries); err != nil {
+			return err
+		}
+		shown += len(page.Entries)
+		if page.Next == "" || (!o.all && shown >= o.limit) {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	return out.close()
 }
 
 // logsOut prints entries as they arrive, a page at a time: a JSON array,
@@ -118,7 +134,7 @@ func newLogsOut(f *factory, asJSON bool) *logsOut {
 	return &logsOut{w: f.io.Out, tw: tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)}
 }
 
-func (o *logsOut) add(entries []reqlog.Entry) error {
+func (o *logsOut) add(entries []api.LogEntry) error {
 	for _, e := range entries {
 		if o.asJSON {
 			b, err := json.MarshalIndent(e, "  ", "  ")
