@@ -75,47 +75,35 @@ func MeasureRaw(path string, d time.Duration, writers int, rec, snap, req []byte
 	// default delay, should one be slow).
 	db.MaxBatchSize = writers
 	st0 := boltStats(db)
-	var done atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	start = time.Now()
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conv := fmt.Appendf(nil, "conv-%03d", w)
-			for seq := uint64(1); time.Since(start) < d; seq++ {
-				var key [8]byte
-				binary.BigEndian.PutUint64(key[:], seq)
-				rid := []byte(uuid.NewString())
-				err := db.Batch(func(tx *bolt.Tx) error {
-					lb, err := tx.Bucket(logB).CreateBucketIfNotExists(conv)
-					if err != nil {
-						return err
-					}
-					if err := lb.Put(key[:], rec); err != nil {
-						return err
-					}
-					if err := tx.Bucket(convsB).Put(conv, snap); err != nil {
-						return err
-					}
-					return tx.Bucket(reqsB).Put(rid, req)
-				})
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				done.Add(1)
-			}
-		}()
+	convs := make([][]byte, writers)
+	for w := range convs {
+		convs[w] = fmt.Appendf(nil, "conv-%03d", w)
 	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	done, elapsed, err := Writers(writers, d, func(w int, seq uint64) error {
+		conv := convs[w]
+		var key [8]byte
+		binary.BigEndian.PutUint64(key[:], seq)
+		rid := []byte(uuid.NewString())
+		return db.Batch(func(tx *bolt.Tx) error {
+			lb, err := tx.Bucket(logB).CreateBucketIfNotExists(conv)
+			if err != nil {
+				return err
+			}
+			if err := lb.Put(key[:], rec); err != nil {
+				return err
+			}
+			if err := tx.Bucket(convsB).Put(conv, snap); err != nil {
+				return err
+			}
+			return tx.Bucket(reqsB).Put(rid, req)
+		})
+	})
+	if err != nil {
 		return f, err
 	}
-	f.Writes = perSec(int(done.Load()), time.Since(start))
+	f.Writes = perSec(int(done), elapsed)
 	st := boltStats(db).Sub(st0)
-	if n := done.Load(); n > 0 {
+	if n := done; n > 0 {
 		f.Pages = float64(st.PagesWritten) / float64(n)
 		f.PageTime = st.WriteTime / time.Duration(max(1, st.PagesWritten))
 	}
@@ -127,4 +115,29 @@ func perSec(n int, d time.Duration) float64 {
 		return 0
 	}
 	return float64(n) / d.Seconds()
+}
+
+// Writers runs write from writers goroutines, each with its index and a
+// seq counting from 1, until d has passed; it returns how many writes
+// succeeded, how long they took, and the first error (which stops that
+// writer). The bench measures raw bbolt and the store with it alike.
+func Writers(writers int, d time.Duration, write func(w int, seq uint64) error) (int64, time.Duration, error) {
+	var done atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range writers {
+		wg.Go(func() {
+			for seq := uint64(1); time.Since(start) < d; seq++ {
+				if err := write(w, seq); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	err, _ := firstErr.Load().(error)
+	return done.Load(), time.Since(start), err
 }

@@ -123,33 +123,20 @@ func measureCeiling(ctx context.Context, dir string, d time.Duration, writers in
 	}
 	defer os.Remove(path)
 	defer st.Close()
-	var done atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conv := fmt.Sprintf("conv-%03d", w)
-			r := rec
-			for seq := uint64(1); time.Since(start) < d; seq++ {
-				r.Seq = seq
-				err := st.Commit(&store.Write{Conv: conv, Records: []conversation.Record{r}, Snapshot: snap,
-					Puts: []store.Put{{Bucket: store.Requests, Key: uuid.NewString(), Value: req}}})
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				done.Add(1)
-			}
-		}()
+	convs := make([]string, writers)
+	for w := range convs {
+		convs[w] = fmt.Sprintf("conv-%03d", w)
 	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	done, elapsed, err := store.Writers(writers, d, func(w int, seq uint64) error {
+		r := rec
+		r.Seq = seq
+		return st.Commit(&store.Write{Conv: convs[w], Records: []conversation.Record{r}, Snapshot: snap,
+			Puts: []store.Put{{Bucket: store.Requests, Key: uuid.NewString(), Value: req}}})
+	})
+	if err != nil {
 		return c, err
 	}
-	c.StoreWrites = rate(int(done.Load()), time.Since(start))
+	c.StoreWrites = rate(int(done), elapsed)
 	return c, nil
 }
 
