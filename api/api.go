@@ -119,3 +119,12 @@ type Catalog struct {
 	Services  []*catalog.Service    `json:"services"`
 	Templates []*templates.Template `json:"templates"`
 }
+
+// Checkpoint is GET /v1/conversations/{id}/checkpoint: the latest seq and
+// chain, signed by the gateway. A client that keeps one can later prove the
+// server rewrote nothing up to it (every later chain value depends on it).
+type Checkpoint struct {
+	Seq      uint64                `json:"seq"`
+	Chain    string                `json:"chain"`
+	Envelope conversation.Envelope `json:"envelope"`
+}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
@@ -76,11 +77,7 @@ type Template struct {
 
 // Checkpoint is GET /v1/conversations/{id}/checkpoint: a seq and chain
 // value signed by the gateway.
-type Checkpoint struct {
-	Seq      uint64                `json:"seq"`
-	Chain    string                `json:"chain"`
-	Envelope conversation.Envelope `json:"envelope"`
-}
+type Checkpoint = api.Checkpoint
 
 // NewExport assembles an export. Of the catalog it keeps the services and
 // templates that the log's requests name.

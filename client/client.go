@@ -344,17 +344,10 @@ func (c *Client) ResolveRequest(ctx context.Context, conv, ref string) (string, 
 	return "", twokey.Errorf(twokey.EBadPayload, "%q is a prefix of %d request ids; give more of it", ref, len(hits))
 }
 
-// Checkpoint is the gateway's signed statement of where a log stands.
-type Checkpoint struct {
-	Seq      uint64                `json:"seq"`
-	Chain    string                `json:"chain"`
-	Envelope conversation.Envelope `json:"envelope"`
-}
-
 // Checkpoint fetches conv's signed checkpoint and verifies the gateway's
 // signature on it.
-func (c *Client) Checkpoint(ctx context.Context, conv string) (*Checkpoint, error) {
-	var cp Checkpoint
+func (c *Client) Checkpoint(ctx context.Context, conv string) (*api.Checkpoint, error) {
+	var cp api.Checkpoint
 	if err := c.do(ctx, "GET", "/v1/conversations/"+url.PathEscape(conv)+"/checkpoint", nil, true, &cp); err != nil {
 		return nil, err
 	}

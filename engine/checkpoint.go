@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/conversation"
 )
 
@@ -14,17 +15,8 @@ type CheckpointPayload struct {
 	Chain string `json:"chain"`
 }
 
-// Checkpoint is GET /v1/conversations/{id}/checkpoint: the latest seq and
-// chain, signed by the gateway. A client that keeps one can later prove the
-// server rewrote nothing up to it (every later chain value depends on it).
-type Checkpoint struct {
-	Seq      uint64                `json:"seq"`
-	Chain    string                `json:"chain"`
-	Envelope conversation.Envelope `json:"envelope"`
-}
-
 // Checkpoint signs where conv's log stands now, for a member.
-func (e *Engine) Checkpoint(convID, key string) (*Checkpoint, error) {
+func (e *Engine) Checkpoint(convID, key string) (*api.Checkpoint, error) {
 	c, err := e.member(convID, key)
 	if err != nil {
 		return nil, err
@@ -37,5 +29,5 @@ func (e *Engine) Checkpoint(convID, key string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Checkpoint{Seq: seq, Chain: chain, Envelope: conversation.Sign(e.cfg.Gateway, conversation.KindCheckpoint, raw)}, nil
+	return &api.Checkpoint{Seq: seq, Chain: chain, Envelope: conversation.Sign(e.cfg.Gateway, conversation.KindCheckpoint, raw)}, nil
 }
