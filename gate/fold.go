@@ -116,16 +116,6 @@ func (f *Fold) Pending() []string {
 	return out
 }
 
-// MemberName returns a member's name, "" when it has none or is no member.
-func (f *Fold) MemberName(key string) string {
-	for _, m := range f.Members {
-		if m.Key == key {
-			return m.Name
-		}
-	}
-	return ""
-}
-
 // IsMember reports whether key is a member now.
 func (f *Fold) IsMember(key string) bool {
 	return slices.ContainsFunc(f.Members, func(m conversation.Member) bool { return m.Key == key })

@@ -98,7 +98,7 @@ func TestFoldEveryKind(t *testing.T) {
 		{"chat by a stranger", "dave", conversation.KindChatMessage, conversation.ChatPayload{Header: l.h(), Text: "hi"}, gate.ViolationAuthority, nil},
 		{"member.add by a non-admin", "bob", conversation.KindMemberAdd, conversation.MemberPayload{Header: l.h(), Key: dave}, gate.ViolationAuthority, nil},
 		{"member.add", "alice", conversation.KindMemberAdd, conversation.MemberPayload{Header: l.h(), Key: dave, Name: "dave"}, "", func(t *testing.T, f *gate.Fold) {
-			if !f.IsMember(dave) || f.MemberName(dave) != "dave" {
+			if !f.IsMember(dave) || f.Members[len(f.Members)-1] != (conversation.Member{Key: dave, Name: "dave"}) {
 				t.Fatal("dave was not added")
 			}
 		}},

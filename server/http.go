@@ -69,9 +69,6 @@ func (a *API) CloseWebSockets() { a.ws.closeAll() }
 // WebSockets returns the number of open WebSocket connections.
 func (a *API) WebSockets() int { return a.ws.count() }
 
-// errorBody is the protocol's error body (api.ErrorBody).
-type errorBody = api.ErrorBody
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -87,7 +84,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	if code == twokey.EInternal || code == twokey.EUnavailable {
 		log.Error("request failed", engine.AttrCode, code, engine.AttrError, err.Error())
 	}
-	var b errorBody
+	var b api.ErrorBody
 	b.Error.Code = code
 	b.Error.Message = twokey.ErrorMessage(err)
 	if code == twokey.EUnauthorized {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/engine"
 )
 
@@ -174,7 +175,7 @@ func newConnLimiter(l Limits, log *slog.Logger) (Limits, *connLimiter) {
 // cannedError is a whole HTTP/1.1 answer carrying e in the protocol's
 // error shape, written to a refused connection before its request is read.
 func cannedError(e *twokey.Error) []byte {
-	var b errorBody
+	var b api.ErrorBody
 	b.Error.Code, b.Error.Message = e.Code, e.Message
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
