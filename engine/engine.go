@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,7 @@ const (
 
 // Config assembles an engine.
 type Config struct {
-	Store   *store.Store
+	Store   store.Store
 	Vault   *vault.Vault
 	Catalog *catalog.Catalog
 	Gateway *conversation.Identity
@@ -98,7 +99,7 @@ type Execution struct {
 // Engine is the gateway's core.
 type Engine struct {
 	cfg   Config
-	st    *store.Store
+	st    store.Store
 	hub   *conversation.Hub
 	clock clock.Clock
 	log   *slog.Logger
@@ -244,6 +245,9 @@ func (e *Engine) load() error {
 		if c.proposals == nil {
 			c.proposals = map[string]*gate.Proposal{}
 		}
+		if err := e.catchUp(c.st); err != nil {
+			return err
+		}
 		e.convs[c.st.ID] = c
 		e.hub.Init(c.st.ID, c.st.Seq)
 	}
@@ -336,6 +340,36 @@ func (e *Engine) load() error {
 	return nil
 }
 
+// catchUp sets where st's log stands (seq, chain, time) from its last
+// record: a snapshot is written only when more than that changes.
+func (e *Engine) catchUp(st *conversation.State) error {
+	last, err := e.st.LastSeq(st.ID)
+	if err != nil || last == st.Seq {
+		return err
+	}
+	if last < st.Seq {
+		return fmt.Errorf("conversation %s: its snapshot stands at seq %d but its log ends at %d", st.ID, st.Seq, last)
+	}
+	recs, err := e.st.Records(st.ID, last-1, 1)
+	if err != nil {
+		return err
+	}
+	if len(recs) != 1 {
+		return fmt.Errorf("conversation %s: record %d cannot be read", st.ID, last)
+	}
+	r := recs[0]
+	chain, err := conversation.ParseChain(r.Chain)
+	if err != nil {
+		return fmt.Errorf("conversation %s: record %d: %w", st.ID, last, err)
+	}
+	at, err := conversation.ParseTime(r.ReceivedAt)
+	if err != nil {
+		return fmt.Errorf("conversation %s: record %d: %w", st.ID, last, err)
+	}
+	st.Seq, st.Chain, st.LastAt = r.Seq, chain, at.UTC()
+	return nil
+}
+
 func (e *Engine) lookup(id string) (*conv, error) {
 	e.mu.RLock()
 	c := e.convs[id]
@@ -354,7 +388,8 @@ type change struct {
 	gate      *gate.Config
 	proposals map[string]*gate.Proposal
 	records   []conversation.Record
-	puts      []store.Put
+	puts      []store.Put              // written in place with the records
+	derived   []store.Put              // follows from the records (see commit)
 	requests  map[string]*gate.Request // changed requests (copies)
 	secrets   map[string]*vault.Secret // changed secrets; nil value = removed
 	after     []func()                 // run after a successful commit, under the lock
@@ -421,9 +456,18 @@ func (e *Engine) commit(ch *change) error {
 	if ch.proposals != nil {
 		props = ch.proposals
 	}
-	snap, err := json.Marshal(snapshot{State: ch.st, Gate: cfg, Proposals: props})
-	if err != nil {
-		return err
+	// The log is the truth: what follows from the records is derived
+	// state, kept with them and put in place at the store's next
+	// checkpoint. The snapshot is derived only when more than where the
+	// log stands changed (its seq, chain and time are read from the last
+	// record at load).
+	derived := ch.derived
+	if snapshotChanged(c, ch) {
+		snap, err := json.Marshal(snapshot{State: ch.st, Gate: cfg, Proposals: props})
+		if err != nil {
+			return err
+		}
+		derived = append(derived, store.Put{Bucket: store.Convs, Key: c.st.ID, Value: snap})
 	}
 	puts := append(ch.puts, e.recordPuts(ch)...)
 	for id, r := range ch.requests {
@@ -431,13 +475,12 @@ func (e *Engine) commit(ch *change) error {
 		if err != nil {
 			return err
 		}
-		puts = append(puts, store.Put{Bucket: store.Requests, Key: id, Value: b})
+		derived = append(derived, store.Put{Bucket: store.Requests, Key: id, Value: b})
 		if r.Terminal() {
-			puts = append(puts, store.Put{Bucket: store.Pending, Key: id})
+			derived = append(derived, store.Put{Bucket: store.Pending, Key: id})
 		} else if c.requests[id] == nil {
-			// Only a request that was not open yet needs its pending mark:
-			// rewriting an unchanged mark would dirty a page for nothing.
-			puts = append(puts, store.Put{Bucket: store.Pending, Key: id, Value: []byte(r.Conversation)})
+			// Only a request that was not open yet needs its pending mark.
+			derived = append(derived, store.Put{Bucket: store.Pending, Key: id, Value: []byte(r.Conversation)})
 		}
 	}
 	for id, s := range ch.secrets {
@@ -452,7 +495,7 @@ func (e *Engine) commit(ch *change) error {
 		}
 		puts = append(puts, store.Put{Bucket: store.Secrets, Key: key, Value: b})
 	}
-	if err := e.st.Commit(&store.Write{Conv: c.st.ID, Records: ch.records, Snapshot: snap, Puts: puts}); err != nil {
+	if err := e.st.Commit(&store.Write{Conv: c.st.ID, After: c.st.Seq, Records: ch.records, Derived: derived, Puts: puts}); err != nil {
 		attrs := []any{AttrConv, c.st.ID, AttrError, err.Error()}
 		if cause := errors.Unwrap(err); cause != nil {
 			// The client's message is generic; the operator needs the
@@ -492,3 +535,12 @@ func (e *Engine) commit(ch *change) error {
 }
 
 func secretKey(conv, id string) string { return conv + "/" + id }
+
+// snapshotChanged reports whether ch changes c's snapshot beyond where its
+// log stands: a new conversation, its name, admin or members, its gate or
+// its proposals.
+func snapshotChanged(c *conv, ch *change) bool {
+	old, now := c.st, ch.st
+	return ch.gate != nil || ch.proposals != nil || old.Seq == 0 || old.Name != now.Name || old.Admin != now.Admin ||
+		old.CreatedAt != now.CreatedAt || !slices.Equal(old.Members, now.Members)
+}

@@ -314,7 +314,7 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 		ch.after = append(ch.after, func() { e.expiry.add(exp, c.st.ID, r.ID) })
 	}
 	ch.putRequest(r)
-	ch.puts = append(ch.puts, store.Put{Bucket: store.ConvReqs, Key: reqIndexKey(c.st.ID, r.SubmittedSeq), Value: []byte(r.ID)})
+	ch.derived = append(ch.derived, store.Put{Bucket: store.ConvReqs, Key: reqIndexKey(c.st.ID, r.SubmittedSeq), Value: []byte(r.ID)})
 	e.record(ch, Event{Kind: EventSubmitted, Request: r})
 	if e.cfg.Observer != nil {
 		ch.after = append(ch.after, func() { e.cfg.Observer.Submitted(c.st.ID, r) })

@@ -61,7 +61,7 @@ func (e *Engine) unseen(m *conversation.Message) error {
 // remember keeps m's payload in ch's commit until its window has passed.
 func (ch *change) remember(m *conversation.Message) {
 	until := m.CreatedAt.Add(seenFor).UTC().Format(time.RFC3339)
-	ch.puts = append(ch.puts, store.Put{Bucket: store.Seen, Key: seenKey(m), Value: []byte(until)})
+	ch.derived = append(ch.derived, store.Put{Bucket: store.Seen, Key: seenKey(m), Value: []byte(until)})
 }
 
 // seenKey names an accepted envelope: its signer and its payload's digest.

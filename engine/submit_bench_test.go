@@ -106,11 +106,11 @@ func loadedEngine(b *testing.B, n int) (*Engine, string, string) {
 				id := uuid.NewString()
 				convs[i] = id
 				snap, err := json.Marshal(snapshot{
-					State: &conversation.State{ID: id, Name: fmt.Sprintf("c%d", i), Admin: keys[0], Members: members, Seq: 2,
+					State: &conversation.State{ID: id, Name: fmt.Sprintf("c%d", i), Admin: keys[0], Members: members,
 						CreatedAt: conversation.FormatTime(time.Now())},
 					Gate: gate.Config{Enabled: true, Signers: keys, RequiredApprovals: 2, Rules: rules}})
 				if err == nil {
-					err = st.Commit(&store.Write{Conv: id, Snapshot: snap})
+					err = st.Commit(&store.Write{Conv: id, Puts: []store.Put{{Bucket: store.Convs, Key: id, Value: snap}}})
 				}
 				if err != nil {
 					errs <- err
@@ -137,7 +137,7 @@ func loadedEngine(b *testing.B, n int) (*Engine, string, string) {
 
 // testConfig is an engine's configuration over st for tests: a fresh
 // vault, gateway identity, box and token keys, the starter catalog.
-func testConfig(tb testing.TB, st *store.Store, clk clock.Clock) Config {
+func testConfig(tb testing.TB, st store.Store, clk clock.Clock) Config {
 	tb.Helper()
 	master := make([]byte, 32)
 	rand.Read(master)

@@ -76,7 +76,7 @@ type gatewayKeys struct {
 // keys, sealed, with the check value, in one commit. A master key other
 // than the one the keys were made with is refused before anything is
 // written; no error carries a key's bytes.
-func Open(st *store.Store, src Source) (*Keyring, error) {
+func Open(st store.Store, src Source) (*Keyring, error) {
 	if src.File == "" {
 		src.File = filepath.Join(src.DataDir, MasterKeyFileName)
 	}
@@ -114,7 +114,7 @@ func Open(st *store.Store, src Source) (*Keyring, error) {
 
 // create makes the gateway's keys and the token key, seals them and
 // commits them with the master key's check value.
-func create(st *store.Store, v *vault.Vault) error {
+func create(st store.Store, v *vault.Vault) error {
 	check, err := v.NewCheck()
 	if err != nil {
 		return err
@@ -156,7 +156,7 @@ func damaged(what string, err error) error {
 }
 
 // open unseals the gateway's keys and the token key.
-func open(st *store.Store, v *vault.Vault) (*Keyring, error) {
+func open(st store.Store, v *vault.Vault) (*Keyring, error) {
 	sealedGW, err := st.Get(store.Meta, metaGateway)
 	if err == nil && sealedGW == nil {
 		err = errors.New("no such record")

@@ -17,7 +17,7 @@ import (
 
 // openStore opens the bbolt file of dir, closed at the end of the test
 // unless the test closed it.
-func openStore(t *testing.T, dir string) *store.Store {
+func openStore(t *testing.T, dir string) store.Store {
 	t.Helper()
 	st, err := store.Open(filepath.Join(dir, "twokey.db"), time.Second)
 	if err != nil {
@@ -90,7 +90,7 @@ func TestFirstStartThenReopen(t *testing.T) {
 
 // meta reads the keyring's entries, to see that a refused Open changed
 // none of them.
-func meta(t *testing.T, st *store.Store) map[string][]byte {
+func meta(t *testing.T, st store.Store) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	for _, k := range []string{metaMasterCheck, metaGateway, metaTokenKey} {

@@ -81,7 +81,7 @@ func keyOf(e *api.LogEntry) string {
 
 // Config assembles a Log.
 type Config struct {
-	Store     *store.Store
+	Store     store.Store
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	Retention time.Duration // default 90 days

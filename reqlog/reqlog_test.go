@@ -19,7 +19,7 @@ import (
 	"github.com/twokey/twokey/store"
 )
 
-func openStore(t testing.TB, dir string) *store.Store {
+func openStore(t testing.TB, dir string) store.Store {
 	t.Helper()
 	st, err := store.Open(filepath.Join(dir, "twokey.db"), time.Second)
 	if err != nil {
@@ -44,7 +44,7 @@ func req(id, service, program string) *gate.Request {
 }
 
 // commitEvents writes the puts of evs in one commit, as the engine does.
-func commitEvents(t testing.TB, st *store.Store, l *Log, evs ...engine.Event) {
+func commitEvents(t testing.TB, st store.Store, l *Log, evs ...engine.Event) {
 	t.Helper()
 	var puts []store.Put
 	for _, ev := range evs {
@@ -258,7 +258,7 @@ func TestLatencyHistogram(t *testing.T) {
 
 // fill commits n submitted entries, one a second from start, oldest
 // first; every every-th one is of service "rare", the others "httpbin".
-func fill(t testing.TB, st *store.Store, l *Log, start time.Time, n, every int) {
+func fill(t testing.TB, st store.Store, l *Log, start time.Time, n, every int) {
 	t.Helper()
 	var puts []store.Put
 	for i := 0; i < n; i++ {

@@ -50,7 +50,8 @@ type settings struct {
 // listener, and shuts them down in order.
 type Daemon struct {
 	opts   settings
-	store  *store.Store
+	store  store.Store
+	dbPath string
 	engine *engine.Engine
 	api    *API
 	http   *http.Server
@@ -136,7 +137,7 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 	if createdKeys {
 		fmt.Fprintf(deps.Out, "created gateway keys (signing key %s)\n", gw.KeyID())
 	}
-	d = &Daemon{store: st, served: make(chan error, 2)}
+	d = &Daemon{store: st, dbPath: dbPath, served: make(chan error, 2)}
 	// The management key is hashed now and its plaintext dropped.
 	mgmt, err := newManagement(managementOf(c.Management), deps.Clock.Now, deps.Logger)
 	c.Management.Key = ""
@@ -325,7 +326,10 @@ func (d *Daemon) URL() string { return d.url }
 func (d *Daemon) Engine() *engine.Engine { return d.engine }
 
 // Store returns the store.
-func (d *Daemon) Store() *store.Store { return d.store }
+func (d *Daemon) Store() store.Store { return d.store }
+
+// DBPath returns the database file's path.
+func (d *Daemon) DBPath() string { return d.dbPath }
 
 // API returns the HTTP handler.
 func (d *Daemon) API() *API { return d.api }

@@ -12,7 +12,7 @@ import (
 
 // programStore keeps program keys (their hashes, policy and monthly
 // count; never a key) in the store's programs bucket, by name.
-type programStore struct{ st *store.Store }
+type programStore struct{ st store.Store }
 
 var _ programs.Persister = programStore{}
 
@@ -28,7 +28,7 @@ func (s programStore) Delete(name string) error {
 	return s.st.Commit(&store.Write{Puts: []store.Put{{Bucket: store.Programs, Key: name}}})
 }
 
-func loadPrograms(st *store.Store) ([]*programs.Program, error) {
+func loadPrograms(st store.Store) ([]*programs.Program, error) {
 	var out []*programs.Program
 	err := st.ForEach(store.Programs, func(k string, v []byte) error {
 		var p programs.Program
@@ -45,7 +45,7 @@ func loadPrograms(st *store.Store) ([]*programs.Program, error) {
 // store's bans bucket, so a block survives a restart: "client/NAME" for
 // each client (loopback, an IPv4 address, an IPv6 /64) and "global" for
 // when each wrong key of the global budget's window was checked.
-type banStore struct{ st *store.Store }
+type banStore struct{ st store.Store }
 
 var _ banPersister = banStore{}
 

@@ -923,7 +923,7 @@ func TestRevokeByIDDeletesTheCiphertext(t *testing.T) {
 func TestGatewayKeysAreNotInTheFileInPlaintext(t *testing.T) {
 	f := newFixture(t)
 	gwKey := f.srv.Engine().GatewayKey()
-	dbPath := f.srv.Store().Path()
+	dbPath := f.srv.DBPath()
 	f.srv.Stop(t)
 	master, _, err := vault.LoadMasterKey("", filepath.Join(f.srv.DataDir, "master.key"), false)
 	if err != nil {

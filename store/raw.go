@@ -46,7 +46,7 @@ func MeasureRaw(path string, d time.Duration, writers int, rec, snap, req []byte
 	}
 	defer os.Remove(path)
 	defer db.Close()
-	logB, convsB, reqsB, metaB := []byte(Log), []byte(Convs), []byte(Requests), []byte(Meta)
+	logB, convsB, reqsB, metaB := []byte(bLegacyLog), []byte(Convs), []byte(Requests), []byte(Meta)
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{logB, convsB, reqsB, metaB} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

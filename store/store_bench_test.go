@@ -33,7 +33,7 @@ func benchRecord(b *testing.B) conversation.Record {
 	return conversation.NewRecord(1, conversation.FormatTime(time.Now()), m, conversation.Chain{})
 }
 
-func benchStore(b *testing.B) *Store {
+func benchStore(b *testing.B) *Bolt {
 	b.Helper()
 	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), time.Second)
 	if err != nil {
@@ -53,7 +53,7 @@ func BenchmarkAppend(b *testing.B) {
 	for b.Loop() {
 		seq++
 		rec.Seq = seq
-		if err := s.Commit(&Write{Conv: "c", Records: []conversation.Record{rec}, Snapshot: snap}); err != nil {
+		if err := s.Commit(&Write{Conv: "c", After: seq - 1, Records: []conversation.Record{rec}, Derived: []Put{{Bucket: Convs, Key: "c", Value: snap}}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -75,7 +75,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 		for pb.Next() {
 			seq++
 			r.Seq = seq
-			if err := s.Commit(&Write{Conv: conv, Records: []conversation.Record{r}, Snapshot: snap}); err != nil {
+			if err := s.Commit(&Write{Conv: conv, After: seq - 1, Records: []conversation.Record{r}, Derived: []Put{{Bucket: Convs, Key: conv, Value: snap}}}); err != nil {
 				b.Fatal(err)
 			}
 		}

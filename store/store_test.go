@@ -14,7 +14,7 @@ import (
 	"github.com/twokey/twokey/conversation"
 )
 
-func open(t *testing.T, path string) *Store {
+func open(t *testing.T, path string) *Bolt {
 	t.Helper()
 	s, err := Open(path, time.Second)
 	if err != nil {
@@ -23,7 +23,7 @@ func open(t *testing.T, path string) *Store {
 	return s
 }
 
-func check(t *testing.T, s *Store) {
+func check(t *testing.T, s *Bolt) {
 	t.Helper()
 	if err := s.db.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
@@ -50,8 +50,9 @@ func TestConcurrentCommitsAreAllDurable(t *testing.T) {
 			defer wg.Done()
 			conv := fmt.Sprint("c", c)
 			for i := uint64(1); i <= per; i++ {
-				if err := s.Commit(&Write{Conv: conv, Records: []conversation.Record{rec(i)}, Snapshot: []byte(fmt.Sprint(i)),
-					Puts: []Put{{Bucket: Requests, Key: fmt.Sprint(conv, "/", i), Value: []byte("x")}}}); err != nil {
+				if err := s.Commit(&Write{Conv: conv, After: i - 1, Records: []conversation.Record{rec(i)},
+					Derived: []Put{{Bucket: Convs, Key: conv, Value: []byte(fmt.Sprint(i))}},
+					Puts:    []Put{{Bucket: Requests, Key: fmt.Sprint(conv, "/", i), Value: []byte("x")}}}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -92,7 +93,7 @@ func TestAGapInSeqIsRefusedAndNothingIsWritten(t *testing.T) {
 	if err := s.Commit(&Write{Conv: "c", Records: []conversation.Record{rec(1)}}); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Commit(&Write{Conv: "c", Records: []conversation.Record{rec(3)}, Puts: []Put{{Bucket: Meta, Key: "k", Value: []byte("v")}}})
+	err := s.Commit(&Write{Conv: "c", After: 2, Records: []conversation.Record{rec(3)}, Puts: []Put{{Bucket: Meta, Key: "k", Value: []byte("v")}}})
 	if err == nil {
 		t.Fatal("a gap was accepted")
 	}

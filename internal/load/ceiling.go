@@ -130,8 +130,8 @@ func measureCeiling(ctx context.Context, dir string, d time.Duration, writers in
 	done, elapsed, err := store.Writers(writers, d, func(w int, seq uint64) error {
 		r := rec
 		r.Seq = seq
-		return st.Commit(&store.Write{Conv: convs[w], Records: []conversation.Record{r}, Snapshot: snap,
-			Puts: []store.Put{{Bucket: store.Requests, Key: uuid.NewString(), Value: req}}})
+		return st.Commit(&store.Write{Conv: convs[w], After: seq - 1, Records: []conversation.Record{r},
+			Derived: []store.Put{{Bucket: store.Convs, Key: convs[w], Value: snap}, {Bucket: store.Requests, Key: uuid.NewString(), Value: req}}})
 	})
 	if err != nil {
 		return c, err

@@ -222,7 +222,7 @@ func (s *Server) Stop(t testing.TB) {
 	if err := d.Close(); err != nil {
 		t.Errorf("close server: %v", err)
 	}
-	db, err := bolt.Open(d.Store().Path(), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	db, err := bolt.Open(d.DBPath(), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
 		t.Errorf("reopen database for check: %v", err)
 		return

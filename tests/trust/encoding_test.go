@@ -226,7 +226,7 @@ func encodingAttacks() []attack {
 				// None of what the upstream sent is anywhere: the record,
 				// the export, the server's log, the database file.
 				export := fx.verifyLog(t)
-				db, err := os.ReadFile(fx.srv.Store().Path())
+				db, err := os.ReadFile(fx.srv.DBPath())
 				if err != nil {
 					t.Fatal(err)
 				}
