@@ -275,6 +275,7 @@ func (e *Engine) load() error {
 	// The open requests are read a chunk at a time in one transaction and
 	// decoded on every core: decoding is most of a restart's work.
 	var interrupted, pending []*gate.Request
+	in := interner{}
 	const chunk = 4096
 	for len(ids) > 0 {
 		part := ids[:min(chunk, len(ids))]
@@ -303,6 +304,11 @@ func (e *Engine) load() error {
 			})
 		}
 		wg.Wait()
+		for _, r := range reqs {
+			if r != nil {
+				in.request(r)
+			}
+		}
 		for i, r := range reqs {
 			if errs[i] != nil {
 				return errs[i]
@@ -368,6 +374,35 @@ func (e *Engine) catchUp(st *conversation.State) error {
 	}
 	st.Seq, st.Chain, st.LastAt = r.Seq, chain, at.UTC()
 	return nil
+}
+
+// interner shares one copy of the strings that many open requests repeat
+// (the conversation, the signers' key ids, the service), so that 100,000
+// pending requests hold each once, not 100,000 times.
+type interner map[string]string
+
+func (in interner) s(p *string) {
+	if v, ok := in[*p]; ok {
+		*p = v
+	} else {
+		in[*p] = *p
+	}
+}
+
+func (in interner) all(ss []string) {
+	for i := range ss {
+		in.s(&ss[i])
+	}
+}
+
+func (in interner) request(r *gate.Request) {
+	for _, p := range []*string{&r.Conversation, &r.Submitter, &r.Program, &r.KeyPrefix, &r.Endpoint, &r.Pattern, &r.State,
+		&r.Payload.Conversation, &r.Payload.Gateway, &r.Payload.Service, &r.Payload.Method, &r.Payload.Template, &r.Payload.Program} {
+		in.s(p)
+	}
+	in.all(r.Signers)
+	in.all(r.Approvals)
+	in.all(r.Rejections)
 }
 
 func (e *Engine) lookup(id string) (*conv, error) {
