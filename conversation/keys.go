@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/twokey/twokey"
 )
@@ -28,7 +29,7 @@ func ParseKeyID(id string) (ed25519.PublicKey, error) {
 	if len(id) != KeyIDLen {
 		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not 43 characters of base64url", twokey.Clip(id))
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(id)
+	raw, err := rawURLStrict.DecodeString(id)
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return nil, twokey.Errorf(twokey.EBadEnvelope, "key id %q is not a base64url-encoded 32-byte key", twokey.Clip(id))
 	}
@@ -41,7 +42,62 @@ func ParseKeyID(id string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(raw), nil
 }
 
-// clip shortens untrusted text before it is quoted in an error message.
+// keyCacheSize bounds keyCache. Key ids are chosen by whoever posts, so the
+// cache may never grow with them: past this many keys, the oldest is
+// forgotten (and parsed again when it comes back).
+const keyCacheSize = 4096
+
+// keys remembers the parsed key of each key id that has verified a
+// signature, so that a signer's key id is decoded and checked (canonical
+// spelling, usableKey) once, not per envelope. crypto/ed25519 takes the
+// key as bytes and decodes the curve point itself on every Verify.
+var keys = newKeyCache(keyCacheSize)
+
+// keyCache is a bounded map from key id to key: lookups take no lock;
+// additions are serialized and evict in first-in, first-out order.
+type keyCache struct {
+	m    sync.Map // key id -> *[ed25519.PublicKeySize]byte, never changed once stored
+	mu   sync.Mutex
+	ring []string // the ids in m, in the order they were added
+	next int      // where the next id goes in ring
+}
+
+func newKeyCache(size int) *keyCache { return &keyCache{ring: make([]string, 0, size)} }
+
+// get returns the key of id and true, or nil and false if id is not kept.
+// The key is shared: it must not be changed.
+func (c *keyCache) get(id string) (*[ed25519.PublicKeySize]byte, bool) {
+	if v, ok := c.m.Load(id); ok {
+		return v.(*[ed25519.PublicKeySize]byte), true
+	}
+	return nil, false
+}
+
+// add keeps a copy of pub, the key id's parsed key, evicting the oldest
+// id when the cache is full.
+func (c *keyCache) add(id string, pub *[ed25519.PublicKeySize]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m.Load(id); ok {
+		return
+	}
+	k := *pub
+	if len(c.ring) < cap(c.ring) {
+		c.ring = append(c.ring, id)
+	} else {
+		c.m.Delete(c.ring[c.next])
+		c.ring[c.next] = id
+		c.next = (c.next + 1) % len(c.ring)
+	}
+	c.m.Store(id, &k)
+}
+
+// len returns the number of keys kept.
+func (c *keyCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ring)
+}
 
 // Identity is an Ed25519 key pair held by a person or a program.
 type Identity struct {

@@ -26,7 +26,12 @@ type Record struct {
 type Chain [32]byte
 
 // String writes the chain value as a digest.
-func (c Chain) String() string { return "sha256:" + hex.EncodeToString(c[:]) }
+func (c Chain) String() string {
+	var b [len("sha256:") + 2*len(c)]byte
+	copy(b[:], "sha256:")
+	hex.Encode(b[len("sha256:"):], c[:])
+	return string(b[:])
+}
 
 // ParseChain reads a digest written by Chain.String.
 func ParseChain(s string) (Chain, error) {
@@ -35,23 +40,29 @@ func ParseChain(s string) (Chain, error) {
 	if !ok {
 		return c, fmt.Errorf("chain %q lacks the sha256: prefix", twokey.Clip(s))
 	}
-	b, err := hex.DecodeString(h)
-	if err != nil || len(b) != 32 || hex.EncodeToString(b) != h {
+	if len(h) != 2*len(c) || !lowerHex(h) {
 		return c, fmt.Errorf("chain %q is not 64 lower-case hex digits", twokey.Clip(s))
 	}
-	copy(c[:], b)
+	hex.Decode(c[:], []byte(h)) // cannot fail: 64 hex digits
 	return c, nil
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Next returns chain(n) = SHA-256(chain(n-1) || SHA-256(PAE(envelope n))).
 func (c Chain) Next(pae []byte) Chain {
+	var b [2 * sha256.Size]byte
+	copy(b[:], c[:])
 	inner := sha256.Sum256(pae)
-	h := sha256.New()
-	h.Write(c[:])
-	h.Write(inner[:])
-	var out Chain
-	copy(out[:], h.Sum(nil))
-	return out
+	copy(b[sha256.Size:], inner[:])
+	return sha256.Sum256(b[:])
 }
 
 // NewRecord builds the record for a verified message.
@@ -59,7 +70,7 @@ func NewRecord(seq uint64, receivedAt string, m *Message, prev Chain) Record {
 	return Record{
 		Seq: seq, ReceivedAt: receivedAt, Kind: m.Kind, Author: m.Author,
 		Envelope: m.Envelope, Body: json.RawMessage(m.Payload),
-		Chain: prev.Next(PAE(m.Envelope.PayloadType, m.Payload)).String(),
+		Chain: prev.Next(m.SignedBytes()).String(),
 	}
 }
 
@@ -100,7 +111,7 @@ func (v *ChainVerifier) Check(r Record) error {
 			return fmt.Errorf("record %d: %s is signed by the gateway, which writes only gateway kinds", r.Seq, m.Kind)
 		}
 	}
-	next := v.Chain.Next(PAE(r.Envelope.PayloadType, m.Payload))
+	next := v.Chain.Next(m.SignedBytes())
 	if next.String() != r.Chain {
 		return fmt.Errorf("record %d: chain value does not match (the log before it was changed)", r.Seq)
 	}

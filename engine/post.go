@@ -109,30 +109,61 @@ func (e *Engine) Post(convID string, raw []byte) (conversation.Record, error) {
 
 // PostMessage applies an already verified message.
 func (e *Engine) PostMessage(convID string, m *conversation.Message) (conversation.Record, error) {
-	c, err := e.lookup(convID)
+	c, err := e.admit(convID, m)
 	if err != nil {
-		return conversation.Record{}, err
-	}
-	if m.Header.Conversation != convID {
-		return conversation.Record{}, twokey.Errorf(twokey.EBadPayload, "payload is for conversation %q, not %s; a signature is bound to its conversation", twokey.Clip(m.Header.Conversation), convID)
-	}
-	switch m.Kind {
-	case conversation.KindConversationCreate, conversation.KindSessionOpen:
-		return conversation.Record{}, twokey.Errorf(twokey.EBadPayload, "%s is not posted to a conversation", m.Kind)
-	}
-	if err := e.checkCommon(m); err != nil {
 		return conversation.Record{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ch, err := e.decide(c, convID, m)
+	if ch != nil {
+		defer ch.drop() // a no-op once committed
+	}
+	if err != nil {
+		return conversation.Record{}, err
+	}
+	if err := e.commit(ch); err != nil {
+		return conversation.Record{}, err
+	}
+	rec := ch.records[0]
+	if ctx := context.Background(); e.log.Enabled(ctx, slog.LevelDebug) {
+		e.log.LogAttrs(ctx, slog.LevelDebug, "accepted", slog.String(AttrConv, convID), slog.String(AttrKind, m.Kind),
+			slog.Uint64(AttrSeq, rec.Seq), slog.String(AttrAuthor, m.Author))
+	}
+	return rec, nil
+}
+
+// admit finds a posted message's conversation and applies the checks that
+// need no lock.
+func (e *Engine) admit(convID string, m *conversation.Message) (*conv, error) {
+	c, err := e.lookup(convID)
+	if err != nil {
+		return nil, err
+	}
+	if m.Header.Conversation != convID {
+		return nil, twokey.Errorf(twokey.EBadPayload, "payload is for conversation %q, not %s; a signature is bound to its conversation", twokey.Clip(m.Header.Conversation), convID)
+	}
+	switch m.Kind {
+	case conversation.KindConversationCreate, conversation.KindSessionOpen:
+		return nil, twokey.Errorf(twokey.EBadPayload, "%s is not posted to a conversation", m.Kind)
+	}
+	if err := e.checkCommon(m); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decide builds the change a posted message makes to c, everything but
+// its commit. Called with c.mu held. The change, once begun, is returned
+// even with an error: the caller drops it.
+func (e *Engine) decide(c *conv, convID string, m *conversation.Message) (*change, error) {
 	if c.st.Seq == 0 {
-		return conversation.Record{}, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", convID)
+		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", convID)
 	}
 	if !c.st.IsMember(m.Author) {
-		return conversation.Record{}, twokey.Errorf(twokey.ENotMember, "key %s is not a member of conversation %s", conversation.ShortKey(m.Author), c.st.Name)
+		return nil, twokey.Errorf(twokey.ENotMember, "key %s is not a member of conversation %s", conversation.ShortKey(m.Author), c.st.Name)
 	}
 	ch := e.begin(c)
-	defer ch.drop() // a no-op once committed
 	if m.Kind != conversation.KindGateSecret {
 		// The member's message is logged first, then what follows from it.
 		// gate.secret alone is never logged: it carries the sealed key.
@@ -141,32 +172,26 @@ func (e *Engine) PostMessage(convID string, m *conversation.Message) (conversati
 	switch m.Kind {
 	case conversation.KindChatMessage:
 		if err := conversation.CheckChat(m); err != nil {
-			return conversation.Record{}, err
+			return ch, err
 		}
 	case conversation.KindMemberAdd, conversation.KindMemberRemove:
 		if c.gate.Enabled {
-			return conversation.Record{}, twokey.Errorf(twokey.EGateEnabled, "the gateway is on: members change only through a member.propose every signer approves")
+			return ch, twokey.Errorf(twokey.EGateEnabled, "the gateway is on: members change only through a member.propose every signer approves")
 		}
 		members, err := c.st.ApplyMember(m)
 		if err != nil {
-			return conversation.Record{}, err
+			return ch, err
 		}
 		ch.st.Members = members
 	default:
 		if err := e.gateKind(ch, m); err != nil {
-			return conversation.Record{}, err
+			return ch, err
 		}
 	}
 	// Checked last, so that a replayed request or vote is answered with
 	// what it is (duplicate_request, already_voted, request_closed).
 	if err := e.once(ch, m); err != nil {
-		return conversation.Record{}, err
+		return ch, err
 	}
-	if err := e.commit(ch); err != nil {
-		return conversation.Record{}, err
-	}
-	rec := ch.records[0]
-	e.log.LogAttrs(context.Background(), slog.LevelDebug, "accepted", slog.String(AttrConv, convID), slog.String(AttrKind, m.Kind),
-		slog.Uint64(AttrSeq, rec.Seq), slog.String(AttrAuthor, m.Author))
-	return rec, nil
+	return ch, nil
 }

@@ -141,8 +141,8 @@ func (r *Request) Count() int {
 func (r *Request) Clone() *Request {
 	c := *r
 	c.Signers = slices.Clone(r.Signers)
-	c.Approvals = slices.Clone(r.Approvals)
-	c.Rejections = slices.Clone(r.Rejections)
+	c.Approvals = cloneRoom(r.Approvals)
+	c.Rejections = cloneRoom(r.Rejections)
 	if r.Rule != nil {
 		rule := *r.Rule
 		c.Rule = &rule
@@ -152,4 +152,13 @@ func (r *Request) Clone() *Request {
 		c.Result = &res
 	}
 	return &c
+}
+
+// cloneRoom copies votes with room for one more, so that the Vote that
+// follows a Clone (copy on write) does not copy them again. nil stays nil.
+func cloneRoom(votes []string) []string {
+	if len(votes) == 0 {
+		return votes[:0:0]
+	}
+	return append(make([]string, 0, len(votes)+1), votes...)
 }
