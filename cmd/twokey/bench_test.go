@@ -39,7 +39,8 @@ func TestBenchQuick(t *testing.T) {
 	if err != nil || string(file) != md {
 		t.Fatalf("--out %s: %v; it should hold the table printed", out, err)
 	}
-	for _, want := range []string{"QUICK RUN", "C = ceiling per approval", "6. restart with the data loaded", "**Targets**"} {
+	for _, want := range []string{"QUICK RUN", "C = ceiling per approval", "ideal group commit", "6. restart with the data loaded", "**Targets**",
+		"anonymous memory after that restart < 100 MiB: "} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
 		}

@@ -15,10 +15,12 @@ type throughput struct {
 	Errors   int
 	Elapsed  time.Duration
 	FirstErr string
-	// Pages is the bbolt pages written per operation, and PageTime the
-	// time spent writing and syncing them (store.Stats): what a
-	// durable commit costs on this disk.
+	// Pages is the bbolt pages written per operation, Bytes what they
+	// hold (store.Stats' BytesWritten: what the fsyncs carried), and
+	// PageTime the time spent writing and syncing them: what a durable
+	// commit costs on this disk.
 	Pages    float64
+	Bytes    float64
 	PageTime time.Duration
 }
 

@@ -252,11 +252,14 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 
 	// The ceiling is taken right before the figures it bounds.
 	logf("%dx: ceiling (%s per measure)", scale, sz.ceilingTime)
-	if t.Ceiling, err = measureCeiling(ctx, dir, sz.ceilingTime, 64); err != nil {
+	if t.Ceiling, err = measureCeiling(ctx, e.d.Store(), dir, sz.ceilingTime, 64); err != nil {
 		return nil, fmt.Errorf("ceiling: %w", err)
 	}
-	logf("%dx: ceiling: %s verifies/s (%d procs), %s fsync'd tx/s, %s group-committed writes/s on raw bbolt (store.Commit: %s/s)",
-		scale, num(t.Ceiling.VerifyAll), t.Ceiling.Procs, num(t.Ceiling.FsyncSeq), num(t.Ceiling.RawWrites), num(t.Ceiling.StoreWrites))
+	ic := t.Ceiling.Ideal
+	logf("%dx: ceiling: %s verifies/s (%d procs); ideal group commit on a %s MiB copy of the tier's database (copied in %s): %s appends/s of %s bytes in %d commits, %.1f pages each",
+		scale, num(t.Ceiling.VerifyAll), t.Ceiling.Procs, mib(ic.FileBytes), t.Ceiling.CopyTook.Round(time.Millisecond), num(ic.Writes), num(float64(t.Ceiling.IdealValue)), ic.Commits, ic.Pages)
+	logf("%dx: references: %s fsync'd tx/s, %s writes/s through DB.Batch on raw bbolt, %s/s through store.Commit",
+		scale, num(t.Ceiling.FsyncSeq), num(t.Ceiling.RawWrites), num(t.Ceiling.StoreWrites))
 
 	from := 0
 	err = profile("approvals", func() error {
@@ -271,13 +274,14 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 			st := e.d.Store().Stats().Sub(st0)
 			if tp.Done > 0 {
 				tp.Pages = float64(st.PagesWritten) / float64(tp.Done)
+				tp.Bytes = float64(st.BytesWritten) / float64(tp.Done)
 				tp.PageTime = st.WriteTime / time.Duration(max(1, st.PagesWritten))
 			}
 			if tp.Errors > 0 {
 				return fmt.Errorf("approvals at c=%d: %d errors, first: %s", c, tp.Errors, tp.FirstErr)
 			}
 			t.Approvals = append(t.Approvals, tp)
-			logf("%dx: approvals c=%d: %s/s (%d in %s), %.1f pages written each", scale, c, num(tp.PerSec()), tp.Done, tp.Elapsed.Round(time.Millisecond), tp.Pages)
+			logf("%dx: approvals c=%d: %s/s (%d in %s), %.1f pages (%s KiB) written each", scale, c, num(tp.PerSec()), tp.Done, tp.Elapsed.Round(time.Millisecond), tp.Pages, kib(tp.Bytes))
 		}
 		return nil
 	})
@@ -365,5 +369,7 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
+
+func kib(b float64) string { return fmt.Sprintf("%.1f", b/(1<<10)) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -16,8 +16,9 @@ func TestQuickRun(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, log.String())
 	}
 	md := r.Markdown()
-	for _, want := range []string{"C = ceiling per approval", "C₃ = ceiling per M=2 request", "raw bbolt approval-sized writes/s",
-		"through store.Commit", "approvals accepted/s (verified, committed, acknowledged), c=64", "requests executed/s", "of C₃",
+	for _, want := range []string{"C = ceiling per approval", "C₃ = ceiling per M=2 request", "ideal group commit", "copy of the tier's database",
+		"(reference, not the ceiling) raw bbolt approval-sized writes/s", "through store.Commit", "bytes fsync'd per approval at c=64",
+		"requests executed/s end to end, M=2, c=3 ≥ 0.50 of C₃", "p99 < 25 ms, under load", "anonymous memory after that restart", "approvals accepted/s (verified, committed, acknowledged), c=64", "requests executed/s", "of C₃",
 		"negative", "one more subscriber that never reads", "restart", "idle WebSocket", "growth 2x / 1x", "(absolute "} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
@@ -27,8 +28,18 @@ func TestQuickRun(t *testing.T) {
 		if tier.Flow.Done == 0 || tier.Latency.Done == 0 {
 			t.Errorf("%dx: no request executed", tier.Scale)
 		}
-		if tier.Ceiling.RawWrites <= 0 || tier.Ceiling.StoreWrites <= 0 || tier.Ceiling.PerRequest() >= tier.Ceiling.Min() {
-			t.Errorf("%dx: ceiling %+v: want raw and store writes, and a per-request ceiling below the per-approval one", tier.Scale, tier.Ceiling)
+		ic := tier.Ceiling.Ideal
+		if ic.Writes <= 0 || ic.Commits <= 0 || ic.Pages <= 0 || ic.Bytes <= 0 || ic.FileBytes <= 0 || tier.Ceiling.IdealValue <= 0 ||
+			tier.Ceiling.RawWrites <= 0 || tier.Ceiling.StoreWrites <= 0 || tier.Ceiling.PerRequest() >= tier.Ceiling.Min() {
+			t.Errorf("%dx: ceiling %+v: want ideal, raw and store writes, and a per-request ceiling below the per-approval one", tier.Scale, tier.Ceiling)
+		}
+		if tier.Ceiling.Min() > ic.Writes {
+			t.Errorf("%dx: C %v above the ideal commit's %v", tier.Scale, tier.Ceiling.Min(), ic.Writes)
+		}
+		for _, a := range tier.Approvals {
+			if a.Bytes <= 0 || a.Pages <= 0 {
+				t.Errorf("%dx: approvals at c=%d: %v pages, %v bytes written each", tier.Scale, a.Conc, a.Pages, a.Bytes)
+			}
 		}
 		// The commit times come from the engine's hook: every executed
 		// request has one, and nothing arrives before its commit.

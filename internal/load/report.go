@@ -84,25 +84,32 @@ func (r *Report) Markdown() string {
 		}
 	}
 
-	w("**Ceiling**: this machine's best, measured at the start of each tier, on bbolt directly (not through twokey's store)\n\n")
+	w("**Ceiling**: this machine's best, measured at the start of each tier with nothing of twokey's around it. C is the fewer of Ed25519 verifies/s on every core and this disk's ideal group commit: approval-sized appends from %d writers, ONE committer committing everything queued in one bbolt transaction as soon as the previous commit ends (no timer), on a copy of the tier's database. The rows marked reference are not the ceiling: bbolt's DB.Batch (the ceiling before; its batches wait for a 10 ms timer or for every writer, so it measures bbolt's batching, not the disk) and twokey's own store.\n\n", first.Ceiling.Writers)
 	head("ceiling")
 	row("Ed25519 verifies/s, 1 goroutine", func(t *Tier) string { return num(t.Ceiling.VerifyOne) }, abs(func(t *Tier) float64 { return t.Ceiling.VerifyOne }))
 	row(fmt.Sprintf("Ed25519 verifies/s, %d goroutines", r.Procs), func(t *Tier) string { return num(t.Ceiling.VerifyAll) }, abs(func(t *Tier) float64 { return t.Ceiling.VerifyAll }))
-	row("raw bbolt commits/s, one small put and one fsync per transaction, sequential", func(t *Tier) string { return num(t.Ceiling.FsyncSeq) },
-		abs(func(t *Tier) float64 { return t.Ceiling.FsyncSeq }))
-	row(fmt.Sprintf("raw bbolt approval-sized writes/s, %d writers, DB.Batch (group commit)", first.Ceiling.Writers), func(t *Tier) string { return num(t.Ceiling.RawWrites) },
-		abs(func(t *Tier) float64 { return t.Ceiling.RawWrites }))
-	row("raw bbolt pages written per write (write+sync time per page)", func(t *Tier) string {
-		return fmt.Sprintf("%.1f (%s)", t.Ceiling.RawPages, ms(t.Ceiling.RawPageTime))
-	}, abs(func(t *Tier) float64 { return t.Ceiling.RawPages }))
-	row("**C = ceiling per approval = min(verifies/s, raw writes/s)**", func(t *Tier) string { return "**" + num(t.Ceiling.Min()) + "**" },
+	row(fmt.Sprintf("ideal group commit: approval-sized appends/s (%s bytes each), %d writers, one committer, on a copy of the tier's database (its MiB; appends per commit)",
+		num(float64(first.Ceiling.IdealValue)), first.Ceiling.Writers), func(t *Tier) string {
+		ic := t.Ceiling.Ideal
+		return fmt.Sprintf("%s (%s MiB; %.1f)", num(ic.Writes), mib(ic.FileBytes), float64(ic.Done)/float64(max(1, ic.Commits)))
+	}, abs(func(t *Tier) float64 { return t.Ceiling.Ideal.Writes }))
+	row("ideal group commit: pages / KiB written per append (write+sync time per page)", func(t *Tier) string {
+		ic := t.Ceiling.Ideal
+		return fmt.Sprintf("%.2f / %s KiB (%s)", ic.Pages, kib(ic.Bytes), ms(ic.PageTime))
+	}, abs(func(t *Tier) float64 { return t.Ceiling.Ideal.Bytes }))
+	row("**C = ceiling per approval = min(verifies/s, ideal appends/s)**", func(t *Tier) string { return "**" + num(t.Ceiling.Min()) + "**" },
 		abs(func(t *Tier) float64 { return t.Ceiling.Min() }))
-	row(fmt.Sprintf("**C₃ = ceiling per M=2 request = min(verifies/s ÷ %d, raw writes/s ÷ %d)**", flowVerifies, flowCommits),
+	row(fmt.Sprintf("**C₃ = ceiling per M=2 request = min(verifies/s ÷ %d, ideal appends/s ÷ %d)**", flowVerifies, flowCommits),
 		func(t *Tier) string { return "**" + num(t.Ceiling.PerRequest()) + "**" }, abs(func(t *Tier) float64 { return t.Ceiling.PerRequest() }))
-	row(fmt.Sprintf("(a figure, not the ceiling) the same writes through store.Commit, %d writers", first.Ceiling.Writers), func(t *Tier) string {
-		return fmt.Sprintf("%s = %s of raw", num(t.Ceiling.StoreWrites), ratio(t.Ceiling.StoreWrites, t.Ceiling.RawWrites))
-	}, frac(func(t *Tier) float64 { return t.Ceiling.StoreWrites }, func(t *Tier) float64 { return t.Ceiling.RawWrites }))
-
+	row("(reference, not the ceiling) raw bbolt commits/s, one small put and one fsync per transaction, sequential, fresh file", func(t *Tier) string { return num(t.Ceiling.FsyncSeq) },
+		abs(func(t *Tier) float64 { return t.Ceiling.FsyncSeq }))
+	row(fmt.Sprintf("(reference, not the ceiling) raw bbolt approval-sized writes/s, %d writers, DB.Batch, fresh file, the layout before log-first (pages per write, write+sync time per page)", first.Ceiling.Writers),
+		func(t *Tier) string {
+			return fmt.Sprintf("%s = %s of ideal (%.1f, %s)", num(t.Ceiling.RawWrites), ratio(t.Ceiling.RawWrites, t.Ceiling.Ideal.Writes), t.Ceiling.RawPages, ms(t.Ceiling.RawPageTime))
+		}, abs(func(t *Tier) float64 { return t.Ceiling.RawWrites }))
+	row(fmt.Sprintf("(a figure, not the ceiling) the same appends through store.Commit, %d writers, fresh file", first.Ceiling.Writers), func(t *Tier) string {
+		return fmt.Sprintf("%s = %s of ideal", num(t.Ceiling.StoreWrites), ratio(t.Ceiling.StoreWrites, t.Ceiling.Ideal.Writes))
+	}, frac(func(t *Tier) float64 { return t.Ceiling.StoreWrites }, func(t *Tier) float64 { return t.Ceiling.Ideal.Writes }))
 	w("\n**Figures** (\"x = f of C\": the figure, and its fraction of that tier's ceiling; the growth of a throughput is the growth of that fraction)\n\n")
 	head("figure")
 	ceilMin := func(t *Tier) float64 { return t.Ceiling.Min() }
@@ -122,6 +129,14 @@ func (r *Report) Markdown() string {
 		row(fmt.Sprintf("2. bbolt pages written per approval at c=%d (write+sync time per page)", c), func(t *Tier) string {
 			return fmt.Sprintf("%.1f (%s)", t.Approvals[i].Pages, ms(t.Approvals[i].PageTime))
 		}, abs(func(t *Tier) float64 { return t.Approvals[i].Pages }))
+	}
+	for i, c := range approvalConc {
+		if i >= len(first.Approvals) {
+			break
+		}
+		row(fmt.Sprintf("2. bytes fsync'd per approval at c=%d (× the ideal append's)", c), func(t *Tier) string {
+			return fmt.Sprintf("%s KiB (%s×)", kib(t.Approvals[i].Bytes), ratio(t.Approvals[i].Bytes, t.Ceiling.Ideal.Bytes))
+		}, abs(func(t *Tier) float64 { return t.Approvals[i].Bytes }))
 	}
 	flowV := func(t *Tier) float64 { return t.Flow.PerSec() }
 	row(fmt.Sprintf("3. requests executed/s end to end, M=2, c=%d (each: %d verifies, %d durable commits, so held to C₃)", first.Flow.Conc, flowVerifies, flowCommits),
@@ -200,24 +215,42 @@ func (r *Report) Markdown() string {
 		w("- %dx:\n", t.Scale)
 		if len(t.Approvals) == len(approvalConc) {
 			a := t.Approvals[len(approvalConc)-1].PerSec()
-			w("  - approvals/s at c=64 ≥ 0.50 of C: %s (%s)\n", ratio(a, t.Ceiling.Min()), check(a >= t.Ceiling.Min()/2))
+			w("  - approvals accepted/s at c=64 ≥ 0.50 of C: %s (%s)\n", ratio(a, t.Ceiling.Min()), check(a >= t.Ceiling.Min()/2))
 		}
-		w("  - M-th approval → upstream p99 < 10 ms, one client: %s (%s)\n", ms(t.Latency.SentToUpstream.P99), check(t.Latency.SentToUpstream.P99 < 10*time.Millisecond))
+		fl := t.Flow.PerSec()
+		w("  - requests executed/s end to end, M=2, c=%d ≥ 0.50 of C₃: %s (%s)\n", t.Flow.Conc, ratio(fl, t.Ceiling.PerRequest()), check(fl >= t.Ceiling.PerRequest()/2))
+		w("  - M-th approval → upstream p99 < 5 ms, one client: %s (%s)\n", ms(t.Latency.SentToUpstream.P99), check(t.Latency.SentToUpstream.P99 < 5*time.Millisecond))
+		w("  - M-th approval → upstream p99 < 25 ms, under load c=%d: %s (%s)\n", t.Flow.Conc, ms(t.Flow.SentToUpstream.P99), check(t.Flow.SentToUpstream.P99 < 25*time.Millisecond))
 		for _, f := range t.Fanout {
-			if f.Subs != 100 {
+			var bound time.Duration
+			switch f.Subs {
+			case 100:
+				bound = 5 * time.Millisecond
+			case 1000:
+				bound = 50 * time.Millisecond
+			default:
 				continue
 			}
-			ok := f.Missing == 0 && f.Delivery.P99 < 10*time.Millisecond
+			ok := f.Missing == 0 && f.Delivery.P99 < bound
 			if !f.Stalled {
-				w("  - fan-out to 100 p99 < 10 ms, none missing: %s, %d missing (%s)\n", ms(f.Delivery.P99), f.Missing, check(ok))
+				w("  - fan-out to %s p99 < %d ms, none missing: %s, %d missing (%s)\n", num(float64(f.Subs)), bound.Milliseconds(), ms(f.Delivery.P99), f.Missing, check(ok))
 				continue
 			}
-			w("  - a slow subscriber never slows the others (it is really stalled and dropped; the others' p99 < 10 ms, none missing): %s (%s)\n",
-				stallCell(f, t.Fanout), check(ok && f.Dropped))
+			w("  - a slow subscriber never slows the others (it is really stalled and dropped; the others' p99 < %d ms, none missing): %s (%s)\n",
+				bound.Milliseconds(), stallCell(f, t.Fanout), check(ok && f.Dropped))
 		}
 	}
-	w("- %s pending: restart < 5 s: %s (%s); idle WebSocket < 32 KiB: %.1f KiB (%s)\n", num(float64(last.Pending)), ms(last.Restart.Took),
-		check(last.Restart.Took < 5*time.Second), last.Idle.HeapPerKiB, check(last.Idle.HeapPerKiB < 32))
+	held := ""
+	if last.Pending != 100000 {
+		held = fmt.Sprintf(" (this run's largest tier holds %s)", num(float64(last.Pending)))
+	}
+	w("- restart with 100,000 pending < 2 s%s: %s (%s)\n", held, ms(last.Restart.Took), check(last.Restart.Took < 2*time.Second))
+	if last.Restart.InProcess || last.Restart.Anon == 0 {
+		w("- anonymous memory after that restart < 100 MiB: not measured (the restart was not a child process on Linux) (**not met**)\n")
+	} else {
+		w("- anonymous memory after that restart < 100 MiB: %s MiB (%s)\n", mib(last.Restart.Anon), check(last.Restart.Anon < 100<<20))
+	}
+	w("- idle WebSocket < 16 KiB: %.1f KiB (%s)\n", last.Idle.HeapPerKiB, check(last.Idle.HeapPerKiB < 16))
 	w("- rule lookup independent of the number of conversations, expiry without a scan: the Go benchmarks (BenchmarkSubmit, BenchmarkExpiry).\n")
 	return b.String()
 }
