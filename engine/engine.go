@@ -123,6 +123,8 @@ type Engine struct {
 	client *http.Client
 
 	committed atomic.Pointer[func(conv string, first, last uint64)]
+
+	legacySeen bool // the replay window holds keys of the old form (see seenKey)
 }
 
 // OnCommitted installs f, called with the seqs of each commit's records
@@ -193,6 +195,11 @@ func New(cfg Config) (*Engine, error) {
 	if err := e.load(); err != nil {
 		return nil, err
 	}
+	legacy, err := e.hasLegacySeen()
+	if err != nil {
+		return nil, err
+	}
+	e.legacySeen = legacy
 	e.pruneTick()
 	return e, nil
 }

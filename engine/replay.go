@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/twokey/twokey"
@@ -49,6 +50,9 @@ func (e *Engine) once(ch *change, m *conversation.Message) error {
 // signer.
 func (e *Engine) unseen(m *conversation.Message) error {
 	old, err := e.st.Get(store.Seen, seenKey(m))
+	if err == nil && old == nil && e.legacySeen {
+		old, err = e.st.Get(store.Seen, m.Author+"/"+m.PayloadDigest())
+	}
 	if err != nil {
 		return err
 	}
@@ -64,11 +68,30 @@ func (ch *change) remember(m *conversation.Message) {
 	ch.derived = append(ch.derived, store.Put{Bucket: store.Seen, Key: seenKey(m), Value: []byte(until)})
 }
 
-// seenKey names an accepted envelope: its signer and its payload's digest.
-// Two signers can sign byte-identical payloads (two approvals of one
-// request in the same millisecond), and each is its author's own word;
-// a replay is the same payload from the same signer (docs/protocol.md).
-func seenKey(m *conversation.Message) string { return m.Author + "/" + m.PayloadDigest() }
+// seenKey names an accepted envelope: when it may be forgotten, its signer
+// and its payload's digest. Two signers can sign byte-identical payloads
+// (two approvals of one request in the same millisecond), and each is its
+// author's own word; a replay is the same payload from the same signer
+// (docs/protocol.md). The time comes first, from the payload's own
+// created_at, so that new keys land at the end of the bucket, next to
+// each other, instead of at random places (a digest's), and the expired
+// ones are its first keys. "~" sorts after every key id's characters, so
+// the keys written before this form ("KEYID/DIGEST") come first.
+func seenKey(m *conversation.Message) string {
+	until := m.CreatedAt.Add(seenFor).UnixMilli()
+	return fmt.Sprintf("~%016x/%s/%s", until, m.Author, m.PayloadDigest())
+}
+
+// hasLegacySeen reports whether the replay window holds keys of the form
+// before seenKey's (until they expire, unseen checks that form too).
+func (e *Engine) hasLegacySeen() (bool, error) {
+	legacy := false
+	err := e.st.Scan(store.Seen, "", "", false, func(k, _ []byte) bool {
+		legacy = len(k) > 0 && k[0] != '~'
+		return false
+	})
+	return legacy, err
+}
 
 func replayed(what string) error {
 	return twokey.Errorf(twokey.EReplayed, "%s was already accepted by this server; a signed envelope counts once: sign a new one", what)

@@ -147,7 +147,10 @@ func Open(path string, timeout time.Duration) (*Bolt, error) {
 // file left by a crash has its derived state replayed from the log.
 func OpenOptions(path string, o Options) (*Bolt, error) {
 	o.defaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, FreelistType: bolt.FreelistMapType})
+	// The freelist is not written at each commit (NoFreelistSync, as etcd
+	// runs bbolt): it would be pages of every commit, and is rebuilt from
+	// the tree when the file opens.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s (is another 'twokey serve' running on this data directory?)", ErrLocked, path)

@@ -22,6 +22,11 @@ type throughput struct {
 	Pages    float64
 	Bytes    float64
 	PageTime time.Duration
+	// PerCommit is operations per store commit (how many writes each
+	// fsync carried), Checkpoints how many checkpoints were written
+	// meanwhile (their pages are in Pages).
+	PerCommit   float64
+	Checkpoints int64
 }
 
 func (t throughput) PerSec() float64 { return rate(t.Done, t.Elapsed) }

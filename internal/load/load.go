@@ -276,12 +276,14 @@ func runTier(ctx context.Context, cfg Config, dir string, scale int, pool []*con
 				tp.Pages = float64(st.PagesWritten) / float64(tp.Done)
 				tp.Bytes = float64(st.BytesWritten) / float64(tp.Done)
 				tp.PageTime = st.WriteTime / time.Duration(max(1, st.PagesWritten))
+				tp.PerCommit = float64(tp.Done) / float64(max(1, st.Commits))
+				tp.Checkpoints = st.Checkpoints
 			}
 			if tp.Errors > 0 {
 				return fmt.Errorf("approvals at c=%d: %d errors, first: %s", c, tp.Errors, tp.FirstErr)
 			}
 			t.Approvals = append(t.Approvals, tp)
-			logf("%dx: approvals c=%d: %s/s (%d in %s), %.1f pages (%s KiB) written each", scale, c, num(tp.PerSec()), tp.Done, tp.Elapsed.Round(time.Millisecond), tp.Pages, kib(tp.Bytes))
+			logf("%dx: approvals c=%d: %s/s (%d in %s), %.1f pages (%s KiB) written each, %.1f per commit, %d checkpoints", scale, c, num(tp.PerSec()), tp.Done, tp.Elapsed.Round(time.Millisecond), tp.Pages, kib(tp.Bytes), tp.PerCommit, tp.Checkpoints)
 		}
 		return nil
 	})

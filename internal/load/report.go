@@ -126,8 +126,9 @@ func (r *Report) Markdown() string {
 		if i >= len(first.Approvals) {
 			break
 		}
-		row(fmt.Sprintf("2. bbolt pages written per approval at c=%d (write+sync time per page)", c), func(t *Tier) string {
-			return fmt.Sprintf("%.1f (%s)", t.Approvals[i].Pages, ms(t.Approvals[i].PageTime))
+		row(fmt.Sprintf("2. bbolt pages written per approval at c=%d (write+sync time per page; approvals per commit; checkpoints among the commits)", c), func(t *Tier) string {
+			a := t.Approvals[i]
+			return fmt.Sprintf("%.1f (%s; %.1f; %d)", a.Pages, ms(a.PageTime), a.PerCommit, a.Checkpoints)
 		}, abs(func(t *Tier) float64 { return t.Approvals[i].Pages }))
 	}
 	for i, c := range approvalConc {
