@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/twokey/twokey/catalog"
@@ -126,6 +127,14 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.Legacy() {
+		// Only now that the master key opened the vault: a start refused
+		// for a wrong key leaves an old file as it was.
+		if err := st.Upgrade(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(deps.Out, "converted database %s to the log-first layout\n", dbPath)
+	}
 	createdKeys, createdFile := keys.Created()
 	gw := keys.Gateway()
 	if fresh {
@@ -174,6 +183,10 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Loading decoded every open request: give the garbage of that back to
+	// the system now, so that the memory the server holds once it listens
+	// is what it keeps (at 100,000 pending, most of it was garbage).
+	debug.FreeOSMemory()
 	defer func() {
 		if err != nil {
 			eng.Close()

@@ -68,6 +68,7 @@ type Bolt struct {
 	sinceCkpt int       // records since the last checkpoint
 	ovBytes   int       // bytes of derived state not yet in place
 	lastCkpt  time.Time // when the last checkpoint was written
+	legacy    bool      // the file waits for Upgrade
 
 	commits, checkpoints atomic.Int64
 }
@@ -142,15 +143,15 @@ func Open(path string, timeout time.Duration) (*Bolt, error) {
 	return OpenOptions(path, Options{Timeout: timeout})
 }
 
-// OpenOptions opens or creates the database at path. A file written
-// before the log-first layout is converted on open (Migrate's work); a
-// file left by a crash has its derived state replayed from the log.
+// OpenOptions opens or creates the database at path. A file left by a
+// crash has its derived state replayed from the log; a file written before
+// the log-first layout waits for Upgrade (Legacy).
 func OpenOptions(path string, o Options) (*Bolt, error) {
 	o.defaults()
-	// The freelist is not written at each commit (NoFreelistSync, as etcd
-	// runs bbolt): it would be pages of every commit, and is rebuilt from
-	// the tree when the file opens.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	// The freelist is written at each commit (bbolt's default): without
+	// it (NoFreelistSync) bbolt rebuilds it at open by reading every page
+	// of the file, which costs a restart more than its pages cost commits.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s (is another 'twokey serve' running on this data directory?)", ErrLocked, path)
@@ -170,38 +171,26 @@ func OpenOptions(path string, o Options) (*Bolt, error) {
 	return s, nil
 }
 
-// prepare creates missing buckets, converts a file of the old layout,
-// loads the conversations' indexes and replays the entries after the last
-// checkpoint. A file that needs none of it is not written: a start that is
-// refused later (a wrong master key) leaves it as it found it.
+// prepare creates missing buckets, loads the conversations' indexes and
+// replays the entries after the last checkpoint. A file that needs none of
+// it is not written: a start that is refused later (a wrong master key)
+// leaves it as it found it. A file of the layout before the log-first one
+// is left alone until Upgrade.
 func (s *Bolt) prepare() error {
-	missing, legacy := false, false
+	missing := false
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			missing = missing || tx.Bucket([]byte(b)) == nil
 		}
-		legacy = tx.Bucket([]byte(bLegacyLog)) != nil
+		s.legacy = tx.Bucket([]byte(bLegacyLog)) != nil
 		return nil
 	})
-	if missing {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			for _, b := range allBuckets {
-				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-					return err
-				}
-			}
-			if !legacy {
-				return tx.Bucket([]byte(Meta)).Put([]byte(metaLayout), []byte(layoutLogFirst))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	if s.legacy {
+		return nil
 	}
-	if legacy {
-		if err := s.migrate(); err != nil {
-			return fmt.Errorf("convert to the log-first layout: %w", err)
+	if missing {
+		if err := s.createBuckets(); err != nil {
+			return err
 		}
 	}
 	if err := s.load(); err != nil {
@@ -210,6 +199,49 @@ func (s *Bolt) prepare() error {
 	if s.sinceCkpt > 0 || len(s.newIdx) > 0 {
 		return s.checkpoint()
 	}
+	return nil
+}
+
+func (s *Bolt) createBuckets() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket([]byte(bLegacyLog)) == nil {
+			return tx.Bucket([]byte(Meta)).Put([]byte(metaLayout), []byte(layoutLogFirst))
+		}
+		return nil
+	})
+}
+
+// Legacy reports whether the file is of the layout before the log-first
+// one and waits for Upgrade: until then only its other buckets (the
+// gateway's sealed keys in Meta) may be read.
+func (s *Bolt) Legacy() bool { return s.legacy }
+
+// Upgrade converts a file of the layout before the log-first one (see
+// migrate) and loads it. It does nothing to a file of the current layout.
+// Call it before anything writes a record: the daemon calls it once the
+// master key has opened the vault, so that a start refused for a wrong key
+// leaves an old file as it was.
+func (s *Bolt) Upgrade() error {
+	if !s.legacy {
+		return nil
+	}
+	if err := s.createBuckets(); err != nil {
+		return err
+	}
+	if err := s.migrate(); err != nil {
+		return fmt.Errorf("convert %s to the log-first layout: %w", s.path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	s.legacy = false
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -277,7 +278,26 @@ func TestAFileOfTheOldLayoutIsConverted(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t.db")
 	convs := map[string]int{"a": 150, "b": 1, "c": 64}
 	legacy(t, path, convs)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := open(t, path)
+	if !s.Legacy() {
+		t.Fatal("an old file does not read as one")
+	}
+	// Until Upgrade, nothing is written: a start refused for a wrong
+	// master key leaves the old file as it was.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("opening and closing an old file without Upgrade changed it")
+	}
+	s = open(t, path)
+	if err := s.Upgrade(); err != nil {
+		t.Fatal(err)
+	}
 	for conv, n := range convs {
 		recs, err := s.Records(conv, 0, 1000)
 		if err != nil || len(recs) != n {
@@ -322,7 +342,9 @@ func TestAGapInAnOldLogStopsTheConversion(t *testing.T) {
 	}
 	_ = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bLegacyLog)).Bucket([]byte("a")).Delete(seqKey(2)) })
 	db.Close()
-	if _, err := Open(path, time.Second); err == nil {
+	s := open(t, path)
+	defer s.Close()
+	if err := s.Upgrade(); err == nil {
 		t.Fatal("a log with a gap was converted")
 	}
 }

@@ -42,8 +42,8 @@ const (
 	// Bans holds the management API's failed-check counts and bans, so a
 	// ban survives a restart.
 	Bans = "bans"
-	// Proposals is kept for files written before proposals moved into the
-	// conversation snapshot; nothing writes it.
+	// Proposals is a bucket that files written by earlier versions hold;
+	// nothing reads or writes it.
 	Proposals = "proposals"
 )
 

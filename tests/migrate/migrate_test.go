@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -37,9 +38,11 @@ import (
 	"github.com/twokey/twokey/audit"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/clock"
+	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/testutil"
+	"github.com/twokey/twokey/server"
 )
 
 // fixtureDir is the data directory of the first file layout and what was
@@ -563,5 +566,35 @@ func TestOpenV1(t *testing.T) {
 	}
 	if got := len(fx.up.requests()); got != before+1 {
 		t.Errorf("the upstream got %d requests in all, want %d: nothing may execute twice across the restart", got, before+1)
+	}
+}
+
+// A start refused for a wrong master key leaves a file of the old layout
+// byte for byte as it was: the conversion waits until the vault opens.
+func TestAWrongMasterKeyLeavesTheOldFileAsItWas(t *testing.T) {
+	fx := loadFixture(t)
+	db := filepath.Join(fx.dir, "twokey.db")
+	before, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := make([]byte, 32)
+	for i := range wrong {
+		wrong[i] = byte(i + 1)
+	}
+	cfg := config.Default()
+	cfg.Addr, cfg.DataDir, cfg.MasterKey = "127.0.0.1:0", fx.dir, base64.StdEncoding.EncodeToString(wrong)
+	d, err := server.Start(cfg, server.Deps{LockTimeout: 2 * time.Second, Clock: fx.clk, Out: io.Discard})
+	if err == nil {
+		d.Close()
+		t.Fatal("a server started on the old file with a wrong master key")
+	}
+	t.Logf("refused as it should be: %v", err)
+	after, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("the refused start changed the old file")
 	}
 }
