@@ -124,7 +124,7 @@ type Engine struct {
 
 	committed atomic.Pointer[func(conv string, first, last uint64)]
 
-	legacySeen bool // the replay window holds keys of the old form (see seenKey)
+	legacySeen atomic.Bool // the replay window holds keys of the old form (see seenKey)
 }
 
 // OnCommitted installs f, called with the seqs of each commit's records
@@ -199,7 +199,7 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.legacySeen = legacy
+	e.legacySeen.Store(legacy)
 	e.pruneTick()
 	return e, nil
 }

@@ -50,7 +50,7 @@ func (e *Engine) once(ch *change, m *conversation.Message) error {
 // signer.
 func (e *Engine) unseen(m *conversation.Message) error {
 	old, err := e.st.Get(store.Seen, seenKey(m))
-	if err == nil && old == nil && e.legacySeen {
+	if err == nil && old == nil && e.legacySeen.Load() {
 		old, err = e.st.Get(store.Seen, m.Author+"/"+m.PayloadDigest())
 	}
 	if err != nil {
@@ -137,4 +137,32 @@ func (e *Engine) usedID(kind, id, conv string) (bool, error) {
 
 // PruneSeen deletes the payload digests whose window has passed. New runs
 // it at start and every NoncePruneEvery, with the session nonces.
-func (e *Engine) PruneSeen() (int, error) { return e.pruneExpired(store.Seen) }
+// The keys are time-first (seenKey), so the expired ones are the first
+// keys of the bucket: they are read as a range, without a scan of the
+// window; keys of the old form are pruned by their values while any are
+// left.
+func (e *Engine) PruneSeen() (int, error) {
+	old := 0
+	if e.legacySeen.Load() {
+		n, err := e.pruneExpired(store.Seen)
+		if err != nil {
+			return n, err
+		}
+		old = n
+		legacy, err := e.hasLegacySeen()
+		if err != nil {
+			return old, err
+		}
+		e.legacySeen.Store(legacy)
+	}
+	var dead []store.Put
+	to := fmt.Sprintf("~%016x", e.clock.Now().UnixMilli())
+	err := e.st.Scan(store.Seen, "~", to, false, func(k, _ []byte) bool {
+		dead = append(dead, store.Put{Bucket: store.Seen, Key: string(k)})
+		return true
+	})
+	if err != nil || len(dead) == 0 {
+		return old, err
+	}
+	return old + len(dead), e.st.Commit(&store.Write{Puts: dead})
+}

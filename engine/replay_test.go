@@ -77,7 +77,7 @@ func TestAReplayIsRefusedUnderTheOldAndTheNewKeyForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if !e.legacySeen {
+	if !e.legacySeen.Load() {
 		t.Fatal("the engine did not notice keys of the old form")
 	}
 	if _, err := e.Post(convID, old); twokey.ErrorCode(err) != twokey.EReplayed {
@@ -88,5 +88,23 @@ func TestAReplayIsRefusedUnderTheOldAndTheNewKeyForm(t *testing.T) {
 	}
 	if _, err := e.Post(convID, chat("new")); err != nil {
 		t.Fatalf("a new envelope after the restart: %v", err)
+	}
+
+	// Inside the window nothing goes; once it has passed, the prune the
+	// engine runs every NoncePruneEvery has taken every key, of either
+	// form: the create, "first", "new" and the old one.
+	if n, err := e.PruneSeen(); err != nil || n != 0 {
+		t.Fatalf("pruned %d (%v) inside the window", n, err)
+	}
+	clk.Advance(seenFor + time.Minute)
+	if n, err := e.PruneSeen(); err != nil || n != 0 {
+		t.Fatalf("pruned %d keys (%v) that the scheduled prune left", n, err)
+	}
+	if e.legacySeen.Load() {
+		t.Fatal("keys of the old form are still noted after they were pruned")
+	}
+	left := 0
+	if err := st.ForEach(store.Seen, func(string, []byte) error { left++; return nil }); err != nil || left != 0 {
+		t.Fatalf("%d keys left in the window (%v)", left, err)
 	}
 }
