@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,8 +139,12 @@ type conv struct {
 	st        *conversation.State
 	gate      gate.Config
 	proposals map[string]*gate.Proposal
-	requests  map[string]*gate.Request // open: pending or executing
-	secrets   map[string]*vault.Secret // stored and not revoked
+	requests  map[string]*gate.Request // open: pending or executing, decoded
+	// lazy holds the pending requests loaded at start and not decoded
+	// yet, with their expiry: req decodes one from the store when it is
+	// first needed, so 100,000 of them cost a restart and the heap little.
+	lazy    map[string]time.Time
+	secrets map[string]*vault.Secret // stored and not revoked
 }
 
 // snapshot is a conversation's state as kept in the store.
@@ -248,7 +253,7 @@ func (e *Engine) load() error {
 	}
 	for _, s := range snaps {
 		c := &conv{st: s.State, gate: s.Gate, proposals: s.Proposals,
-			requests: map[string]*gate.Request{}, secrets: map[string]*vault.Secret{}}
+			requests: map[string]*gate.Request{}, lazy: map[string]time.Time{}, secrets: map[string]*vault.Secret{}}
 		if c.proposals == nil {
 			c.proposals = map[string]*gate.Proposal{}
 		}
@@ -271,8 +276,22 @@ func (e *Engine) load() error {
 	if err != nil {
 		return err
 	}
+	// A pending request's mark says its conversation, state and expiry:
+	// those are all a restart needs of it (see conv.lazy). The rest, a
+	// mark of the older form (its conversation alone) or a request found
+	// executing, is decoded now.
 	var ids []string
-	err = e.st.ForEach(store.Pending, func(id string, _ []byte) error {
+	var lazy []expItem
+	err = e.st.ForEach(store.Pending, func(id string, v []byte) error {
+		if conv, state, exp, ok := parsePendingMark(v); ok && state == gate.StatePending {
+			c := e.convs[conv]
+			if c == nil {
+				return fmt.Errorf("request %s names unknown conversation %s", id, conv)
+			}
+			c.lazy[id] = exp
+			lazy = append(lazy, expItem{at: exp, conv: c.st.ID, id: id})
+			return nil
+		}
 		ids = append(ids, id)
 		return nil
 	})
@@ -339,6 +358,9 @@ func (e *Engine) load() error {
 	for _, r := range pending {
 		e.expiry.add(r.ExpiresAt, r.Conversation, r.ID)
 	}
+	for _, it := range lazy {
+		e.expiry.add(it.at, it.conv, it.id)
+	}
 	for _, r := range interrupted {
 		c := e.convs[r.Conversation]
 		c.mu.Lock()
@@ -349,6 +371,68 @@ func (e *Engine) load() error {
 		}
 		e.log.Warn("request was executing when the server stopped; marked failed, not re-sent",
 			AttrConv, r.Conversation, AttrRequest, r.ID)
+	}
+	return nil
+}
+
+// pendingMark is the value of an open request's key in the Pending bucket:
+// "2|STATE|EXPIRES|CONVERSATION", what a restart needs to schedule it
+// without decoding it. Marks of the older form are the conversation alone.
+func pendingMark(r *gate.Request) []byte {
+	return []byte("2|" + r.State + "|" + r.ExpiresAt.UTC().Format(time.RFC3339Nano) + "|" + r.Conversation)
+}
+
+func parsePendingMark(v []byte) (conv, state string, exp time.Time, ok bool) {
+	f := strings.SplitN(string(v), "|", 4)
+	if len(f) != 4 || f[0] != "2" {
+		return "", "", time.Time{}, false
+	}
+	exp, err := time.Parse(time.RFC3339Nano, f[2])
+	if err != nil {
+		return "", "", time.Time{}, false
+	}
+	return f[3], f[1], exp, true
+}
+
+// req returns c's open request id, decoding it from the store when it was
+// loaded lazily; nil when c has no such open request. Called with c.mu
+// held.
+func (e *Engine) req(c *conv, id string) (*gate.Request, error) {
+	if r := c.requests[id]; r != nil {
+		return r, nil
+	}
+	if _, ok := c.lazy[id]; !ok {
+		return nil, nil
+	}
+	raw, err := e.st.Get(store.Requests, id)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("pending request %s has no record", id)
+	}
+	r, err := decodeRequest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("request %s: %w", id, err)
+	}
+	if r.Conversation != c.st.ID {
+		return nil, fmt.Errorf("request %s is marked pending in %s but names %s", id, c.st.ID, r.Conversation)
+	}
+	delete(c.lazy, id)
+	if r.Terminal() {
+		return nil, nil
+	}
+	c.requests[id] = r
+	return r, nil
+}
+
+// reqAll decodes every request of c loaded lazily, for the readers that
+// walk all of c's open requests. Called with c.mu held.
+func (e *Engine) reqAll(c *conv) error {
+	for id := range c.lazy {
+		if _, err := e.req(c, id); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -520,9 +604,10 @@ func (e *Engine) commit(ch *change) error {
 		derived = append(derived, store.Put{Bucket: store.Requests, Key: id, Value: b})
 		if r.Terminal() {
 			derived = append(derived, store.Put{Bucket: store.Pending, Key: id})
-		} else if c.requests[id] == nil {
-			// Only a request that was not open yet needs its pending mark.
-			derived = append(derived, store.Put{Bucket: store.Pending, Key: id, Value: []byte(r.Conversation)})
+		} else if old := c.requests[id]; old == nil || old.State != r.State {
+			// Only a request that was not open yet, or whose state moved
+			// (pending to executing), needs its pending mark written.
+			derived = append(derived, store.Put{Bucket: store.Pending, Key: id, Value: pendingMark(r)})
 		}
 	}
 	for id, s := range ch.secrets {

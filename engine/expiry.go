@@ -108,7 +108,11 @@ func (e *Engine) expireDue(due []expItem) {
 			continue
 		}
 		c.mu.Lock()
-		r := c.requests[it.id]
+		r, err := e.req(c, it.id)
+		if err != nil {
+			e.log.Error("cannot read request to expire it; will retry", AttrConv, it.conv, AttrRequest, it.id, AttrError, err.Error())
+			e.expiry.add(e.clock.Now().Add(time.Second), it.conv, it.id)
+		}
 		if r != nil && r.State == gate.StatePending && !e.clock.Now().Before(r.ExpiresAt) {
 			if err := e.closeRequest(c, it.id, gate.StateExpired, gate.ReasonExpired, 0); err != nil {
 				e.log.Error("cannot expire request; will retry", AttrConv, it.conv, AttrRequest, it.id, AttrError, err.Error())

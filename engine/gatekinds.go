@@ -301,6 +301,9 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	if program != "" {
 		submitter = e.gwKey
 	}
+	if err := e.reqAll(c); err != nil {
+		return nil, err
+	}
 	if open := gate.PendingOf(c.requests, submitter, program); open >= twokey.MaxPendingPerSigner {
 		return nil, twokey.Errorf(twokey.ERateLimited, "you have %d pending requests in %s, the most one submitter may hold open; wait for some to settle or cancel them", open, c.st.Name)
 	}
@@ -340,8 +343,8 @@ func validHeader(name, value string) bool {
 // findRequest returns an open request of c, or the error a vote on a
 // closed or unknown one deserves.
 func (e *Engine) findRequest(c *conv, id string) (*gate.Request, error) {
-	if r := c.requests[id]; r != nil {
-		return r, nil
+	if r, err := e.req(c, id); err != nil || r != nil {
+		return r, err
 	}
 	raw, err := e.st.Get(store.Requests, id)
 	if err != nil {
@@ -445,9 +448,9 @@ func (e *Engine) closeIn(ch *change, r *gate.Request, state, reason string) erro
 
 // closeRequest ends an open request in its own commit. Called with c.mu held.
 func (e *Engine) closeRequest(c *conv, id, state, reason string, _ int) error {
-	r := c.requests[id]
-	if r == nil || r.Terminal() {
-		return nil
+	r, err := e.req(c, id)
+	if err != nil || r == nil || r.Terminal() {
+		return err
 	}
 	ch := e.begin(c)
 	if err := e.closeIn(ch, r, state, reason); err != nil {
@@ -536,6 +539,9 @@ func (e *Engine) applyProposal(ch *change, prop *gate.Proposal) error {
 		Header: e.header(c.st.ID), ProposalID: prop.ID, Signers: cfg.Signers, Members: members,
 		RequiredApprovals: cfg.RequiredApprovals, Rules: cfg.Rules,
 	}); err != nil {
+		return err
+	}
+	if err := e.reqAll(c); err != nil {
 		return err
 	}
 	ids := slices.Sorted(maps.Keys(c.requests))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"regexp"
+	"time"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/clock"
@@ -67,7 +68,7 @@ func (e *Engine) Create(raw []byte) (conversation.Record, error) {
 		return conversation.Record{}, err
 	}
 	st.CreatedAt = conversation.FormatTime(e.clock.Now())
-	c := &conv{st: &conversation.State{ID: id}, proposals: map[string]*gate.Proposal{},
+	c := &conv{st: &conversation.State{ID: id}, proposals: map[string]*gate.Proposal{}, lazy: map[string]time.Time{},
 		requests: map[string]*gate.Request{}, secrets: map[string]*vault.Secret{}}
 	// Before the id's reservation, so that a replay is answered replayed,
 	// not as an existing conversation.

@@ -2,9 +2,10 @@ package engine
 
 import (
 	"encoding/json"
-	"github.com/twokey/twokey/api"
 	"slices"
 	"sort"
+
+	"github.com/twokey/twokey/api"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/conversation"
@@ -38,7 +39,7 @@ func (e *Engine) Conversations(key string) []api.Summary {
 }
 
 func (c *conv) summary() api.Summary {
-	n := 0
+	n := len(c.lazy) // pending, not decoded yet
 	for _, r := range c.requests {
 		if r.State == gate.StatePending {
 			n++
@@ -163,11 +164,14 @@ func (e *Engine) Request(convID, key, id string) (*api.RequestState, error) {
 // open or closed.
 func (e *Engine) requestState(c *conv, convID, id string) (*api.RequestState, error) {
 	c.mu.Lock()
-	r := c.requests[id]
+	r, err := e.req(c, id)
 	if r != nil {
 		r = r.Clone()
 	}
 	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	if r == nil {
 		raw, err := e.st.Get(store.Requests, id)
 		if err != nil {
@@ -196,6 +200,10 @@ func (e *Engine) Requests(convID, key, state string, limit int) ([]*api.RequestS
 	out := []*api.RequestState{}
 	if state == gate.StatePending || state == gate.StateExecuting {
 		c.mu.Lock()
+		if err := e.reqAll(c); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
 		for _, r := range c.requests {
 			if r.State == state {
 				out = append(out, stateOf(r))
@@ -218,11 +226,14 @@ func (e *Engine) Requests(convID, key, state string, limit int) ([]*api.RequestS
 	}
 	for _, id := range ids {
 		c.mu.Lock()
-		r := c.requests[id]
+		r, err := e.req(c, id)
 		if r != nil {
 			r = r.Clone()
 		}
 		c.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 		if r == nil {
 			raw, err := e.st.Get(store.Requests, id)
 			if err != nil || raw == nil {

@@ -70,8 +70,8 @@ var errEntry = errors.New("malformed log entry")
 func decodeEntry(v []byte, records bool) (entry, error) {
 	var e entry
 	d := decoder{b: v}
-	if d.byte() != entryVersion {
-		return e, fmt.Errorf("%w: version %d", errEntry, v[0])
+	if ver := d.byte(); d.err || ver != entryVersion {
+		return e, fmt.Errorf("%w: version %d", errEntry, ver)
 	}
 	e.conv = string(d.bytes())
 	e.first = d.uvarint()
