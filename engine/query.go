@@ -5,9 +5,8 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/twokey/twokey/api"
-
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/store"
