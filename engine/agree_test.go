@@ -3,7 +3,6 @@ package engine
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
@@ -94,14 +93,8 @@ func agreeRun(t *testing.T, seed uint64, steps int, kinds map[string]int) {
 		return conversation.Header{Conversation: conv, CreatedAt: conversation.FormatTime(clk.Now().Add(time.Duration(n) * time.Millisecond)), Gateway: e.GatewayKey()}
 	}
 	post := func(by *conversation.Identity, conv, kind string, payload any) error {
-		raw, err := json.Marshal(payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env, err := json.Marshal(conversation.Sign(by, kind, raw))
-		if err != nil {
-			t.Fatal(err)
-		}
+		env, _ := signed(t, by, kind, payload)
+		var err error
 		if kind == conversation.KindConversationCreate {
 			_, err = e.Create(env)
 		} else {

@@ -468,8 +468,8 @@ func (e *Engine) catchUp(st *conversation.State) error {
 }
 
 // interner shares one copy of the strings that many open requests repeat
-// (the conversation, the signers' key ids, the service), so that 100,000
-// pending requests hold each once, not 100,000 times.
+// (the conversation, the signers' key ids, the service) among those
+// decoded at start (marks of the older form, requests found executing).
 type interner map[string]string
 
 func (in interner) s(p *string) {
@@ -487,7 +487,7 @@ func (in interner) all(ss []string) {
 }
 
 func (in interner) request(r *gate.Request) {
-	for _, p := range []*string{&r.Conversation, &r.Submitter, &r.Program, &r.KeyPrefix, &r.Endpoint, &r.Pattern, &r.State,
+	for _, p := range []*string{&r.Conversation, &r.Submitter, &r.Program, &r.KeyPrefix, &r.Pattern, &r.State,
 		&r.Payload.Conversation, &r.Payload.Gateway, &r.Payload.Service, &r.Payload.Method, &r.Payload.Template, &r.Payload.Program} {
 		in.s(p)
 	}

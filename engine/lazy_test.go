@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -41,17 +40,7 @@ func TestPendingRequestsLoadedLazilyAreSeenByEveryReader(t *testing.T) {
 	h := func() conversation.Header {
 		return conversation.Header{Conversation: convID, CreatedAt: conversation.FormatTime(clk.Now()), Gateway: e.GatewayKey()}
 	}
-	sign := func(id *conversation.Identity, kind string, p any) ([]byte, string) {
-		payload, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := json.Marshal(conversation.Sign(id, kind, payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw, conversation.Digest(payload)
-	}
+	sign := func(id *conversation.Identity, kind string, p any) ([]byte, string) { return signed(t, id, kind, p) }
 	post := func(id *conversation.Identity, kind string, p any) string {
 		t.Helper()
 		raw, digest := sign(id, kind, p)

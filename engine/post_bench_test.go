@@ -75,17 +75,7 @@ func approvalEngine(b *testing.B) (*Engine, string, []byte) {
 	}
 	convID := uuid.NewString()
 	h := conversation.Header{Conversation: convID, CreatedAt: conversation.FormatTime(time.Now()), Gateway: e.GatewayKey()}
-	sign := func(id *conversation.Identity, kind string, p any) ([]byte, string) {
-		payload, err := json.Marshal(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		raw, err := json.Marshal(conversation.Sign(id, kind, payload))
-		if err != nil {
-			b.Fatal(err)
-		}
-		return raw, conversation.Digest(payload)
-	}
+	sign := func(id *conversation.Identity, kind string, p any) ([]byte, string) { return signed(b, id, kind, p) }
 	raw, _ := sign(ids[0], conversation.KindConversationCreate, conversation.CreatePayload{Header: h, Name: "bench", Members: members})
 	if _, err := e.Create(raw); err != nil {
 		b.Fatal(err)

@@ -78,9 +78,12 @@ func (ch *change) remember(m *conversation.Message) {
 // ones are its first keys. "~" sorts after every key id's characters, so
 // the keys written before this form ("KEYID/DIGEST") come first.
 func seenKey(m *conversation.Message) string {
-	until := m.CreatedAt.Add(seenFor).UnixMilli()
-	return fmt.Sprintf("~%016x/%s/%s", until, m.Author, m.PayloadDigest())
+	return seenUntil(m.CreatedAt.Add(seenFor)) + "/" + m.Author + "/" + m.PayloadDigest()
 }
+
+// seenUntil is the part of a seenKey before the signer: "~" and the time
+// it may be forgotten, so that the keys up to seenUntil(now) have expired.
+func seenUntil(t time.Time) string { return fmt.Sprintf("~%016x", t.UnixMilli()) }
 
 // hasLegacySeen reports whether the replay window holds keys of the form
 // before seenKey's (until they expire, unseen checks that form too).
@@ -156,7 +159,7 @@ func (e *Engine) PruneSeen() (int, error) {
 		e.legacySeen.Store(legacy)
 	}
 	var dead []store.Put
-	to := fmt.Sprintf("~%016x", e.clock.Now().UnixMilli())
+	to := seenUntil(e.clock.Now())
 	err := e.st.Scan(store.Seen, "~", to, false, func(k, _ []byte) bool {
 		dead = append(dead, store.Put{Bucket: store.Seen, Key: string(k)})
 		return true

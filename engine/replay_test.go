@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -36,14 +35,7 @@ func TestAReplayIsRefusedUnderTheOldAndTheNewKeyForm(t *testing.T) {
 	convID := uuid.NewString()
 	h := conversation.Header{Conversation: convID, CreatedAt: conversation.FormatTime(clk.Now()), Gateway: e.GatewayKey()}
 	sign := func(kind string, p any) []byte {
-		payload, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := json.Marshal(conversation.Sign(alice, kind, payload))
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw, _ := signed(t, alice, kind, p)
 		return raw
 	}
 	chat := func(text string) []byte {

@@ -279,7 +279,7 @@ func (s *Bolt) load() error {
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", cl.entry[len(cl.entry)-1], err)
 			}
-			cl.last = e.first + uint64(len(e.records)) - 1
+			cl.last = e.first + uint64(e.count) - 1
 		}
 		for k, v := c.Seek(seqKey(ckpt + 1)); k != nil; k, v = c.Next() {
 			n := binary.BigEndian.Uint64(k)
@@ -287,13 +287,13 @@ func (s *Bolt) load() error {
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", n, err)
 			}
-			if len(e.records) > 0 {
+			if e.count > 0 {
 				if last := s.lastSeq(e.conv); e.first != last+1 {
 					return fmt.Errorf("entry %d: conversation %s's records start at %d after %d", n, e.conv, e.first, last)
 				}
-				s.index(e.conv, e.first, n, uint64(len(e.records)))
+				s.index(e.conv, e.first, n, uint64(e.count))
 				s.newIdx = append(s.newIdx, idxPut{conv: e.conv, first: e.first, entry: n})
-				s.sinceCkpt += len(e.records)
+				s.sinceCkpt += e.count
 			}
 			for _, p := range e.derived {
 				s.derive(p.Bucket, p.Key, bytes.Clone(p.Value), p.Value == nil)

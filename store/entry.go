@@ -25,7 +25,8 @@ const entryVersion = 1
 type entry struct {
 	conv    string
 	first   uint64
-	records [][]byte
+	count   int      // how many records
+	records [][]byte // their JSON, when decoded with records
 	derived []Put
 }
 
@@ -79,6 +80,7 @@ func decodeEntry(v []byte, records bool) (entry, error) {
 	if n > uint64(len(v)) {
 		return e, errEntry
 	}
+	e.count = int(n)
 	if records {
 		e.records = make([][]byte, 0, n)
 	}
@@ -87,9 +89,6 @@ func decodeEntry(v []byte, records bool) (entry, error) {
 		if records {
 			e.records = append(e.records, r)
 		}
-	}
-	if !records {
-		e.records = make([][]byte, n) // the count is what is kept
 	}
 	nd := d.uvarint()
 	if nd > uint64(len(v)) {
