@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"time"
 
 	"golang.org/x/crypto/nacl/box"
@@ -262,4 +263,38 @@ func (c *Client) WaitRequest(ctx context.Context, conv, id string) (*api.Request
 		return st, nil
 	}
 	return st, err
+}
+
+// Preview asks the server what a request from template with params would
+// be in conv and what M it would get (POST .../preview): the call, its
+// rule, the payload fields ready to sign (Request), and the Lines
+// 'twokey request --preview' prints. Nothing is submitted.
+func (c *Client) Preview(ctx context.Context, conv, template string, params map[string]string) (*api.Preview, error) {
+	body, err := json.Marshal(api.PreviewBody{Template: template, Params: params})
+	if err != nil {
+		return nil, err
+	}
+	var out api.Preview
+	if err := c.do(ctx, "POST", "/v1/conversations/"+url.PathEscape(conv)+"/preview", body, true, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CheckRules asks the server what proposing rules as conv's whole rule
+// set would do (POST .../rules/check): the set normalized, the shadows it
+// newly adds, and the refusal it would get (RulesCheck.Error), if any.
+func (c *Client) CheckRules(ctx context.Context, conv string, rules []gate.Rule) (*api.RulesCheck, error) {
+	if rules == nil {
+		rules = []gate.Rule{}
+	}
+	body, err := json.Marshal(api.RulesCheckBody{Rules: rules})
+	if err != nil {
+		return nil, err
+	}
+	var out api.RulesCheck
+	if err := c.do(ctx, "POST", "/v1/conversations/"+url.PathEscape(conv)+"/rules/check", body, true, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/twokey/twokey/templates"
@@ -36,6 +37,30 @@ func Shadows(rules []Rule) []Shadow {
 		}
 	}
 	return out
+}
+
+// NewShadows lists the shadows (Shadows) of proposed that current does not
+// have already: what a change of the rules from current to proposed newly
+// lets a weaker rule win, said before anyone approves it.
+func NewShadows(current, proposed []Rule) []Shadow {
+	before := Shadows(current)
+	var out []Shadow
+	for _, sh := range Shadows(proposed) {
+		if !slices.Contains(before, sh) {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+// CheckRules is what setting the rule set proposed, in place of current,
+// would do in a gate of the given number of signers: the set normalized,
+// the shadows it newly adds (NewShadows), and the refusal setting it would
+// get (ValidateRules, as Enable and Propose apply it), or nil. A refusal
+// does not stop the other two from being computed.
+func CheckRules(current, proposed []Rule, signers int) ([]Rule, []Shadow, error) {
+	rules := Normalize(proposed)
+	return rules, NewShadows(current, rules), ValidateRules(rules, signers)
 }
 
 // overlap reports whether one request could match both rules. Two

@@ -42,6 +42,8 @@ func NewAPI(eng *engine.Engine, log *slog.Logger) *API {
 	m.HandleFunc("GET /v1/conversations/{id}/requests", a.auth(a.requests))
 	m.HandleFunc("GET /v1/conversations/{id}/requests/{rid}", a.auth(a.request))
 	m.HandleFunc("GET /v1/conversations/{id}/checkpoint", a.auth(a.checkpoint))
+	m.HandleFunc("POST /v1/conversations/{id}/preview", a.auth(a.preview))
+	m.HandleFunc("POST /v1/conversations/{id}/rules/check", a.auth(a.checkRules))
 	m.HandleFunc("GET /v1/catalog", a.catalog)
 	m.HandleFunc("GET /v1/ws", a.ws.serve)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, api.Health{Status: "ok"}) })

@@ -189,11 +189,9 @@ func (f *factory) changeRules(ctx context.Context, ref string, edit func([]gate.
 	}
 	// A more specific rule with a smaller M wins over a stricter, broader
 	// one (PROTOCOL 6): legal, but say so before anyone approves it.
-	before := gate.Shadows(g.Rules)
-	for _, sh := range gate.Shadows(rules) {
-		if !slices.Contains(before, sh) {
-			fmt.Fprintf(f.io.Out, "note: %s\n", sh)
-		}
+	// The rules/check endpoint says the same (gate.NewShadows).
+	for _, sh := range gate.NewShadows(g.Rules, rules) {
+		fmt.Fprintf(f.io.Out, "note: %s\n", sh)
 	}
 	rec, err := c.Propose(ctx, conv.ID, gate.ProposePayload{Rules: &rules})
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -90,44 +88,23 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 	if err != nil {
 		return err
 	}
-	t, svc := findTemplate(cat, args[1])
-	if t == nil {
+	if t, _ := findTemplate(cat, args[1]); t == nil {
 		return usagef("no template %q; 'twokey templates' lists them", args[1])
 	}
-	res, err := t.Resolve(svc.BaseURL, kv)
+	// The server resolves the template and says what the gate makes of
+	// it (gate.NewPreview): the preview prints its lines, a submission
+	// signs its request.
+	pv, err := c.Preview(ctx, conv.ID, args[1], kv)
 	if err != nil {
 		return err
 	}
-	g, err := c.Gate(ctx, conv.ID)
-	if err != nil {
-		return err
-	}
-	m, rule := gate.Threshold(g.RequiredApprovals, g.Rules, gate.Target{Service: t.Service, Path: res.Path, Pattern: t.Endpoint, Method: res.Method})
 	if o.preview {
-		fmt.Fprintf(f.io.Out, "%s %s\n", res.Method, res.URL)
-		for _, k := range sortedKeys(res.Headers) {
-			fmt.Fprintf(f.io.Out, "  %s: %s\n", k, res.Headers[k])
+		for _, line := range pv.Lines {
+			fmt.Fprintln(f.io.Out, line)
 		}
-		if len(res.Body) > 0 {
-			fmt.Fprintf(f.io.Out, "  body %s\n", res.Body)
-		}
-		auth := orDefault(svc.Auth, "none")
-		fmt.Fprintf(f.io.Out, "service %s (key %s), template %s, risk %s\n", svc.Name, auth, t.Name, t.Risk)
-		if !g.Enabled {
-			fmt.Fprintf(f.io.Out, "the gateway is off in %s: enable it before submitting\n", conv.Name)
-		} else if rule != nil {
-			fmt.Fprintf(f.io.Out, "rule %s %s %s applies: %d of %d signers must approve (suggested %d)\n", rule.Service, rule.Method, rule.Endpoint, m, len(g.Signers), t.SuggestedApprovals)
-		} else {
-			fmt.Fprintf(f.io.Out, "no rule applies: the default %d of %d signers must approve (suggested %d)\n", m, len(g.Signers), t.SuggestedApprovals)
-		}
-		fmt.Fprintln(f.io.Out, "preview only: nothing submitted")
 		return nil
 	}
-	p := gate.RequestPayload{Template: t.Name, Service: t.Service, Method: res.Method, URL: res.URL,
-		Headers: res.Headers, Body: res.Body, ExpiresAt: conversation.FormatTime(c.Now().Add(o.expires)), Params: kv}
-	if len(p.Params) == 0 {
-		p.Params = nil
-	}
+	p := pv.Request.Payload(conversation.FormatTime(c.Now().Add(o.expires)))
 	rec, err := c.Submit(ctx, conv.ID, p)
 	if err != nil {
 		return err
@@ -138,7 +115,7 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(f.io.Out, "submitted request %s: %s %s\n", sent.RequestID, res.Method, res.URL)
+	fmt.Fprintf(f.io.Out, "submitted request %s: %s %s\n", sent.RequestID, p.Method, p.URL)
 	fmt.Fprintf(f.io.Out, "approvals %d/%d; others approve with: twokey approve %s %s\n", len(st.Approvals), st.RequiredApprovals, conv.Name, sent.RequestID[:8])
 	if o.wait {
 		st, err = c.WaitRequest(ctx, conv.ID, sent.RequestID)
@@ -148,10 +125,6 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 		return printRequest(ctx, f.io.Out, c, conv, st, true)
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	return slices.Sorted(maps.Keys(m))
 }
 
 // printRequest writes a request's state, and its response when executed.
