@@ -4,7 +4,7 @@ BIN      := bin/twokey
 PKGS     := ./...
 FUZZTIME ?= 60s
 
-.PHONY: all build test test-long demo fmt vet fuzz bench clean
+.PHONY: all build test test-long demo fmt vet fuzz bench clean web-deps
 
 all: build
 
@@ -47,6 +47,12 @@ bench: build
 	@status=0; ./bin/twokey bench --out bin/bench.md --profile-dir bin/bench-profiles $(BENCHFLAGS) || status=$$?; \
 	$(GO) test -run '^$$' -bench . -benchtime 300ms ./conversation ./gate ./store ./templates ./engine ./reqlog > bin/bench-go.txt || { cat bin/bench-go.txt; exit 1; }; \
 	cat bin/bench-go.txt; exit $$status
+
+# Rebuild the browser app's vendored crypto (web/app/vendor) from the npm
+# versions pinned in web/deps; needs node and npm (CI uses the committed
+# output). See web/deps/README.md.
+web-deps:
+	./scripts/web-deps.sh
 
 clean:
 	rm -rf bin

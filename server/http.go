@@ -47,6 +47,7 @@ func NewAPI(eng *engine.Engine, log *slog.Logger) *API {
 	m.HandleFunc("GET /v1/catalog", a.catalog)
 	m.HandleFunc("GET /v1/ws", a.ws.serve)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, api.Health{Status: "ok"}) })
+	a.mountApp()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, log, twokey.Errorf(twokey.ENotFound, "no route %s %s; see docs/protocol.md", r.Method, r.URL.Path))
 	})
@@ -58,7 +59,7 @@ func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) 
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	securityHeaders(w.Header())
 	if refuseDotSegments(w, r, a.log) { // before the mux cleans and redirects
 		return
 	}

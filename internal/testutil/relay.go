@@ -109,3 +109,14 @@ func (r *Relay) close() {
 	r.mu.Unlock()
 	r.wg.Wait()
 }
+
+// Drop closes every connection open now, as a network failure would, and
+// goes on accepting new ones.
+func (r *Relay) Drop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.open {
+		c.Close()
+	}
+	r.open = nil
+}
