@@ -101,11 +101,24 @@ GW=$(sed -n 's/.*(signing key \([A-Za-z0-9_-]*\)).*/\1/p' "$work/server.log")
 run "$TK" audit verify "$work/ops-audit.json" --gateway "$GW"
 
 if [ "${KEEP:-}" = 1 ]; then
-  step "Left running (KEEP=1)"
-  echo "server:   $TWOKEY_SERVER   data: $work/server"
+  step "One more request from alice, left for bob to approve in the browser"
+  out=$(as alice "$TK" request ops httpbin.headers --expires 4h)
+  echo "$out"
+  RID4=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
+  CONV=$(as alice "$TK" conv ls | awk '$1=="ops"{print $2; exit}')
+
+  step "Left running (KEEP=1): approve in a browser"
+  echo "open:     $TWOKEY_SERVER/"
+  [ -n "$CONV" ] && echo "request:  $TWOKEY_SERVER/#/c/$CONV/r/$RID4"
+  for who in alice bob carol; do
+    echo "import:   $who  $work/$who.json   (Identities, Import a twokey id file)"
+  done
+  echo "then:     as bob, open the request under 'Waiting for you' and click Approve"
   echo "try:      TWOKEY_SERVER=$TWOKEY_SERVER TWOKEY_IDENTITY=$work/bob.json $TK tui"
   echo "stop:     kill ${pids[*]}"
   trap - EXIT
   exit 0
 fi
 step "Done: the server stops, the temp dir is removed"
+echo "KEEP=1 make demo leaves the server running and prints the URL to open in a"
+echo "browser, with a line per identity (alice, bob, carol) to import there."
