@@ -555,8 +555,10 @@ func TestBrowserApprovesAMembershipChange(t *testing.T) {
 	}
 	bob.click(prop + ` button[data-action=approve-proposal]`)
 	bob.waitFor(card("member.changed"))
-	if txt := bob.text(card("member.changed")); !strings.Contains(txt, "dave") {
-		t.Fatalf("member.changed says %q", txt)
+	// the record that applies it is named for what it changed, as a diff
+	if txt := bob.text(card("member.changed")); !strings.Contains(txt, "members and rules changed") ||
+		!strings.Contains(txt, "+ dave") || !strings.Contains(txt, "+ rule httpbin POST * → 3") {
+		t.Fatalf("member.changed says %q; want it named and drawn as the change it made", txt)
 	}
 	if n := bob.count(prop + ` button`); n != 0 {
 		t.Fatalf("the applied proposal still offers %d buttons", n)

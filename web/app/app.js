@@ -574,8 +574,17 @@ function renderCard(c, e, prefix = '') {
       return cardShell(c, e, k.slice(5), h('p', {}, reqLink(p.request_id), ` ${k.slice(5)}: ${p.reason}`, p.detail ? ` (${p.detail})` : ''), prefix);
     case 'member.propose': return proposalCard(c, e, prefix);
     case 'member.approve': return cardShell(c, e, 'approves change', h('p', {}, `Approves proposal ${shortKey(p.proposal_id)}`), prefix);
-    case 'member.changed':
-      return cardShell(c, e, 'membership changed', [h('p', {}, `${p.required_approvals} of ${(p.signers || []).length} signers: `, names(c, p.signers)), rulesTable(p.rules || [])], prefix);
+    case 'member.changed': {
+      const ch = c.changes.get(e.rec.seq);
+      const diff = ch ? h('ul', { class: 'diff' },
+        ch.added.map(m => h('li', {}, h('ins', {}, `+ ${m.name} `), h('code', { title: m.key }, shortKey(m.key)))),
+        ch.removed.map(m => h('li', {}, h('del', {}, `− ${m.name} `), h('code', { title: m.key }, shortKey(m.key)))),
+        ch.threshold ? h('li', {}, 'M: ', h('del', {}, String(ch.threshold.from)), ' → ', h('ins', {}, String(ch.threshold.to))) : null,
+        ch.rules.map(r => h('li', {}, r.to === null ? h('del', {}, `− rule ${r.rule} → ${r.from}`)
+          : r.from === null ? h('ins', {}, `+ rule ${r.rule} → ${r.to}`)
+            : [`rule ${r.rule}: `, h('del', {}, String(r.from)), ' → ', h('ins', {}, String(r.to))]))) : null;
+      return cardShell(c, e, ch ? ch.label : 'membership changed', [diff, h('p', {}, `Now ${p.required_approvals} of ${(p.signers || []).length} signers: `, names(c, p.signers)), rulesTable(p.rules || [])], prefix);
+    }
     default: return cardShell(c, e, k, h('pre', {}, JSON.stringify(p, null, 2)), prefix);
   }
 }

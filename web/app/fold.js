@@ -16,6 +16,7 @@ export class Conv {
     this.requests = new Map(); // request_id -> Req
     this.proposals = new Map(); // proposal_id -> Prop
     this.secrets = new Map(); // secret_id -> metadata
+    this.changes = new Map(); // seq of a member.changed -> what it changed (changeOf)
     this.entries = []; // {rec, v}: every record in seq order, verified or not
     this.seq = 0; // last record taken in (verified or not)
     this.chain = null; // its chain value, where the next record links
@@ -109,6 +110,7 @@ export class Conv {
         break;
       }
       case 'member.changed': {
+        this.changes.set(rec.seq, changeOf(this, p));
         this.members = new Map((p.members || []).map(m => [m.key, m.name]));
         this.gate = { ...this.gate, signers: p.signers || [], m: p.required_approvals, rules: p.rules || [] };
         for (const pr of this.proposals.values()) {
@@ -144,4 +146,27 @@ export class Conv {
     }
     return out;
   }
+}
+
+const ruleKey = r => `${r.service} ${r.method} ${r.endpoint}`;
+
+// changeOf says what a member.changed changes in c's state before it:
+// members in and out, the threshold, rules added, removed or re-weighted.
+// Its label names what changed, so that a rule change is not read as a
+// change of members.
+export function changeOf(c, p) {
+  const after = new Map((p.members || []).map(m => [m.key, m.name]));
+  const added = [...after].filter(([k]) => !c.members.has(k)).map(([key, name]) => ({ key, name }));
+  const removed = [...c.members].filter(([k]) => !after.has(k)).map(([key, name]) => ({ key, name }));
+  const before = new Map(c.gate.rules.map(r => [ruleKey(r), r.required_approvals]));
+  const next = new Map((p.rules || []).map(r => [ruleKey(r), r.required_approvals]));
+  const rules = [];
+  for (const [k, m] of before) if (!next.has(k)) rules.push({ rule: k, from: m, to: null });
+  for (const [k, m] of next) if (!before.has(k) || before.get(k) !== m) rules.push({ rule: k, from: before.has(k) ? before.get(k) : null, to: m });
+  const threshold = c.gate.m !== p.required_approvals ? { from: c.gate.m, to: p.required_approvals } : null;
+  const what = [];
+  if (added.length || removed.length) what.push('members');
+  if (threshold) what.push('threshold');
+  if (rules.length) what.push('rules');
+  return { added, removed, rules, threshold, label: (what.length ? what.join(' and ') : 'nothing') + ' changed' };
 }

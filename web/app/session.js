@@ -132,6 +132,7 @@ export class Session {
     }
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(`${proto}//${location.host}/v1/ws?token=${encodeURIComponent(token)}`);
+    ws.token = token;
     this.ws = ws;
     ws.onopen = () => { this.backoff = 500; this.onState('online'); this.wsHandlers.open(); };
     ws.onmessage = ev => {
@@ -143,7 +144,9 @@ export class Session {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.closed) return;
-      if (ev.code === 4001) this.token = ''; // the token expired: a new session, then reconnect
+      // The socket's token expired: unless it was renewed meanwhile, open a
+      // new session before reconnecting.
+      if (ev.code === 4001 && this.token === ws.token) this.token = '';
       this.onState('offline', ev.reason || 'connection closed');
       this.retryDial();
     };
