@@ -81,6 +81,10 @@ type SecretInfo struct {
 	ExpiresAt      string `json:"expires_at,omitempty"`
 	ProvisionedBy  string `json:"provisioned_by"`
 	Live           bool   `json:"live"`
+	// InUse marks the one secret of its service that a call made now
+	// gets: the newest live one. Another live one of the service is
+	// superseded (docs/protocol.md, "Secrets").
+	InUse bool `json:"in_use"`
 }
 
 // GateInfo is GET /v1/conversations/{id}/gate.

@@ -71,11 +71,11 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "conversation %s (%s)\n", r.Name, r.Conversation)
 	fmt.Fprintf(&b, "gateway      %s\n", r.Gateway)
 	fmt.Fprintf(&b, "records      1..%d: every signature, author and body verified; hash chain recomputed from record 1 (%s)\n", r.Records, r.Chain)
-	fmt.Fprintf(&b, "membership   %d members, %d signers, default M %d, %d rules, %d governed changes (each approved by every signer it needed)\n",
-		r.Members, r.Signers, r.Required, r.Rules, r.MembershipChanges)
+	fmt.Fprintf(&b, "membership   %d member%s, %d signer%s, default M %d, %d rule%s, %d governed change%s (each approved by every signer it needed)\n",
+		r.Members, plural(r.Members), r.Signers, plural(r.Signers), r.Required, r.Rules, plural(r.Rules), r.MembershipChanges, plural(r.MembershipChanges))
 	fmt.Fprintf(&b, "requests     %d submitted: %d executed, %d failed (%d interrupted), %d expired, %d rejected, %d cancelled, %d pending, %d executing\n",
 		r.Requests, r.Executed, r.Failed, r.Interrupted, r.Expired, r.Rejected, r.Cancelled, r.Pending, r.Executing)
-	fmt.Fprintf(&b, "executions   each had M distinct valid approvals under the rule and membership of its time (%d approvals in all); none ran twice\n", r.Approvals)
+	fmt.Fprintf(&b, "executions   each had M distinct valid approvals under the rule and membership of its time (%d approval%s in all); none ran twice\n", r.Approvals, plural(r.Approvals))
 	for _, e := range r.Executions {
 		fmt.Fprintf(&b, "execution    record %d: request %s %s %s %s: M %d by %s, %d approval%s, %s\n",
 			e.Seq, e.RequestID, e.Method, e.Service, e.Endpoint, e.Required, e.RuleText(), e.Approvals, plural(e.Approvals), e.Outcome)

@@ -357,6 +357,31 @@ func (c *Catalog) serviceNames() []string {
 	return names
 }
 
+// TakesKey reports whether a secret stored for s is ever sent: s's auth
+// is required or optional (none, or unset, means never).
+func (s *Service) TakesKey() bool { return s.Auth == AuthRequired || s.Auth == AuthOptional }
+
+// CheckTakesKey refuses a secret for s when s takes none: it would be
+// stored and never sent. The message names, from all (the catalog's
+// services), those that take one. The gateway refuses a gate.secret with
+// it, and the CLI says it before it reads the key.
+func CheckTakesKey(s *Service, all []*Service) error {
+	if s.TakesKey() {
+		return nil
+	}
+	var names []string
+	for _, o := range all {
+		if o.TakesKey() {
+			names = append(names, o.Name)
+		}
+	}
+	keyed := "no service of this gateway takes one"
+	if len(names) > 0 {
+		keyed = "the services that take one are " + strings.Join(names, ", ")
+	}
+	return twokey.Errorf(twokey.EBadPayload, "service %s takes no key (auth: none in this gateway's catalog): a secret for it would never be sent, so none is stored; %s", s.Name, keyed)
+}
+
 // Service returns a copy of the named service.
 func (c *Catalog) Service(name string) (*Service, bool) {
 	c.mu.RLock()

@@ -34,6 +34,10 @@ type Client struct {
 	ID   *conversation.Identity
 	// Now is the client's clock (tests may replace it).
 	Now func() time.Time
+	// Aliases are the caller's own names for conversations (alias to id),
+	// which Conversation resolves first after an exact id: the CLI keeps
+	// them in a file beside the identity ('twokey conv alias').
+	Aliases map[string]string
 
 	mu      sync.Mutex
 	token   string
@@ -82,7 +86,14 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, auth 
 		return &twokey.Error{Code: twokey.EUnavailable, Message: fmt.Sprintf("cannot reach the twokey server at %s: %v (is 'twokey serve' running? choose another with --server or TWOKEY_SERVER)", c.Base, unwrapURLErr(err)), Err: err}
 	}
 	defer resp.Body.Close()
-	return answer(resp, method, path, out)
+	err = answer(resp, method, path, out)
+	switch {
+	case !errors.Is(err, errForeign):
+		return err
+	case path == "/v1/gateway": // the question notTwokey would ask, answered
+		return notTwokeyError(c.Base, err, "")
+	}
+	return notTwokey(ctx, c.HTTP, c.Base, err)
 }
 
 // AsRefusal returns the *RedirectError or *SettingError in err's chain, or
@@ -227,8 +238,13 @@ func (c *Client) CreateConversation(ctx context.Context, name string, members []
 	return rec, err
 }
 
-// Say posts a chat message.
+// Say posts a chat message. A text over the limit is refused here, before
+// signing, with the limit's own words (conversation.CheckText): one too
+// long even for the envelope would otherwise be named by that limit.
 func (c *Client) Say(ctx context.Context, conv, text string) (conversation.Record, error) {
+	if err := conversation.CheckText(text); err != nil {
+		return conversation.Record{}, err
+	}
 	return c.Post(ctx, conv, conversation.KindChatMessage, conversation.ChatPayload{
 		Header: conversation.Header{Conversation: conv, CreatedAt: conversation.FormatTime(c.Now())}, Text: text})
 }
@@ -279,17 +295,28 @@ func (c *Client) Catalog(ctx context.Context) (*api.Catalog, error) {
 	return &out, err
 }
 
-// Conversation resolves a conversation named by id, unique id prefix, or
-// name among the caller's conversations.
+// Conversation resolves a conversation named by id, alias (c.Aliases),
+// name, or unique id prefix among the caller's conversations, in that
+// order. The summary's Name is then how the caller can name it in another
+// command: its alias if it has one, its name if no other of the caller's
+// shares it, else its id.
 func (c *Client) Conversation(ctx context.Context, ref string) (api.Summary, error) {
 	all, err := c.Conversations(ctx)
 	if err != nil {
 		return api.Summary{}, err
 	}
+	if id, ok := c.Aliases[ref]; ok {
+		for _, s := range all {
+			if s.ID == id {
+				return c.named(s, all), nil
+			}
+		}
+		return api.Summary{}, twokey.Errorf(twokey.EUnknownConversation, "your alias %q names conversation %s, which is not among yours (any more); remove it with 'twokey conv alias --remove %s'", ref, id, ref)
+	}
 	var byName, byPrefix []api.Summary
 	for _, s := range all {
 		if s.ID == ref {
-			return s, nil
+			return c.named(s, all), nil
 		}
 		if s.Name == ref {
 			byName = append(byName, s)
@@ -302,9 +329,9 @@ func (c *Client) Conversation(ctx context.Context, ref string) (api.Summary, err
 	case len(byName) == 1:
 		return byName[0], nil
 	case len(byName) > 1:
-		return api.Summary{}, twokey.Errorf(twokey.EBadPayload, "%d of your conversations are named %q; name one by its id (twokey conv ls)", len(byName), ref)
+		return api.Summary{}, AmbiguousName(ref, byName)
 	case len(byPrefix) == 1 && len(ref) >= 4:
-		return byPrefix[0], nil
+		return c.named(byPrefix[0], all), nil
 	case len(byPrefix) > 1:
 		return api.Summary{}, twokey.Errorf(twokey.EBadPayload, "%q is a prefix of %d conversation ids; give more of it", ref, len(byPrefix))
 	}
@@ -314,6 +341,54 @@ func (c *Client) Conversation(ctx context.Context, ref string) (api.Summary, err
 		return api.Summary{ID: ref, Name: ref}, nil
 	}
 	return api.Summary{}, twokey.Errorf(twokey.EUnknownConversation, "you have no conversation named %q (twokey conv ls lists yours)", ref)
+}
+
+// named returns s with Name set to how the caller can name it (see
+// Conversation): a name no other of the caller's conversations shares is
+// kept; a shared one gives way to the alias (the first, if several), or
+// to the id.
+func (c *Client) named(s api.Summary, all []api.Summary) api.Summary {
+	if !sharesName(s, all) {
+		return s
+	}
+	s.Name = s.ID
+	best := ""
+	for alias, id := range c.Aliases {
+		if id == s.ID && (best == "" || alias < best) {
+			best = alias
+		}
+	}
+	if best != "" {
+		s.Name = best
+	}
+	return s
+}
+
+func sharesName(s api.Summary, all []api.Summary) bool {
+	for _, o := range all {
+		if o.ID != s.ID && o.Name == s.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// AmbiguousName is the error for a name that several of the caller's
+// conversations share: it lists them (id, when created, members), oldest
+// first, and says how to name one.
+func AmbiguousName(name string, same []api.Summary) error {
+	same = slices.Clone(same)
+	slices.SortFunc(same, func(a, b api.Summary) int { return strings.Compare(a.CreatedAt+a.ID, b.CreatedAt+b.ID) })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of your conversations are named %q: name one by its id (or a unique prefix of it), or give it a name of your own with 'twokey conv alias NAME ID'", len(same), name)
+	for _, s := range same {
+		names := make([]string, len(s.Members))
+		for i, m := range s.Members {
+			names[i] = m.Name
+		}
+		fmt.Fprintf(&b, "\n  %s  created %s  members %s", s.ID, s.CreatedAt, strings.Join(names, ", "))
+	}
+	return twokey.Errorf(twokey.EBadPayload, "%s", b.String())
 }
 
 // ResolveRequest expands a unique prefix of a request id in conv.

@@ -69,6 +69,9 @@ func (m *Management) do(ctx context.Context, method, path string, in, out any) e
 	}
 	defer resp.Body.Close()
 	err = answer(resp, method, path, out)
+	if errors.Is(err, errForeign) {
+		return notTwokey(ctx, m.HTTP, m.Base, err)
+	}
 	var te *twokey.Error
 	if resp.StatusCode == http.StatusNotFound && errors.As(err, &te) && strings.HasPrefix(te.Message, "no route") {
 		te.Message = "the server's management API is off or unknown here: start the server with a management key (TWOKEY_MANAGEMENT_KEY or management.key)"
@@ -89,14 +92,67 @@ func answer(resp *http.Response, method, path string, out any) error {
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
 			return &twokey.Error{Code: eb.Error.Code, Message: eb.Error.Message}
 		}
-		return &twokey.Error{Code: twokey.EInternal, Message: fmt.Sprintf("server answered %s to %s %s", resp.Status, method, path)}
+		return &twokey.Error{Code: twokey.EInternal, Message: fmt.Sprintf("server answered %s to %s %s", resp.Status, method, path), Err: errForeign}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+			return fmt.Errorf("decode answer of %s %s: %w", method, path, foreign{err})
 		}
 	}
 	return nil
+}
+
+// errForeign marks an answer no twokey server gives: a refusal without
+// the protocol's error body, or a body that is not the JSON asked for.
+var errForeign = errors.New("not a twokey answer")
+
+// foreign is err marked errForeign, in err's words.
+type foreign struct{ err error }
+
+func (f foreign) Error() string   { return f.err.Error() }
+func (f foreign) Unwrap() []error { return []error{f.err, errForeign} }
+
+// notTwokey asks base's GET /v1/gateway, which every twokey server answers
+// with its version, after an answer marked errForeign (err). A server that
+// gives no version there is not twokey: the error says so and what to
+// check. One that does is twokey, and err stands as it is.
+func notTwokey(ctx context.Context, hc *http.Client, base string, err error) error {
+	req, rerr := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/gateway", nil)
+	if rerr != nil {
+		return err
+	}
+	resp, rerr := hc.Do(req)
+	if rerr != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var gw api.Gateway
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusOK && json.Unmarshal(data, &gw) == nil && gw.Version != "" {
+		return err
+	}
+	said := "no twokey version"
+	if resp.StatusCode != http.StatusOK {
+		said = resp.Status + " and no twokey version"
+	}
+	return notTwokeyError(base, err, ", and GET /v1/gateway gave "+said)
+}
+
+// notTwokeyError says that the server at base is not twokey: err is what
+// it answered, and then says what GET /v1/gateway gave ("" when err was
+// that call's).
+func notTwokeyError(base string, err error, then string) error {
+	first := "answered with what is not twokey's JSON (" + err.Error() + ")"
+	var te *twokey.Error
+	if errors.As(err, &te) {
+		first = strings.TrimPrefix(te.Message, "server ") // "answered 404 Not Found to POST /v1/sessions"
+	}
+	if then == "" {
+		then = ", with no twokey version"
+	}
+	return &twokey.Error{Code: twokey.EUnavailable, Err: err, Message: fmt.Sprintf(
+		"the server at %s is not a twokey server: it %s%s. Check --server (or TWOKEY_SERVER): it is the URL 'twokey serve' prints as 'listening on ...' (by default http://127.0.0.1:8080), not an upstream's or another service's",
+		base, first, then)}
 }
 
 func keyPath(name string) string { return "/v0/management/keys/" + url.PathEscape(name) }

@@ -148,6 +148,29 @@ func newHTTPClient(base string, tr http.RoundTripper) *http.Client {
 	return &http.Client{Timeout: 60 * time.Second, Transport: g, CheckRedirect: g.checkRedirect}
 }
 
+// ServerURL reads a server address as the CLI and TUI take it (--server,
+// TWOKEY_SERVER): a URL with a scheme is returned as it is; HOST:PORT (or
+// HOST) without one gets http:// when HOST is this machine (127.0.0.1,
+// ::1, localhost), where 'twokey serve' listens by default, and https://
+// otherwise, where a credential must not cross in clear text. assumed is
+// then the scheme it chose, for a note to the user; it is "" when s had a
+// scheme or is not an address at all (which checkServer then refuses with
+// its example).
+func ServerURL(s string) (u string, assumed string) {
+	if s == "" || strings.Contains(s, "://") {
+		return s, ""
+	}
+	p, err := url.Parse("//" + s)
+	if err != nil || p.Host == "" || p.User != nil || p.RawQuery != "" || p.Fragment != "" || strings.ContainsAny(s, " \t") {
+		return s, ""
+	}
+	scheme := "https"
+	if isLoopback(p.Hostname()) {
+		scheme = "http"
+	}
+	return scheme + "://" + s, scheme
+}
+
 // checkServer refuses a server URL over which o would send credentials in
 // clear text, or where o's TLS trust could not apply.
 func checkServer(base string, o Options) error {

@@ -120,6 +120,10 @@ func (id *Identity) Public() ed25519.PublicKey { return id.Private.Public().(ed2
 // KeyID returns the identity's key id.
 func (id *Identity) KeyID() string { return KeyID(id.Public()) }
 
+// identityVersion is the version of the identity file format that Save
+// writes and LoadIdentity reads; LoadIdentity refuses any other.
+const identityVersion = 1
+
 // identityFile is the on-disk form of an identity.
 type identityFile struct {
 	Version int    `json:"version"`
@@ -130,7 +134,7 @@ type identityFile struct {
 
 // Save writes the identity to path with mode 0600, refusing to overwrite.
 func (id *Identity) Save(path string) error {
-	data, err := json.MarshalIndent(identityFile{Version: 1, Name: id.Name, KeyID: id.KeyID(),
+	data, err := json.MarshalIndent(identityFile{Version: identityVersion, Name: id.Name, KeyID: id.KeyID(),
 		Seed: base64.StdEncoding.EncodeToString(id.Private.Seed())}, "", "  ")
 	if err != nil {
 		return err
@@ -168,9 +172,19 @@ func LoadIdentity(path string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	var f identityFile
+	var f struct {
+		identityFile
+		Version *int `json:"version"` // absent is not version 0
+	}
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("identity file %s is not valid: %v", path, err)
+	}
+	if f.Version == nil || *f.Version != identityVersion {
+		had := "has no version"
+		if f.Version != nil {
+			had = fmt.Sprintf("has version %d", *f.Version)
+		}
+		return nil, fmt.Errorf("identity file %s %s; this twokey reads version %d identity files (one written by a newer twokey needs that twokey)", path, had, identityVersion)
 	}
 	seed, err := base64.StdEncoding.DecodeString(f.Seed)
 	if err != nil || len(seed) != ed25519.SeedSize {

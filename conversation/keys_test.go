@@ -335,6 +335,12 @@ func TestIdentitySaveLoad(t *testing.T) {
 	}
 }
 
+// versioned is an identity file whose version field is v (which may be
+// empty, for none).
+func versioned(v, keyID, seed string) []byte {
+	return []byte(`{` + v + `"name": "x", "key_id": "` + keyID + `", "seed": "` + seed + `"}`)
+}
+
 func TestLoadIdentityRefuses(t *testing.T) {
 	id := fixedIdentity(5)
 	file := func(keyID, seed string) []byte {
@@ -355,6 +361,10 @@ func TestLoadIdentityRefuses(t *testing.T) {
 		{"seed missing", file(id.KeyID(), ""), 0o600, "seed"},
 		{"seed short", file(id.KeyID(), base64.StdEncoding.EncodeToString(make([]byte, 31))), 0o600, "seed"},
 		{"not JSON", []byte("seed=abc"), 0o600, "not valid"},
+		// A format this twokey does not know is refused, not read as if
+		// it were version 1.
+		{"a newer version", versioned(`"version": 2, `, id.KeyID(), seed), 0o600, "has version 2; this twokey reads version 1 identity files"},
+		{"no version", versioned("", id.KeyID(), seed), 0o600, "has no version; this twokey reads version 1 identity files"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -201,10 +201,17 @@ func CheckChat(m *Message) error {
 	if p.Text == "" {
 		return twokey.Errorf(twokey.EBadPayload, "chat.message needs text")
 	}
-	if len(p.Text) > twokey.MaxTextBytes {
-		return twokey.Errorf(twokey.ETooLarge, "text is %d bytes; the limit is %d", len(p.Text), twokey.MaxTextBytes)
+	return CheckText(p.Text)
+}
+
+// CheckText refuses a chat message's text over twokey.MaxTextBytes or not
+// UTF-8. The client asks it before signing, so that a text too long for
+// the envelope (64 KiB) is named by the same limit as one that fits it.
+func CheckText(text string) error {
+	if len(text) > twokey.MaxTextBytes {
+		return twokey.Errorf(twokey.ETooLarge, "the text is %d bytes, over the limit of %d bytes (%d KiB) for a message's text: shorten it or split it into several messages", len(text), twokey.MaxTextBytes, twokey.MaxTextBytes>>10)
 	}
-	if !utf8.ValidString(p.Text) {
+	if !utf8.ValidString(text) {
 		return twokey.Errorf(twokey.EBadPayload, "text must be UTF-8")
 	}
 	return nil

@@ -111,10 +111,15 @@ func (e *Engine) secret(ch *change, m *conversation.Message) error {
 	if err := e.claimID(ch, "secret", p.SecretID); err != nil {
 		return err
 	}
-	if _, err := e.service(p.Service); err != nil {
+	svc, err := e.service(p.Service)
+	if err != nil {
 		return err
 	}
-	svc, _ := e.cfg.Catalog.Service(p.Service)
+	// Stored, it would never be sent (execute injects no key into a
+	// service that takes none): refused rather than kept unused.
+	if err := catalog.CheckTakesKey(svc, e.cfg.Catalog.Services()); err != nil {
+		return err
+	}
 	if p.HeaderName == "" {
 		p.HeaderName = svc.HeaderName
 	}
@@ -196,7 +201,9 @@ func (e *Engine) revoke(ch *change, m *conversation.Message) error {
 	return err
 }
 
-// liveSecret returns the newest live secret of a service, or nil.
+// liveSecret returns the newest live secret of a service (the one a call
+// gets; of two stored at the same instant, the greater id), or nil, and
+// the latest to expire of its expired ones.
 func (c *conv) liveSecret(service string, now time.Time) (*vault.Secret, *vault.Secret) {
 	var live, expired *vault.Secret
 	for _, s := range c.secrets {
@@ -204,7 +211,7 @@ func (c *conv) liveSecret(service string, now time.Time) (*vault.Secret, *vault.
 			continue
 		}
 		if s.Live(now) {
-			if live == nil || s.CreatedAt.After(live.CreatedAt) {
+			if live == nil || s.CreatedAt.After(live.CreatedAt) || (s.CreatedAt.Equal(live.CreatedAt) && s.ID > live.ID) {
 				live = s
 			}
 		} else if expired == nil || s.ExpiresAt.After(expired.ExpiresAt) {

@@ -112,8 +112,14 @@ func (e *Engine) Gate(convID, key string) (*api.GateInfo, error) {
 		g.Rules = []gate.Rule{}
 	}
 	for _, s := range c.secrets {
+		// The one execute would inject: the newest live one, of a service
+		// that takes a key.
+		inUse, _ := c.liveSecret(s.Service, now)
+		if svc, ok := e.cfg.Catalog.Service(s.Service); !ok || !svc.TakesKey() {
+			inUse = nil
+		}
 		si := api.SecretInfo{SecretID: s.ID, Service: s.Service, HeaderName: s.HeaderName, HeaderTemplate: s.HeaderTemplate,
-			CreatedAt: conversation.FormatTime(s.CreatedAt), ProvisionedBy: s.ProvisionedBy, Live: s.Live(now)}
+			CreatedAt: conversation.FormatTime(s.CreatedAt), ProvisionedBy: s.ProvisionedBy, Live: s.Live(now), InUse: inUse == s}
 		if !s.ExpiresAt.IsZero() {
 			si.ExpiresAt = conversation.FormatTime(s.ExpiresAt)
 		}

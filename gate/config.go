@@ -72,7 +72,6 @@ func Propose(cfg Config, members []conversation.Member, author string, p Propose
 	if len(p.Add) == 0 && len(p.Remove) == 0 && p.RequiredApprovals == 0 && p.Rules == nil {
 		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "member.propose changes nothing: give add, remove, required_approvals or rules")
 	}
-	next := cfg.Clone()
 	newMembers := slices.Clone(members)
 	for _, k := range p.Remove {
 		if _, err := conversation.ParseKeyID(k); err != nil {
@@ -83,7 +82,6 @@ func Propose(cfg Config, members []conversation.Member, author string, p Propose
 			return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "remove: %s is not a member", conversation.ShortKey(k))
 		}
 		newMembers = slices.Delete(newMembers, i, i+1)
-		next.Signers = slices.DeleteFunc(next.Signers, func(s string) bool { return s == k })
 	}
 	if err := conversation.ValidateMembers(p.Add); err != nil {
 		return nil, cfg, nil, err
@@ -93,19 +91,13 @@ func Propose(cfg Config, members []conversation.Member, author string, p Propose
 			return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "add: %s is already a member", conversation.ShortKey(m.Key))
 		}
 		newMembers = append(newMembers, m)
-		next.Signers = append(next.Signers, m.Key)
 	}
 	if len(newMembers) > twokey.MaxMembers {
 		return nil, cfg, nil, twokey.Errorf(twokey.ETooLarge, "a conversation holds at most %d members", twokey.MaxMembers)
 	}
+	next := cfg.proposed(p)
 	if len(next.Signers) == 0 {
 		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "the proposal would leave no signers")
-	}
-	if p.RequiredApprovals != 0 {
-		next.RequiredApprovals = p.RequiredApprovals
-	}
-	if p.Rules != nil {
-		next.Rules = Normalize(*p.Rules)
 	}
 	if next.RequiredApprovals < 1 || next.RequiredApprovals > len(next.Signers) {
 		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "the proposal would leave required_approvals %d with %d signers; M must lie between 1 and the number of signers", next.RequiredApprovals, len(next.Signers))

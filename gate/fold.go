@@ -95,6 +95,10 @@ func violate(check, format string, args ...any) error {
 type Step struct {
 	Request  *Request  // the request a gate.* record is about, as it is after it
 	Proposal *Proposal // the proposal a member.* record is about, as it is after it
+	// Diff is what that proposal changes in the gate it was made in (for
+	// member.propose, member.approve and the member.changed that applies
+	// it, which changes exactly this).
+	Diff *ProposalDiff
 }
 
 // NewFold returns an empty fold for a log whose gateway is gateway.
@@ -322,7 +326,7 @@ func (f *Fold) apply(m *conversation.Message, seq uint64, at time.Time) (Step, e
 		if prop.Done() {
 			f.expect = append(f.expect, []follow{{kind: conversation.KindMemberChanged, id: prop.ID}})
 		}
-		return Step{Proposal: prop}, nil
+		return f.proposalStep(prop), nil
 	case conversation.KindMemberApprove:
 		var p MemberApprovePayload
 		if err := decode(m, &p); err != nil {
@@ -346,9 +350,16 @@ func (f *Fold) apply(m *conversation.Message, seq uint64, at time.Time) (Step, e
 		if prop.Done() {
 			f.expect = append(f.expect, []follow{{kind: conversation.KindMemberChanged, id: prop.ID}})
 		}
-		return Step{Proposal: prop}, nil
+		return f.proposalStep(prop), nil
 	}
 	return Step{}, violate(ViolationState, "kind %s is not one the gateway accepts from members", m.Kind)
+}
+
+// proposalStep is the step of a record about the open proposal prop: an
+// open proposal was made in the gate as it is now.
+func (f *Fold) proposalStep(prop *Proposal) Step {
+	d := DiffProposal(f.Gate, prop.Payload)
+	return Step{Proposal: prop, Diff: &d}
 }
 
 func ruleText(r *Rule) string {

@@ -328,6 +328,7 @@ func (f *Fold) changed(m *conversation.Message) (Step, error) {
 		p.RequiredApprovals != cfg.RequiredApprovals || !slices.Equal(p.Rules, cfg.Rules) {
 		return Step{}, violate(ViolationState, "it states signers, members, M or rules other than proposal %s leads to", prop.ID)
 	}
+	step := f.proposalStep(prop) // against the gate it was made in, this one
 	f.Gate, f.Members = cfg, members
 	f.Proposals = map[string]*Proposal{}
 	var group []follow
@@ -340,5 +341,5 @@ func (f *Fold) changed(m *conversation.Message) (Step, error) {
 		// These come before anything else, right after this record.
 		f.expect = append([][]follow{group}, f.expect...)
 	}
-	return Step{Proposal: prop}, nil
+	return step, nil
 }

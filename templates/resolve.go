@@ -153,7 +153,7 @@ func (t *Template) argsError(missing, unknown, bad []string) error {
 		for _, n := range missing {
 			p := t.param(n)
 			if p.Example != "" {
-				names = append(names, fmt.Sprintf("%q (e.g. %s=%s)", n, n, p.Example))
+				names = append(names, fmt.Sprintf("%q (e.g. %s)", n, p.ExampleArg()))
 			} else {
 				names = append(names, fmt.Sprintf("%q (%s)", n, p.typeName()))
 			}
@@ -187,6 +187,39 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// ExampleArg is p as one argument of an example command line: name=value
+// with its example (or VALUE when it has none), quoted for a shell so that
+// it can be pasted as it is.
+func (p *Param) ExampleArg() string {
+	v := p.Example
+	if v == "" {
+		v = "VALUE"
+	}
+	return ShellQuote(p.Name + "=" + v)
+}
+
+// ExampleArgs are the arguments of an example call of t: each required
+// parameter and each with an example, in order, as ExampleArg writes them.
+func (t *Template) ExampleArgs() []string {
+	var out []string
+	for i := range t.Params {
+		if p := &t.Params[i]; p.Required || p.Example != "" {
+			out = append(out, p.ExampleArg())
+		}
+	}
+	return out
+}
+
+// ShellQuote returns s as one word that a POSIX shell reads back as s: as
+// it is when it holds only characters no shell treats specially, else in
+// single quotes, a quote in it closing them, escaped, and reopening.
+func ShellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/=+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // short quotes s for a message, cut to a readable length.
@@ -266,16 +299,37 @@ func MatchEndpoint(pattern, path string) bool {
 
 // ParseArgs turns ["name=value", ...] into a map. "name=" gives an empty
 // value; an argument without '=' or with an empty name, and a name given
-// twice, are errors that name the argument.
+// twice, are errors that name the argument. Template.ParseArgs is the same
+// with the template's own parameters in the error's example.
 func ParseArgs(args []string) (map[string]string, error) {
+	return parseArgs(args, func(string) string { return "write parameters as name=value" })
+}
+
+// ParseArgs is the package's ParseArgs for arguments to t: a mistake's
+// message shows how to write one of t's parameters (the one argument it
+// takes with the value given, or its first with that one's example), or
+// says that t takes none.
+func (t *Template) ParseArgs(args []string) (map[string]string, error) {
+	return parseArgs(args, func(a string) string {
+		switch {
+		case len(t.Params) == 0:
+			return "but " + t.Name + " takes no parameters: leave the argument out"
+		case len(t.Params) == 1 && a != "" && !strings.Contains(a, "="):
+			return "write parameters as name=value, here " + t.Params[0].Name + "=" + ShellQuote(a)
+		}
+		return "write parameters as name=value, e.g. " + t.Params[0].ExampleArg()
+	})
+}
+
+func parseArgs(args []string, hint func(arg string) string) (map[string]string, error) {
 	m := make(map[string]string, len(args))
 	for _, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		switch {
 		case !ok:
-			return nil, twokey.Errorf(twokey.EBadPayload, "argument %s has no '=': write parameters as name=value (e.g. id=8863)", short(a))
+			return nil, twokey.Errorf(twokey.EBadPayload, "argument %s has no '=': %s", short(a), hint(a))
 		case k == "":
-			return nil, twokey.Errorf(twokey.EBadPayload, "argument %s has an empty name: write parameters as name=value (e.g. id=8863)", short(a))
+			return nil, twokey.Errorf(twokey.EBadPayload, "argument %s has an empty name: %s", short(a), hint(""))
 		}
 		if prev, dup := m[k]; dup {
 			return nil, twokey.Errorf(twokey.EBadPayload, "parameter %s is given twice (%s and %s): give each parameter once", short(k), short(k+"="+prev), short(a))

@@ -14,6 +14,7 @@ package templates
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -494,6 +495,9 @@ func (p *Param) canonical(v string) (string, error) {
 	switch p.typeName() {
 	case TypeInteger:
 		n, err := strconv.ParseInt(v, 10, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return "", fmt.Errorf("is out of range: an integer here is from %d to %d", int64(math.MinInt64), int64(math.MaxInt64))
+		}
 		if err != nil {
 			return "", fmt.Errorf("is not an integer: write whole decimal digits, e.g. 42")
 		}
@@ -537,11 +541,16 @@ func checkPathValue(v string) error {
 	}
 	cur := v
 	for range 8 {
+		// The value itself is already named; a decoded form is named too.
+		is := ""
+		if cur != v {
+			is = fmt.Sprintf("decodes to %q, which ", cur)
+		}
 		switch {
 		case cur == "." || cur == "..":
-			return fmt.Errorf("is a dot segment (%q): a path parameter may not be \".\" or \"..\"", cur)
+			return fmt.Errorf("%sis a dot segment: a path parameter may not be \".\" or \"..\"", is)
 		case strings.ContainsAny(cur, `/\`):
-			return fmt.Errorf("contains '/' or '\\' (%q): a path parameter is one path segment", cur)
+			return fmt.Errorf("%scontains '/' or '\\': a path parameter is one path segment", is)
 		}
 		if !strings.Contains(cur, "%") {
 			return nil

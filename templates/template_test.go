@@ -2,6 +2,7 @@ package templates
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -187,6 +188,10 @@ func TestResolve(t *testing.T) {
 			url: base + "/item/1.json", path: "/item/1.json", headers: map[string]string{}},
 		{name: "integer path not integer", tmpl: tItem, args: map[string]string{"id": "abc"},
 			wantErrs: []string{`template "hn.get-item"`, `parameter "id": value "abc" is not an integer`}},
+		{name: "integer out of range", tmpl: tItem, args: map[string]string{"id": "99999999999999999999999"},
+			wantErrs: []string{`parameter "id": value "99999999999999999999999" is out of range: an integer here is from -9223372036854775808 to 9223372036854775807`}},
+		{name: "integer out of range below", tmpl: tItem, args: map[string]string{"id": "-99999999999999999999999"},
+			wantErrs: []string{`is out of range`}},
 		{name: "integer path traversal", tmpl: tItem, args: map[string]string{"id": "../1"},
 			wantErrs: []string{`parameter "id"`, `not an integer`}},
 		{name: "missing required", tmpl: tItem, args: nil,
@@ -203,7 +208,7 @@ func TestResolve(t *testing.T) {
 		{name: "dot dot", tmpl: tFile, args: map[string]string{"name": ".."}, wantErrs: []string{`parameter "name": value ".." is a dot segment`}},
 		{name: "dot", tmpl: tFile, args: map[string]string{"name": "."}, wantErrs: []string{`value "." is a dot segment`}},
 		{name: "slash", tmpl: tFile, args: map[string]string{"name": "a/b"}, wantErrs: []string{`value "a/b" contains '/'`}},
-		{name: "encoded dot dot", tmpl: tFile, args: map[string]string{"name": "%2e%2e"}, wantErrs: []string{`value "%2e%2e" is a dot segment`}},
+		{name: "encoded dot dot", tmpl: tFile, args: map[string]string{"name": "%2e%2e"}, wantErrs: []string{`value "%2e%2e" decodes to "..", which is a dot segment`}},
 		{name: "encoded dot dot upper", tmpl: tFile, args: map[string]string{"name": "%2E."}, wantErrs: []string{`is a dot segment`}},
 		{name: "double encoded dot dot", tmpl: tFile, args: map[string]string{"name": "%252e%252e"}, wantErrs: []string{`is a dot segment`}},
 		{name: "encoded slash", tmpl: tFile, args: map[string]string{"name": "a%2fb"}, wantErrs: []string{`contains '/'`}},
@@ -412,5 +417,86 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 	if _, err := url.Parse(base); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPathValueNamedOnce: a refused path value is named once, and a
+// decoded form only when it differs from the value (issue 18).
+func TestPathValueNamedOnce(t *testing.T) {
+	for _, tc := range []struct{ value, want string }{
+		{"a/b", `parameter "name": value "a/b" contains '/' or '\': a path parameter is one path segment`},
+		{"..", `parameter "name": value ".." is a dot segment: a path parameter may not be "." or ".."`},
+		{"a%2fb", `parameter "name": value "a%2fb" decodes to "a/b", which contains '/' or '\': a path parameter is one path segment`},
+		{"%252e%252e", `parameter "name": value "%252e%252e" decodes to "..", which is a dot segment`},
+	} {
+		_, err := tFile.Resolve(base, map[string]string{"name": tc.value})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), fmt.Sprintf("(%q)", tc.value)) {
+			t.Errorf("%q: %v\nwant it to say, once: %s", tc.value, err, tc.want)
+		}
+	}
+}
+
+// TestTemplateParseArgs: a mistake in the arguments to a template shows
+// that template's own parameter, quoted for a shell, never another
+// template's id=8863.
+func TestTemplateParseArgs(t *testing.T) {
+	breed := &Template{Name: "dogs.breed", Params: []Param{{Name: "breed", In: InPath, Required: true, Example: "hound"}}}
+	art := &Template{Name: "ascii.artify", Service: "fun", Method: "POST", Endpoint: "/ascii", SuggestedApprovals: 1, Risk: RiskRead,
+		Params: []Param{{Name: "text", In: InBody, Required: true, Example: "hello from twokey"}, {Name: "font", In: InBody}}}
+	none := &Template{Name: "dogs.random"}
+	for _, tc := range []struct {
+		t    *Template
+		args []string
+		want string
+	}{
+		{breed, []string{"husky"}, `argument "husky" has no '=': write parameters as name=value, here breed=husky`},
+		{breed, []string{"it's"}, `argument "it's" has no '=': write parameters as name=value, here breed='it'\''s'`},
+		{breed, []string{"=x"}, `argument "=x" has an empty name: write parameters as name=value, e.g. breed=hound`},
+		{art, []string{"hello"}, `argument "hello" has no '=': write parameters as name=value, e.g. 'text=hello from twokey'`},
+		{none, []string{"x"}, `argument "x" has no '=': but dogs.random takes no parameters: leave the argument out`},
+		{nil, []string{"x"}, `argument "x" has no '=': write parameters as name=value`},
+	} {
+		var err error
+		if tc.t == nil {
+			_, err = ParseArgs(tc.args)
+		} else {
+			_, err = tc.t.ParseArgs(tc.args)
+		}
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q: %v\nwant %s", tc.args, err, tc.want)
+		}
+	}
+	if kv, err := art.ParseArgs([]string{"text=a b"}); err != nil || kv["text"] != "a b" {
+		t.Errorf("a good argument: %v %v", kv, err)
+	}
+	if got := strings.Join(art.ExampleArgs(), " "); got != `'text=hello from twokey'` {
+		t.Errorf("ExampleArgs = %s", got)
+	}
+	_, err := art.Resolve(base, nil)
+	if err == nil || !strings.Contains(err.Error(), `missing required parameter "text" (e.g. 'text=hello from twokey')`) {
+		t.Errorf("missing parameter: %v", err)
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"id=8863":      "id=8863",
+		"hound":        "hound",
+		"a b":          "'a b'",
+		"":             "''",
+		"it's":         `'it'\''s'`,
+		"$HOME":        "'$HOME'",
+		"a;b":          "'a;b'",
+		"~x":           "'~x'",
+		"x*":           "'x*'",
+		"https://h/p":  "https://h/p",
+		"two\nlines":   "'two\nlines'",
+		"back\\slash":  `'back\slash'`,
+		"dq\"uote":     `'dq"uote'`,
+		"ünïcode text": "'ünïcode text'",
+	} {
+		if got := ShellQuote(in); got != want {
+			t.Errorf("ShellQuote(%q) = %s, want %s", in, got, want)
+		}
 	}
 }

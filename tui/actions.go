@@ -388,7 +388,7 @@ func (m *Model) resolveRequest(args []string) (*templates.Template, *catalog.Ser
 	if t == nil || svc == nil {
 		return nil, nil, p, fmt.Errorf("no template %q (tab completes template names)", args[0])
 	}
-	kv, err := templates.ParseArgs(args[1:])
+	kv, err := t.ParseArgs(args[1:]) // a mistake shows t's own parameters
 	if err != nil {
 		return t, svc, p, err
 	}
@@ -641,4 +641,16 @@ func commonPrefix(s []string) string {
 		}
 	}
 	return p
+}
+
+// nOf is n and the noun, in the plural unless n is 1: "1 line",
+// "2 lines".
+func nOf(n int, word string) string { return fmt.Sprintf("%d %s", n, noun(n, word)) }
+
+// noun is word, in the plural unless n is 1.
+func noun(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }

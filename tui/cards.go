@@ -139,7 +139,8 @@ func fold(lines []string, n int, expanded bool, hint string) []string {
 	if expanded || len(lines) <= n {
 		return lines
 	}
-	return append(lines[:n:n], styleFaint.Render(fmt.Sprintf("… %d more lines%s", len(lines)-n, hint)))
+	more := len(lines) - n
+	return append(lines[:n:n], styleFaint.Render(fmt.Sprintf("… %d more %s%s", more, noun(more, "line"), hint)))
 }
 
 func sortedParams(p map[string]string) string {
@@ -208,7 +209,7 @@ func (m *Model) cardOf(c *convState, it *item) cardSpec {
 	case conversation.KindGateEnable:
 		var p gate.EnablePayload
 		_ = json.Unmarshal(payload, &p)
-		lines := []string{fmt.Sprintf("asks to turn the gateway on: %d approvals per call", p.RequiredApprovals)}
+		lines := []string{fmt.Sprintf("asks to turn the gateway on: %s per call", nOf(p.RequiredApprovals, "approval"))}
 		for _, r := range p.Rules {
 			lines = append(lines, fmt.Sprintf("rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
 		}
@@ -329,14 +330,14 @@ func (m *Model) cardOf(c *convState, it *item) cardSpec {
 	case conversation.KindMemberChanged:
 		var p gate.ChangedPayload
 		_ = json.Unmarshal(payload, &p)
-		lines := []string{
-			fmt.Sprintf("signers %s · %d of %d must approve", c.nameList(p.Signers, m.gateway), p.RequiredApprovals, len(p.Signers)),
+		label := "MEMBERS CHANGED"
+		if it.diff != nil {
+			label = it.diff.Label()
 		}
-		for _, r := range p.Rules {
-			lines = append(lines, fmt.Sprintf("rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
-		}
-		lines = append(lines, "pending requests are cancelled")
-		return cardSpec{boxed: true, tone: colBlue, title: styleBold.Render(head + " MEMBERS CHANGED"), by: by, lines: lines}
+		lines := m.diffLines(c, it.diff)
+		lines = append(lines, fmt.Sprintf("now signers %s · %d of %d must approve", c.nameList(p.Signers, m.gateway), p.RequiredApprovals, len(p.Signers)),
+			"pending requests are cancelled")
+		return cardSpec{boxed: true, tone: colBlue, title: styleBold.Render(head + " " + label), by: by, lines: lines}
 	}
 	return cardSpec{title: fmt.Sprintf("%s %s %s %s", head, when, who, it.msg.Kind)}
 }
@@ -456,21 +457,11 @@ func (m *Model) proposalSpec(c *convState, it *item, head, by string) cardSpec {
 	if json.Unmarshal(it.disp, &p) != nil || (pr == nil && it.refused == "") {
 		return cardSpec{boxed: true, tone: colRed, title: head + " PROPOSAL", by: by, lines: []string{styleRed.Render("a proposal this TUI cannot read")}}
 	}
-	var parts []string
-	for _, a := range p.Add {
-		parts = append(parts, "add "+a.Name+" ("+shortKey(a.Key)+")")
-	}
-	for _, k := range p.Remove {
-		parts = append(parts, "remove "+c.name1(k, m.gateway))
-	}
-	if p.RequiredApprovals != 0 {
-		parts = append(parts, fmt.Sprintf("set M to %d", p.RequiredApprovals))
-	}
-	if p.Rules != nil {
-		parts = append(parts, fmt.Sprintf("set %d rules", len(*p.Rules)))
-	}
 	title := head + " PROPOSAL " + shortID(p.ProposalID)
-	lines := []string{strings.Join(parts, ", ")}
+	if it.diff != nil {
+		title += " · to change " + it.diff.What()
+	}
+	lines := m.diffLines(c, it.diff)
 	if pr == nil {
 		return cardSpec{boxed: true, tone: colRed, title: title, by: by, lines: lines}
 	}
@@ -491,6 +482,19 @@ func (m *Model) proposalSpec(c *convState, it *item, head, by string) cardSpec {
 		lines = append(lines, "you: your approval is not needed")
 	}
 	return cardSpec{boxed: true, tone: tone, title: title, by: by, lines: lines}
+}
+
+// diffLines is what a proposal changes, a line each (gate.ProposalDiff's
+// Lines), made safe to draw.
+func (m *Model) diffLines(c *convState, d *gate.ProposalDiff) []string {
+	if d == nil {
+		return nil
+	}
+	var out []string
+	for _, l := range d.Lines(func(k string) string { return c.name1(k, m.gateway) }) {
+		out = append(out, safeLine(l))
+	}
+	return out
 }
 
 // renderItem draws item i of c at width w.

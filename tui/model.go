@@ -81,6 +81,8 @@ type Model struct {
 	events  chan tea.Msg
 	want    string // the conversation to select once loaded
 
+	selfName string // the name in the user's identity file
+
 	width, height int
 	loaded        bool
 	gateway       string
@@ -107,7 +109,7 @@ type Model struct {
 
 // New returns a model; nothing talks to the server until Init's commands run.
 func New(ctx context.Context, o Options) *Model {
-	m := &Model{ctx: ctx, backend: o.Backend, self: o.Self, now: o.Now, loc: o.Location, ttl: o.RequestTTL,
+	m := &Model{ctx: ctx, backend: o.Backend, self: o.Self, selfName: o.SelfName, now: o.Now, loc: o.Location, ttl: o.RequestTTL,
 		events: make(chan tea.Msg, 256), want: o.Conversation, width: 100, height: 30, focus: paneLog}
 	if m.now == nil {
 		m.now = time.Now
@@ -166,7 +168,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.err != nil {
 			return m, nil
 		}
-		return m, m.addConvs(msg.convs)
+		cmd := m.addConvs(msg.convs)
+		m.selectWanted()
+		return m, cmd
 	case refreshMsg:
 		if !m.loaded {
 			return m, tea.Batch(m.loadCmd(), m.refreshCmd())
@@ -277,16 +281,36 @@ func (m *Model) start(msg startMsg) tea.Cmd {
 	cmd := m.addConvs(msg.convs)
 	if m.want != "" {
 		if i := m.findConv(m.want); i >= 0 {
-			m.sel = i
+			m.sel, m.want = i, ""
 		} else {
-			m.setStatus(true, "you have no conversation %q", m.want)
+			// The server lists only the conversations the user is in: one
+			// it does not list may exist without them. m.want stays, so
+			// that it is selected once they are added (selectWanted).
+			name := m.selfName
+			if name == "" {
+				name = "NAME"
+			}
+			m.setStatus(true, "you are not a member of a conversation %q: ask its admin to add your key id, with 'twokey member add %s %s=%s' (or 'twokey member propose %s --add %s=%s' once its gateway is on)",
+				m.want, m.want, name, m.self, m.want, name, m.self)
+			return cmd
 		}
-		m.want = ""
 	}
 	if len(m.convs) == 0 {
-		m.setStatus(false, "no conversations yet: make one with 'twokey conv create NAME --member name=KEY'")
+		m.setStatus(false, "no conversations yet: make one with 'twokey conv create NAME --member name=KEY', or ask a conversation's admin to add your key id %s", m.self)
 	}
 	return cmd
+}
+
+// selectWanted selects the conversation named at start once the user is
+// in it (an admin added them after the TUI started).
+func (m *Model) selectWanted() {
+	if m.want == "" {
+		return
+	}
+	if i := m.findConv(m.want); i >= 0 {
+		m.sel, m.want = i, ""
+		m.setStatus(false, "you are now a member of %s", m.convs[i].name)
+	}
 }
 
 func (m *Model) findConv(ref string) int {

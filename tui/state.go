@@ -33,6 +33,11 @@ type item struct {
 	// gate.Violation's reason): it changed nothing, is drawn with the
 	// reason, and nothing is signed for it.
 	refused string
+	// diff is what a member.propose proposes, or a member.changed
+	// changes, against the gate the proposal was made in (the fold's
+	// Step.Diff; for a record the fold refused, what it asks for or
+	// claims against the gate at that point).
+	diff *gate.ProposalDiff
 }
 
 // reqView is a request as the fold holds it now, with the one thing only
@@ -235,12 +240,22 @@ func (c *convState) apply(it *item) {
 	default:
 		it.reqID = about.RequestID // a gate.* kind about a request; "" for any other
 	}
+	var before gate.Config
+	if m.Kind == conversation.KindMemberPropose || m.Kind == conversation.KindMemberChanged {
+		before = c.fold.Gate.Clone()
+		defer func() {
+			if it.diff == nil {
+				it.diff = claimedDiff(before, m.Kind, it.disp)
+			}
+		}()
+	}
 	at, err := conversation.ParseTime(it.rec.ReceivedAt)
 	if err != nil {
 		it.refused = "received_at: " + twokey.ErrorMessage(err)
 		return
 	}
 	step, err := c.fold.Apply(m, it.rec.Seq, at)
+	it.diff = step.Diff
 	if err != nil {
 		var v *gate.Violation
 		if errors.As(err, &v) {
@@ -276,6 +291,24 @@ func (c *convState) apply(it *item) {
 			c.props[pr.ID] = &propView{Proposal: pr, done: true}
 		}
 	}
+}
+
+// claimedDiff is what a member.propose or member.changed the fold refused
+// asks for or claims, against before, the gate at that point; disp is its
+// payload as drawn (its strings made safe), since what it names is not
+// believed to be a key or a name.
+func claimedDiff(before gate.Config, kind string, disp []byte) *gate.ProposalDiff {
+	var d gate.ProposalDiff
+	if kind == conversation.KindMemberPropose {
+		var p gate.ProposePayload
+		_ = json.Unmarshal(disp, &p)
+		d = gate.DiffProposal(before, p)
+	} else {
+		var p gate.ChangedPayload
+		_ = json.Unmarshal(disp, &p)
+		d = gate.DiffConfig(before, gate.Config{Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules})
+	}
+	return &d
 }
 
 func (c *convState) learn(ms []conversation.Member) {

@@ -51,8 +51,11 @@ var _ Backend = (*client.Client)(nil)
 // Options configure a TUI.
 type Options struct {
 	Backend Backend
-	// Self is the user's key id: whose votes are "yours".
-	Self string
+	// Self is the user's key id: whose votes are "yours". SelfName is
+	// the name in the user's identity file, shown where no conversation
+	// names them.
+	Self     string
+	SelfName string
 	// Conversation, when set, is the conversation (name, id or id prefix)
 	// selected at start.
 	Conversation string

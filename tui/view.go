@@ -106,9 +106,16 @@ func (m *Model) footerLines() []string {
 }
 
 func (m *Model) header() string {
-	me := shortKey(m.self)
+	// Who you are: your name in this conversation, else in your identity
+	// file, and your key's prefix.
+	me := safeLine(m.selfName)
 	if c := m.conv(); c != nil && c.names[m.self] != "" {
 		me = c.names[m.self]
+	}
+	if me == "" {
+		me = shortKey(m.self)
+	} else {
+		me += " (" + shortKey(m.self) + ")"
 	}
 	s := styleBold.Render("twokey") + " · you are " + me
 	if c := m.conv(); c != nil {
@@ -442,7 +449,11 @@ func (m *Model) memberLines(c *convState) []string {
 	}
 	open := slices.SortedFunc(maps.Values(f.Proposals), func(a, b *gate.Proposal) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, pr := range open {
-		out = append(out, fmt.Sprintf("open proposal %s: approvals %d/%d", shortID(safeLine(pr.ID)), len(pr.Approvals), len(pr.Needed)))
+		d := gate.DiffProposal(f.Gate, pr.Payload) // an open proposal was made in the gate as it is
+		out = append(out, fmt.Sprintf("open proposal %s to change %s: approvals %d/%d", shortID(safeLine(pr.ID)), d.What(), len(pr.Approvals), len(pr.Needed)))
+		for _, l := range m.diffLines(c, &d) {
+			out = append(out, "  "+l)
+		}
 	}
 	return out
 }

@@ -150,5 +150,15 @@ func (v *Vault) VerifyCheck(check []byte) error {
 	if err == nil && subtle.ConstantTimeCompare(p, []byte(checkMarker)) == 1 {
 		return nil
 	}
-	return fmt.Errorf("vault: the master key does not match this data directory (its check value does not open): %w", ErrOpen)
+	return errMasterMismatch{}
 }
+
+// errMasterMismatch is VerifyCheck's error: it is ErrOpen (errors.Is), in
+// words of its own, so that "vault:" is said once.
+type errMasterMismatch struct{}
+
+func (errMasterMismatch) Error() string {
+	return "vault: the master key does not match this data directory (its check value does not open)"
+}
+
+func (errMasterMismatch) Is(target error) bool { return target == ErrOpen }

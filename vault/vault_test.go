@@ -223,6 +223,9 @@ func TestVerifyCheck(t *testing.T) {
 			if !strings.Contains(err.Error(), "master key does not match this data directory") {
 				t.Errorf("error %q does not say the master key does not match", err)
 			}
+			if n := strings.Count(err.Error(), "vault:"); n != 1 {
+				t.Errorf("error %q says vault: %d times", err, n)
+			}
 			if !errors.Is(err, ErrOpen) {
 				t.Errorf("error %v does not wrap ErrOpen", err)
 			}

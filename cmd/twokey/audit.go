@@ -85,7 +85,7 @@ func runAuditExport(ctx context.Context, f *factory, o *auditExportOptions, ref 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(f.io.Err, "exported %d records of %s (checkpoint at seq %d, gateway %s)\n", len(x.Records), conv.Name, x.Checkpoint.Seq, x.Gateway)
+	fmt.Fprintf(f.io.Err, "exported %s of %s (checkpoint at seq %d, gateway %s)\n", nOf(len(x.Records), "record"), conv.Name, x.Checkpoint.Seq, x.Gateway)
 	return nil
 }
 

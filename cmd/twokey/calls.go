@@ -27,7 +27,7 @@ func newCallsCmd(f *factory) *cobra.Command {
 	var mkey string
 	cmd := &cobra.Command{
 		Use:   "calls [--service S] [--since 24h] [--limit N | --all] [--json]",
-		Short: "The server's request log: every request submitted and how it ended",
+		Short: "The server's request log: every request and how it ended (one conversation's records: 'twokey log')",
 		Long: `Print the server's durable request log, newest first: each request
 submitted and each outcome (executed, failed, expired, rejected, cancelled)
 with its time, conversation, template, service, method, URL (query values
@@ -75,7 +75,13 @@ func newLogsCmd(f *factory) *cobra.Command {
 	cmd.Short = "Old name of 'twokey calls'"
 	cmd.Hidden = true
 	run := cmd.RunE
+	// 'twokey logs CONV' is 'twokey log CONV' mistyped: say so, rather
+	// than that logs takes no arguments.
+	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("'twokey logs' is the old name of 'twokey calls' (the server's request log), which takes no CONV; to print conversation %s's records, run %s", args[0], shellLine(append([]string{"twokey", "log"}, args...)))
+		}
 		fmt.Fprintln(f.io.Err, "twokey: 'twokey logs' is now 'twokey calls' (the server's request log; 'twokey log CONV' prints a conversation's records)")
 		return run(cmd, args)
 	}

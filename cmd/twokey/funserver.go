@@ -31,6 +31,8 @@ under /httpbin, so the whole flow runs with no network:
 'twokey serve --service httpbin=http://ADDR/httpbin'. --log-requests prints
 each request the upstream receives, with credentials masked: it is how the
 demo shows the injected key arriving.`,
+		Example: "  twokey fun-server                                   # 127.0.0.1:8081, the fun service's default\n" +
+			"  twokey fun-server --addr 127.0.0.1:9000 --httpbin   # then: twokey serve --service httpbin=http://127.0.0.1:9000/httpbin --service fun=http://127.0.0.1:9000",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ln, err := net.Listen("tcp", addr)

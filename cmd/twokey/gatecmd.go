@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -61,9 +60,10 @@ a proposal every signer approves.`,
 	enable.Flags().StringArrayVar(&ruleFlags, "rule", nil, "a threshold rule: service=S,endpoint=/p,method=POST,approvals=N (omitted fields are *)")
 
 	show := &cobra.Command{
-		Use:   "show CONV",
-		Short: "Show the gate: signers, M, rules, secrets and open proposals",
-		Args:  cobra.ExactArgs(1),
+		Use:     "show CONV",
+		Short:   "Show the gate: signers, M, rules, secrets and open proposals",
+		Example: "  twokey gate show ops",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, conv, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
@@ -77,21 +77,34 @@ a proposal every signer approves.`,
 			printSigners(f, g)
 			printRules(f, g.Rules)
 			fmt.Fprintf(f.io.Out, "secrets: %d (twokey secret ls %s)\n", len(g.Secrets), conv.Name)
-			for _, p := range g.Proposals {
-				fmt.Fprintf(f.io.Out, "open proposal %s by %s: %d of %d approvals\n", p.ID, nameOf(g, p.Proposer), len(p.Approvals), len(p.Needed))
-			}
+			printProposals(f, conv, g)
 			return nil
 		},
 	}
 	rule := &cobra.Command{Use: "rule", Short: "Add, remove and list threshold rules"}
 	var r gate.Rule
 	add := &cobra.Command{
-		Use:   "add CONV [--service S] [--endpoint /path] [--method M] --approvals N",
+		Use:   "add CONV [SPEC] [--service S] [--endpoint /path] [--method M] --approvals N",
 		Short: "Propose a new rule (every signer must approve the change)",
+		Long: `Propose a new threshold rule. Give it with flags, or as one SPEC in the
+syntax 'gate enable --rule' takes: service=S,endpoint=/path,method=M,approvals=N
+(an omitted field is *).`,
 		Example: "  twokey gate rule add ops --service httpbin --endpoint /post --method POST --approvals 3\n" +
+			"  twokey gate rule add ops service=httpbin,method=POST,approvals=3\n" +
 			"  twokey gate rule add ops --service hackernews --approvals 1",
-		Args: cobra.ExactArgs(1),
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 {
+				for _, name := range []string{"service", "endpoint", "method", "approvals"} {
+					if cmd.Flags().Changed(name) {
+						return usagef("give the rule as SPEC (%s) or with --service, --endpoint, --method and --approvals, not both", args[1])
+					}
+				}
+				var err error
+				if r, err = gate.ParseRule(args[1]); err != nil {
+					return usagef("%s; give the rule as service=S,endpoint=/path,method=M,approvals=N (an omitted field is *) or as --service S --endpoint /path --method M --approvals N", twokey.ErrorMessage(err))
+				}
+			}
 			if r.RequiredApprovals < 1 {
 				return usagef("--approvals N is required")
 			}
@@ -106,9 +119,10 @@ a proposal every signer approves.`,
 	add.Flags().IntVar(&r.RequiredApprovals, "approvals", 0, "approvals required for matching requests")
 	var rm gate.Rule
 	remove := &cobra.Command{
-		Use:   "rm CONV [--service S] [--endpoint /path] [--method M]",
-		Short: "Propose removing the rule on exactly these fields",
-		Args:  cobra.ExactArgs(1),
+		Use:     "rm CONV [--service S] [--endpoint /path] [--method M]",
+		Short:   "Propose removing the rule on exactly these fields",
+		Example: "  twokey gate rule rm ops --service httpbin --endpoint /post --method POST",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			want := gate.Normalize([]gate.Rule{rm})[0]
 			return f.changeRules(cmd.Context(), args[0], func(rules []gate.Rule) ([]gate.Rule, error) {
@@ -126,15 +140,16 @@ a proposal every signer approves.`,
 	remove.Flags().StringVar(&rm.Endpoint, "endpoint", "*", "endpoint, or *")
 	remove.Flags().StringVar(&rm.Method, "method", "*", "HTTP method, or *")
 	ls := &cobra.Command{
-		Use:   "ls CONV",
-		Short: "List the rules, most specific first",
-		Args:  cobra.ExactArgs(1),
+		Use:     "ls CONV",
+		Short:   "List the rules, most specific first",
+		Example: "  twokey gate rule ls ops",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, _, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(f.io.Out, "default: %d approvals\n", g.RequiredApprovals)
+			fmt.Fprintf(f.io.Out, "default: %s\n", nOf(g.RequiredApprovals, "approval"))
 			printRules(f, g.Rules)
 			return nil
 		},
@@ -197,30 +212,7 @@ func (f *factory) changeRules(ctx context.Context, ref string, edit func([]gate.
 	if err != nil {
 		return err
 	}
-	return reportProposal(ctx, f, c, conv, rec.Body)
-}
-
-func reportProposal(ctx context.Context, f *factory, c *client.Client, conv api.Summary, body []byte) error {
-	var p gate.ProposePayload
-	_ = jsonUnmarshal(body, &p)
-	g, err := c.Gate(ctx, conv.ID)
-	if err != nil {
-		return err
-	}
-	for _, open := range g.Proposals {
-		if open.ID == p.ProposalID {
-			var waiting []string
-			for _, k := range open.Needed {
-				if !slices.Contains(open.Approvals, k) {
-					waiting = append(waiting, nameOf(g, k))
-				}
-			}
-			fmt.Fprintf(f.io.Out, "proposed %s; waiting for %s to run: twokey member approve %s %s\n", p.ProposalID, strings.Join(waiting, ", "), conv.Name, p.ProposalID[:8])
-			return nil
-		}
-	}
-	fmt.Fprintf(f.io.Out, "proposal %s applied: %d of %d signers must approve, %d rules\n", p.ProposalID, g.RequiredApprovals, len(g.Signers), len(g.Rules))
-	return nil
+	return reportProposal(ctx, f, c, conv, g, rec.Body)
 }
 
 func nameOf(g *api.GateInfo, key string) string {

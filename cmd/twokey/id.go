@@ -45,9 +45,10 @@ several people can share one machine in a demo.`,
 	newCmd.Flags().StringVar(&name, "name", "", "your name, as others will see it (required)")
 	newCmd.Flags().StringVar(&out, "out", "", "file to write (default: the --identity path)")
 	show := &cobra.Command{
-		Use:   "show",
-		Short: "Print the selected identity's name and key id",
-		Args:  cobra.NoArgs,
+		Use:     "show",
+		Short:   "Print the selected identity's name and key id",
+		Example: "  twokey id show\n  twokey --identity bob.json id show",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := f.loadIdentity()
 			if err != nil {
@@ -58,9 +59,10 @@ several people can share one machine in a demo.`,
 		},
 	}
 	key := &cobra.Command{
-		Use:   "key",
-		Short: "Print only the selected identity's key id (for scripts)",
-		Args:  cobra.NoArgs,
+		Use:     "key",
+		Short:   "Print only the selected identity's key id (for scripts)",
+		Example: "  twokey id key\n  BOB=$(twokey --identity bob.json id key)",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := f.loadIdentity()
 			if err != nil {

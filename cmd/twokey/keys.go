@@ -158,6 +158,7 @@ func newKeysLsCmd(f *factory, mkey *string) *cobra.Command {
 		Use:     "ls [--json]",
 		Short:   "List program keys: prefix, name, created, last used, enabled, expiry, policy, this month's usage",
 		Aliases: []string{"list"},
+		Example: "  twokey keys ls\n  twokey keys ls --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := f.mgmt(*mkey)
@@ -234,9 +235,10 @@ func newKeysRotateCmd(f *factory, mkey *string) *cobra.Command {
 
 func newKeysSimpleCmd(f *factory, mkey *string, verb, short string, run func(context.Context, *client.Management, string) error) *cobra.Command {
 	return &cobra.Command{
-		Use:   verb + " NAME",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:     verb + " NAME",
+		Short:   short,
+		Example: "  twokey keys " + verb + " ci",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := f.mgmt(*mkey)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,17 +26,32 @@ func newLogCmd(f *factory) *cobra.Command {
 	o := &logOptions{}
 	cmd := &cobra.Command{
 		Use:   "log CONV",
-		Short: "Print a conversation's log, verifying every record",
+		Short: "Print one conversation's records, each verified (the server's request log is 'twokey calls')",
 		Long: `Print the conversation's records as readable cards. Every record's signature
 is checked over the exact bytes it carries, the hash chain is recomputed from
 the first record, and records of gateway kinds must be signed by the
 gateway's key. A record that fails is reported loudly and the command exits 1.`,
 		Example: "  twokey log ops\n  twokey log ops --follow",
-		Args:    cobra.ExactArgs(1),
-		RunE:    func(cmd *cobra.Command, args []string) error { return runLog(cmd.Context(), f, o, args[0]) },
+		Args:    cobra.ArbitraryArgs, // checked in RunE, which names 'twokey calls'
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("log takes CONV, the conversation whose records to print ('twokey conv ls' lists yours); got %s. The server's request log, of every conversation, is 'twokey calls'", gotArgs(len(args)))
+			}
+			return runLog(cmd.Context(), f, o, args[0])
+		},
 	}
 	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "keep printing new records as they arrive")
 	cmd.Flags().BoolVar(&o.short, "short", false, "leave out request and response bodies")
+	// A flag of 'twokey calls' given to 'twokey log' names that command.
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		err = c.Root().FlagErrorFunc()(c, err)
+		for _, fl := range []string{"--since", "--until", "--service", "--limit", "--all", "--json", "--event", "--program", "--key", "--conversation"} {
+			if strings.Contains(err.Error(), "flag: "+fl) {
+				return usageError{err.Error() + "; that is a flag of 'twokey calls', the server's request log (log prints one conversation's records)"}
+			}
+		}
+		return err
+	})
 	return cmd
 }
 
@@ -87,10 +103,10 @@ func runLog(ctx context.Context, f *factory, o *logOptions, ref string) error {
 		}
 	}
 	if !o.follow {
-		fmt.Fprintf(f.io.Out, "-- %d records, signatures and chain verified (chain %s)\n", ver.Seq, ver.Chain.String()[:19])
+		fmt.Fprintf(f.io.Out, "-- %s, signatures and chain verified (chain %s)\n", nOf(int(ver.Seq), "record"), ver.Chain.String()[:19])
 		return nil
 	}
-	fmt.Fprintf(f.io.Out, "-- %d records verified; following (Ctrl-C to stop)\n", ver.Seq)
+	fmt.Fprintf(f.io.Out, "-- %s verified; following (Ctrl-C to stop)\n", nOf(int(ver.Seq), "record"))
 	err = c.Follow(ctx, conv.ID, ver.Seq, client.FollowOptions{OnState: func(s string) {
 		if s != "connected" {
 			fmt.Fprintf(f.io.Err, "-- %s\n", s)

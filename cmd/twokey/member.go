@@ -32,7 +32,7 @@ of the conversation is cancelled (its signers have changed).`,
 			if err != nil {
 				return err
 			}
-			c, conv, err := f.conversation(cmd.Context(), args[0])
+			c, conv, before, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -54,40 +54,37 @@ of the conversation is cancelled (its signers have changed).`,
 			if err != nil {
 				return err
 			}
-			return reportProposal(cmd.Context(), f, c, conv, rec.Body)
+			return reportProposal(cmd.Context(), f, c, conv, before, rec.Body)
 		},
 	}
 	propose.Flags().StringArrayVar(&adds, "add", nil, "add a member, NAME=KEY (repeatable)")
 	propose.Flags().StringArrayVar(&removes, "remove", nil, "remove a member by name or key (repeatable)")
 	propose.Flags().IntVar(&approvals, "approvals", 0, "new default M")
+	approveOpts := &approveProposalOptions{}
 	approve := &cobra.Command{
-		Use:   "approve CONV PROPOSAL_ID",
-		Short: "Approve an open proposal (a unique id prefix is enough)",
-		Args:  cobra.ExactArgs(2),
+		Use:     "approve CONV PROPOSAL_ID",
+		Short:   "Approve an open proposal (a unique id prefix is enough)",
+		Example: "  twokey member approve ops 9c1e",
+		Args:    cobra.ExactArgs(2),
+		Long: `Approve an open proposal. It first prints what the proposal changes, as its
+proposer signed it (read from the log and verified): signers in and out, the
+default M before and after, rules added, removed and given another M. On a
+terminal it then asks "approve? [y/N]"; --yes approves without asking. When
+standard input is not a terminal (a script, a pipe) and --yes is not given,
+no one can confirm the change, so nothing is approved and it exits 2.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conv, err := f.conversation(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			rec, err := c.ApproveProposal(cmd.Context(), conv.ID, args[1])
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(f.io.Out, "approved proposal (record #%d)\n", rec.Seq)
-			g, err := c.Gate(cmd.Context(), conv.ID)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(f.io.Out, "signers now: %d, default M %d, %d open proposals\n", len(g.Signers), g.RequiredApprovals, len(g.Proposals))
-			return nil
+			approveOpts.conv, approveOpts.id = args[0], args[1]
+			return runApproveProposal(cmd.Context(), f, approveOpts)
 		},
 	}
+	approve.Flags().BoolVarP(&approveOpts.yes, "yes", "y", false, "approve without asking (what it changes is printed all the same)")
 	ls := &cobra.Command{
-		Use:   "ls CONV",
-		Short: "List members and which are signers",
-		Args:  cobra.ExactArgs(1),
+		Use:     "ls CONV",
+		Short:   "List members and which are signers",
+		Example: "  twokey member ls ops",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, _, g, err := f.gateOf(cmd.Context(), args[0])
+			_, conv, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -103,6 +100,7 @@ of the conversation is cancelled (its signers have changed).`,
 				}
 				fmt.Fprintf(f.io.Out, "%-12s %s  %s\n", orDefault(m.Name, "-"), m.Key, role)
 			}
+			printProposals(f, conv, g)
 			return nil
 		},
 	}
@@ -128,9 +126,10 @@ of the conversation is cancelled (its signers have changed).`,
 		},
 	}
 	remove := &cobra.Command{
-		Use:   "remove CONV NAME|KEY",
-		Short: "Remove a member (admin, before the gateway is enabled)",
-		Args:  cobra.ExactArgs(2),
+		Use:     "remove CONV NAME|KEY",
+		Short:   "Remove a member (admin, before the gateway is enabled)",
+		Example: "  twokey member remove ops carol",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, conv, err := f.conversation(cmd.Context(), args[0])
 			if err != nil {

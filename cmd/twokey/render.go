@@ -103,7 +103,7 @@ func prettyBody(body string, maxLines int) string {
 	lines := strings.Split(strings.TrimRight(body, "\n"), "\n")
 	if maxLines > 0 && len(lines) > maxLines {
 		more := len(lines) - maxLines
-		lines = append(lines[:maxLines], fmt.Sprintf("… %d more lines (twokey request show --body)", more))
+		lines = append(lines[:maxLines], fmt.Sprintf("… %d more %s (twokey request show --body)", more, noun(more, "line")))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -141,6 +141,7 @@ func timeLeft(exp, now time.Time) string {
 
 // render writes one record.
 func (v *logView) render(w io.Writer, r conversation.Record) {
+	before := v.fold.Gate.Clone() // the gate a proposal was made in, or a change applies to
 	step, refused := v.apply(r)
 	if refused == nil && r.Kind == conversation.KindMemberPropose {
 		for _, m := range step.Proposal.Payload.Add {
@@ -189,7 +190,7 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	case conversation.KindGateEnable:
 		var p gate.EnablePayload
 		_ = json.Unmarshal(r.Body, &p)
-		fmt.Fprintf(w, "%s asks to enable the gateway, %d approvals required\n", head, p.RequiredApprovals)
+		fmt.Fprintf(w, "%s asks to enable the gateway, %s required\n", head, nOf(p.RequiredApprovals, "approval"))
 	case conversation.KindGateEnabled:
 		var p gate.EnabledPayload
 		_ = json.Unmarshal(r.Body, &p)
@@ -299,20 +300,13 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	case conversation.KindMemberPropose:
 		var p gate.ProposePayload
 		_ = json.Unmarshal(r.Body, &p)
-		var parts []string
-		for _, m := range p.Add {
-			parts = append(parts, "add "+m.Name+" ("+conversation.ShortKey(m.Key)+")")
+		d := step.Diff
+		if d == nil { // not believed: what it asks for
+			dd := gate.DiffProposal(before, p)
+			d = &dd
 		}
-		for _, k := range p.Remove {
-			parts = append(parts, "remove "+v.name(k))
-		}
-		if p.RequiredApprovals != 0 {
-			parts = append(parts, fmt.Sprintf("set M to %d", p.RequiredApprovals))
-		}
-		if p.Rules != nil {
-			parts = append(parts, fmt.Sprintf("set %d rules", len(*p.Rules)))
-		}
-		fmt.Fprintf(w, "%s PROPOSE %s  %s\n", head, shortID(p.ProposalID), strings.Join(parts, ", "))
+		fmt.Fprintf(w, "%s PROPOSE %s  to change %s\n", head, shortID(p.ProposalID), d.What())
+		v.diff(w, d)
 	case conversation.KindMemberApprove:
 		var p gate.MemberApprovePayload
 		_ = json.Unmarshal(r.Body, &p)
@@ -320,9 +314,22 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	case conversation.KindMemberChanged:
 		var p gate.ChangedPayload
 		_ = json.Unmarshal(r.Body, &p)
-		fmt.Fprintf(w, "%s MEMBERS CHANGED  signers %s; %d of %d must approve\n", head, v.nameList(p.Signers), p.RequiredApprovals, len(p.Signers))
+		d := step.Diff
+		if d == nil { // not believed: what it claims
+			dd := gate.DiffConfig(before, gate.Config{Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules})
+			d = &dd
+		}
+		fmt.Fprintf(w, "%s %s  proposal %s; signers %s; %d of %d must approve\n", head, d.Label(), shortID(p.ProposalID), v.nameList(p.Signers), p.RequiredApprovals, len(p.Signers))
+		v.diff(w, d)
 	default:
 		fmt.Fprintf(w, "%s %s\n", head, r.Kind)
+	}
+}
+
+// diff writes what a proposal changes, a line each (gate.ProposalDiff.Lines).
+func (v *logView) diff(w io.Writer, d *gate.ProposalDiff) {
+	for _, l := range d.Lines(v.name) {
+		fmt.Fprintf(w, "     %s\n", termtext.Line(l))
 	}
 }
 

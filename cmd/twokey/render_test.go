@@ -35,6 +35,7 @@ func TestLogCardsGolden(t *testing.T) {
 		rid1 = "3533d5c2-262b-43b5-815f-dd726b01ab22"
 		rid2 = "5288beb3-5171-497e-8510-016feaf5d2d2"
 		rid3 = "4504a606-1bc0-4f4b-be66-34213c1e028f"
+		rid4 = "f845642b-7d1e-4c2a-9b3f-0a1b2c3d4e5f"
 	)
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	h := conversation.Header{Conversation: conv, CreatedAt: "2026-12-02T11:59:00Z", Gateway: gw}
@@ -52,6 +53,9 @@ func TestLogCardsGolden(t *testing.T) {
 	req2 := gate.RequestPayload{Header: h, RequestID: rid2, Template: "httpbin.echo", Service: "httpbin", Method: "POST",
 		URL: "http://127.0.0.1:9000/httpbin/post", Body: json.RawMessage(`{"data":"x"}`), Params: map[string]string{"data": "x"}, ExpiresAt: "2026-12-02T12:30:00Z"}
 	prop := gate.ProposePayload{Header: h, ProposalID: rid2, Remove: []string{carol}, RequiredApprovals: 1}
+	// A rule change: one rule's M lowered, one rule added.
+	newRules := []gate.Rule{{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 1}, {Service: "httpbin", Endpoint: "*", Method: "GET", RequiredApprovals: 2}}
+	ruleProp := gate.ProposePayload{Header: h, ProposalID: rid4, Rules: &newRules}
 	digest := func(p any) string {
 		b, err := json.Marshal(p)
 		if err != nil {
@@ -94,6 +98,12 @@ func TestLogCardsGolden(t *testing.T) {
 		{conversation.KindMemberApprove, carol, gate.MemberApprovePayload{Header: h, ProposalID: rid2, ProposalDigest: digest(prop)}, true},
 		{conversation.KindMemberChanged, gw, gate.ChangedPayload{Header: h, ProposalID: rid2, Signers: []string{alice, bob}, Members: members[:2],
 			RequiredApprovals: 1, Rules: []gate.Rule{rule}}, false},
+		{conversation.KindGateCancelled, gw, gate.ClosedPayload{Header: h, RequestID: rid2, Reason: gate.ReasonMembershipChanged,
+			Decision: gate.Decision{RequiredApprovals: 2, Rule: &rule, Endpoint: "/post", Pattern: "/post"}}, false},
+		{conversation.KindMemberPropose, alice, ruleProp, false},
+		{conversation.KindMemberApprove, bob, gate.MemberApprovePayload{Header: h, ProposalID: rid4, ProposalDigest: digest(ruleProp)}, true},
+		{conversation.KindMemberChanged, gw, gate.ChangedPayload{Header: h, ProposalID: rid4, Signers: []string{alice, bob}, Members: members[:2],
+			RequiredApprovals: 1, Rules: newRules}, false},
 	}
 	v := newLogView(gw, members, cat, func() time.Time { return now })
 	v.final[rid1], v.final[rid3] = gate.StateExecuted, gate.StateExpired // rid2 still pending

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/conversation"
@@ -34,7 +35,11 @@ counts as your own approval; it runs once M distinct signers have approved it
 (M from the most specific rule that applies), before it expires.
 
 --preview prints the resolved call, the rule that applies and its M, and
-submits nothing.`,
+submits nothing.
+
+'request show' is the subcommand below. For a conversation named "show",
+put -- before the conversation, with the flags ahead of it:
+twokey request --preview -- show dogs.breed breed=hound`,
 		Example: "  twokey request ops dogs.breed breed=hound --preview\n" +
 			"  twokey request ops httpbin.headers --expires 30m --wait",
 		Args: cobra.MinimumNArgs(2),
@@ -45,11 +50,21 @@ submits nothing.`,
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until the request settles and print the outcome")
 	var wait, body bool
 	show := &cobra.Command{
-		Use:     "show CONV ID",
-		Short:   "Show a request's state and outcome (a unique id prefix is enough)",
+		Use:   "show CONV ID",
+		Short: "Show a request's state and outcome (a unique id prefix is enough)",
+		Long: `Show a request's state and outcome. ID is the request's id or a unique
+prefix of it.
+
+To make a request in a conversation named "show" rather than show one, put
+-- before the conversation (flags ahead of it):
+twokey request --preview -- show dogs.breed breed=hound`,
 		Example: "  twokey request show ops 3f2a --wait",
-		Args:    cobra.ExactArgs(2),
+		Args:    cobra.ArbitraryArgs, // checked in RunE, which names the other reading
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 || !requestIDLike(args[1]) {
+				return usagef("request show takes CONV ID (an id is hex, e.g. 3f2a); got %s. To make a request in a conversation named \"show\" instead, put -- before it: %s",
+					gotArgs(len(args)), shellLine(append([]string{"twokey", "request", "--", "show"}, args...)))
+			}
 			c, conv, id, err := f.request(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err
@@ -68,17 +83,38 @@ submits nothing.`,
 	}
 	show.Flags().BoolVar(&wait, "wait", false, "wait until the request settles")
 	show.Flags().BoolVar(&body, "body", false, "print the whole response body")
+	show.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		err = c.Root().FlagErrorFunc()(c, err)
+		if strings.Contains(err.Error(), "--preview") || strings.Contains(err.Error(), "--expires") {
+			return usageError{err.Error() + `; those are request's flags: for a conversation named "show", write them before -- and the conversation: twokey request --preview -- show TEMPLATE [k=v ...]`}
+		}
+		return err
+	})
 	cmd.AddCommand(show)
 	return cmd
 }
 
-func runRequest(ctx context.Context, f *factory, o *requestOptions, args []string) error {
-	if o.expires <= 0 || o.expires > 7*24*time.Hour {
-		return usagef("--expires %s: a request waits at most 7 days (168h) for approvals; give a shorter --expires", o.expires)
+// shellLine joins argv as a command line a shell reads back as argv.
+func shellLine(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		out[i] = templates.ShellQuote(a)
 	}
-	kv, err := templates.ParseArgs(args[2:])
-	if err != nil {
-		return usageError{err.Error()}
+	return strings.Join(out, " ")
+}
+
+// requestIDLike reports whether s could be a request id or a prefix of
+// one: lower-case hex and dashes.
+func requestIDLike(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef-") == ""
+}
+
+func runRequest(ctx context.Context, f *factory, o *requestOptions, args []string) error {
+	if o.expires <= 0 {
+		return usagef("--expires %s: a request must wait some time for approvals; give a positive duration, e.g. --expires 30m (the default is 1h, the longest 168h)", o.expires)
+	}
+	if o.expires > twokey.MaxRequestTTL {
+		return usagef("--expires %s: a request waits at most 7 days (168h) for approvals; give a shorter --expires", o.expires)
 	}
 	c, conv, err := f.conversation(ctx, args[0])
 	if err != nil {
@@ -88,13 +124,24 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 	if err != nil {
 		return err
 	}
-	if t, _ := findTemplate(cat, args[1]); t == nil {
-		return usagef("no template %q; 'twokey templates' lists them", args[1])
+	t, _ := findTemplate(cat, args[1])
+	if t == nil {
+		return unknownTemplate(cat, args[1])
+	}
+	// Read against the template, so that a mistake shows its parameters.
+	kv, err := t.ParseArgs(args[2:])
+	if err != nil {
+		return usageError{twokey.ErrorMessage(err)}
 	}
 	// The server resolves the template and says what the gate makes of
 	// it (gate.NewPreview): the preview prints its lines, a submission
 	// signs its request.
 	pv, err := c.Preview(ctx, conv.ID, args[1], kv)
+	if twokey.ErrorCode(err) == twokey.EBadPayload {
+		// The preview's body is the command line's template and
+		// parameters: what it refuses is a wrong argument (exit 2).
+		return usageError{twokey.ErrorMessage(err)}
+	}
 	if err != nil {
 		return err
 	}
@@ -173,7 +220,7 @@ func printRequest(ctx context.Context, w io.Writer, c *client.Client, conv api.S
 		if err == nil && len(recs) == 1 && recs[0].Kind == conversation.KindGateResponse {
 			var p gate.ResponsePayload
 			if jsonUnmarshal(recs[0].Body, &p) == nil {
-				fmt.Fprintf(w, "response %d %s (%d redactions)\n", p.Status, p.ContentType, p.Redactions)
+				fmt.Fprintf(w, "response %d %s (%s)\n", p.Status, p.ContentType, nOf(p.Redactions, "redaction"))
 				fmt.Fprintln(w, responseBody(&p, 0))
 			}
 		}

@@ -139,13 +139,14 @@ func TestPreviewIsTheEndpoints(t *testing.T) {
 	compare("rules", "rule hackernews * /item/{id}.json applies: 2 of 2 signers must approve (suggested 1)")
 
 	// An unknown template is a usage error (exit 2), as it always was; a
-	// refusal of the preview is the endpoint's, and names what to do.
+	// refusal of the preview is the endpoint's, and names what to do: it
+	// is about the command line's parameters, so it is usage (exit 2) too.
 	code, _, stderr := run(t, env, "request", "ops", "nope.nothing", "--preview")
 	if code != 2 || !strings.Contains(stderr, "'twokey templates'") {
 		t.Fatalf("unknown template: exit %d, %s", code, stderr)
 	}
 	code, _, stderr = run(t, env, "request", "ops", "dogs.breed", "--preview")
-	if code != 1 || !strings.Contains(stderr, `missing required parameter "breed"`) {
+	if code != 2 || !strings.Contains(stderr, `missing required parameter "breed"`) {
 		t.Fatalf("missing param: exit %d, %s", code, stderr)
 	}
 }

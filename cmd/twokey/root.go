@@ -41,6 +41,7 @@ type factory struct {
 	// --insecure-http: allow plain http:// to a host that is not loopback
 	insecureHTTP bool
 	warned       bool // the --insecure-http warning was printed
+	noted        bool // the note on a server address without a scheme was printed
 }
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -66,14 +67,27 @@ func (f *factory) identityPath() string {
 	return filepath.Join(f.home(), "identity.json")
 }
 
+// serverURL is --server, TWOKEY_SERVER or the default. HOST:PORT without
+// a scheme is read as client.ServerURL says (http:// to this machine,
+// https:// elsewhere), and the scheme chosen is said once on stderr.
 func (f *factory) serverURL() string {
-	if f.server != "" {
-		return f.server
+	s, from := f.server, "--server"
+	if s == "" {
+		s, from = f.getenv("TWOKEY_SERVER"), "TWOKEY_SERVER"
 	}
-	if s := f.getenv("TWOKEY_SERVER"); s != "" {
-		return s
+	if s == "" {
+		return defaultServer
 	}
-	return defaultServer
+	u, assumed := client.ServerURL(s)
+	if assumed != "" && !f.noted {
+		f.noted = true
+		why := "plain http, as 'twokey serve' listens on this machine by default"
+		if assumed == "https" {
+			why = "another host is reached over https only"
+		}
+		fmt.Fprintf(f.io.Err, "twokey: note: %s %s has no scheme; using %s (%s; write the scheme to say which)\n", from, s, u, why)
+	}
+	return u
 }
 
 func (f *factory) loadIdentity() (*conversation.Identity, error) {
@@ -91,6 +105,9 @@ func (f *factory) client() (*client.Client, error) {
 		return nil, err
 	}
 	if c.ID, err = f.loadIdentity(); err != nil {
+		return nil, err
+	}
+	if c.Aliases, err = f.loadAliases(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -160,15 +177,21 @@ func Main(ctx context.Context, args []string, stdio Stdio, getenv func(string) s
 	root.SetIn(stdio.In)
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
-		return 0
+		return exitOK
 	}
+	// The exit statuses are the table in cmdline.go (exitStatuses).
 	var ue usageError
 	var se *client.SettingError
-	if errors.As(err, &ue) || errors.As(err, &se) || isCobraUsage(err) {
+	if errors.As(err, &se) {
 		fmt.Fprintf(stdio.Err, "twokey: %v\nRun 'twokey --help' for usage.\n", err)
-		return 2
+		return exitUsage
+	}
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		fmt.Fprintf(stdio.Err, "twokey: %v\n", err)
+		printUsageHint(stdio.Err, cmd)
+		return exitUsage
 	}
 	var te *twokey.Error
 	if errors.As(err, &te) {
@@ -176,7 +199,7 @@ func Main(ctx context.Context, args []string, stdio Stdio, getenv func(string) s
 		return twokey.ExitCode(te.Code)
 	}
 	fmt.Fprintf(stdio.Err, "twokey: %v\n", err)
-	return 1
+	return exitRefused
 }
 
 func isCobraUsage(err error) bool {
@@ -208,7 +231,9 @@ TWOKEY_CA_CERT, TWOKEY_INSECURE_HTTP.
 
 An http:// server URL is refused with --pin or --ca-cert, and to a host
 other than this machine unless --insecure-http; a server that redirects to
-https:// is not followed: use its https:// URL.`,
+https:// is not followed: use its https:// URL.
+
+` + exitStatusHelp(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -243,5 +268,6 @@ https:// is not followed: use its https:// URL.`,
 		newBenchCmd(f),
 		newTUICmd(f),
 	)
+	explainArgs(root)
 	return root
 }

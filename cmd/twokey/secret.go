@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/gate"
 )
@@ -33,8 +37,8 @@ input, never from the command line.`,
 		Use:   "add CONV --service S [--header H] [--template T] [--ttl D]",
 		Short: "Seal and store a service's API key",
 		Example: "  twokey secret add ops --service httpbin            # prompts, input hidden\n" +
-			"  printf %s \"$KEY\" | twokey secret add ops --service stripe --ttl 720h\n" +
-			"  twokey secret add ops --service anthropic --header x-api-key --template '{value}'",
+			"  printf %s \"$KEY\" | twokey secret add ops --service httpbin --ttl 720h\n" +
+			"  twokey secret add ops --service httpbin --header X-Api-Key --template '{value}'",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if service == "" {
@@ -47,6 +51,11 @@ input, never from the command line.`,
 			}
 			c, conv, err := f.conversation(cmd.Context(), args[0])
 			if err != nil {
+				return err
+			}
+			// A service the catalog does not have, or one that takes no
+			// key, is refused before the key is read or sealed.
+			if err := checkSecretService(cmd.Context(), c, service); err != nil {
 				return err
 			}
 			value, err := readSecret(f, service)
@@ -73,11 +82,12 @@ input, never from the command line.`,
 	add.Flags().StringVar(&template, "template", "", "header value with {value} for the key (default: the service's, usually 'Bearer {value}')")
 	add.Flags().DurationVar(&ttl, "ttl", 0, "time to live, at least 1s, rounded up to whole seconds, e.g. 720h (default: no expiry)")
 	ls := &cobra.Command{
-		Use:   "ls CONV",
-		Short: "List stored secrets (metadata only)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "ls CONV",
+		Short:   "List stored secrets (metadata only)",
+		Example: "  twokey secret ls ops",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, conv, g, err := f.gateOf(cmd.Context(), args[0])
+			c, conv, g, err := f.gateOf(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -85,14 +95,18 @@ input, never from the command line.`,
 				fmt.Fprintf(f.io.Out, "no secrets in %s; add one with 'twokey secret add %s --service S'\n", conv.Name, conv.Name)
 				return nil
 			}
+			cat, err := c.Catalog(cmd.Context())
+			if err != nil {
+				return err
+			}
 			tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSERVICE\tHEADER\tTEMPLATE\tBY\tCREATED\tEXPIRES\tLIVE")
+			fmt.Fprintln(tw, "ID\tSERVICE\tHEADER\tTEMPLATE\tBY\tCREATED\tEXPIRES\tLIVE\tUSE")
 			for _, s := range g.Secrets {
 				exp := "never"
 				if s.ExpiresAt != "" {
 					exp = s.ExpiresAt
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\n", s.SecretID[:8], s.Service, s.HeaderName, s.HeaderTemplate, nameOf(g, s.ProvisionedBy), s.CreatedAt, exp, s.Live)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", s.SecretID[:8], s.Service, s.HeaderName, s.HeaderTemplate, nameOf(g, s.ProvisionedBy), s.CreatedAt, exp, s.Live, secretUse(s, g.Secrets, cat))
 			}
 			return tw.Flush()
 		},
@@ -139,6 +153,51 @@ input, never from the command line.`,
 	revoke.Flags().StringVar(&rservice, "service", "", "revoke every secret of this service")
 	cmd.AddCommand(add, ls, revoke)
 	return cmd
+}
+
+// checkSecretService refuses, before a key is read, a service the server's
+// catalog does not have or one that takes no key (catalog.CheckTakesKey,
+// the gateway's own refusal).
+func checkSecretService(ctx context.Context, c *client.Client, service string) error {
+	cat, err := c.Catalog(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, s := range cat.Services {
+		if s.Name == service {
+			if err := catalog.CheckTakesKey(s, cat.Services); err != nil {
+				return usageError{"--" + twokey.ErrorMessage(err)} // "--service dogceo takes no key": the flag is what is wrong
+			}
+			return nil
+		}
+		if s.TakesKey() {
+			names = append(names, s.Name)
+		}
+	}
+	return usagef("--service %s: this server's catalog has no such service; the services that take a key are %s ('twokey templates' lists the catalog)", service, strings.Join(names, ", "))
+}
+
+// secretUse says whether a call made now gets s (the server's in_use: the
+// newest live secret of a service that takes a key), and if not, why.
+func secretUse(s api.SecretInfo, all []api.SecretInfo, cat *api.Catalog) string {
+	switch {
+	case s.InUse:
+		return "in use"
+	case !s.Live:
+		return "expired"
+	}
+	for _, svc := range cat.Services {
+		if svc.Name == s.Service && !svc.TakesKey() {
+			return "never sent: " + s.Service + " takes no key"
+		}
+	}
+	for _, o := range all {
+		if o.Service == s.Service && o.InUse {
+			return "superseded by " + o.SecretID[:8] + " (newer)"
+		}
+	}
+	return "not sent"
 }
 
 // readSecret reads the key from a hidden terminal prompt, or from

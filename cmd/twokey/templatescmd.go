@@ -21,7 +21,8 @@ func newTemplatesCmd(f *factory) *cobra.Command {
 		Long: `A template is a named call pattern: a service, a method, an endpoint with
 {param} placeholders, typed parameters, a suggested threshold and a risk
 tier. 'twokey request CONV TEMPLATE k=v ...' fills one in and proposes it.`,
-		Args: cobra.NoArgs,
+		Example: "  twokey templates\n  twokey templates --service httpbin",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cat, err := f.anonClient().Catalog(cmd.Context())
 			if err != nil {
@@ -51,7 +52,7 @@ tier. 'twokey request CONV TEMPLATE k=v ...' fills one in and proposes it.`,
 			}
 			t, svc := findTemplate(cat, args[0])
 			if t == nil {
-				return usagef("no template %q; 'twokey templates' lists them", args[0])
+				return unknownTemplate(cat, args[0])
 			}
 			fmt.Fprintf(f.io.Out, "%s — %s\n", t.Name, t.Description)
 			fmt.Fprintf(f.io.Out, "  call        %s %s%s\n", t.Method, svc.BaseURL, t.Endpoint)
@@ -76,12 +77,8 @@ tier. 'twokey request CONV TEMPLATE k=v ...' fills one in and proposes it.`,
 					fmt.Fprintf(f.io.Out, "    %-10s %s %s in %s%s%s\n", p.Name, req, orDefault(p.Type, "string"), p.In, def, desc)
 				}
 			}
-			example := []string{"twokey request CONV", t.Name}
-			for _, p := range t.Params {
-				if p.Required || p.Example != "" {
-					example = append(example, p.Name+"="+orDefault(p.Example, "VALUE"))
-				}
-			}
+			// Quoted for a shell, so that the line can be pasted as it is.
+			example := append([]string{"twokey request CONV", t.Name}, t.ExampleArgs()...)
 			fmt.Fprintf(f.io.Out, "  example     %s\n", strings.Join(example, " "))
 			return nil
 		},

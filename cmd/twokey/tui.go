@@ -27,9 +27,12 @@ screen, computed here.`,
 			if err != nil {
 				return err
 			}
-			o := tui.Options{Backend: c, Self: c.ID.KeyID(), Input: f.io.In, Output: f.rawOut}
+			o := tui.Options{Backend: c, Self: c.ID.KeyID(), SelfName: c.ID.Name, Input: f.io.In, Output: f.rawOut}
 			if len(args) == 1 {
 				o.Conversation = args[0]
+				if id, ok := c.Aliases[args[0]]; ok {
+					o.Conversation = id // the TUI finds it by id
+				}
 			}
 			return tui.Run(cmd.Context(), o)
 		},

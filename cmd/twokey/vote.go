@@ -43,9 +43,10 @@ for exactly the call you were shown. A unique prefix of the id is enough.`,
 
 func newCancelCmd(f *factory) *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel CONV ID",
-		Short: "Cancel your own pending request",
-		Args:  cobra.ExactArgs(2),
+		Use:     "cancel CONV ID",
+		Short:   "Cancel your own pending request",
+		Example: "  twokey cancel ops 3f2a",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, conv, id, err := f.request(cmd.Context(), args[0], args[1])
 			if err != nil {

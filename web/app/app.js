@@ -793,8 +793,11 @@ function buildForms(c, side, panel, forms) {
     submit(c, forms.rule, msg, 'member.propose', () => ({ proposal_id: crypto.randomUUID(), rules: newRules() }));
   });
 
-  // API keys: sealed in this page to the gateway's box key
-  const ssvc = h('select', {}, services.map(s => h('option', { value: s }, s)));
+  // API keys: sealed in this page to the gateway's box key; only for the
+  // services that take one (auth required or optional): the gateway
+  // refuses a key for one with auth none, which would never be sent
+  const keyed = S.catalog ? S.catalog.services.filter(s => s.auth === 'required' || s.auth === 'optional').map(s => s.name) : [];
+  const ssvc = h('select', {}, keyed.map(s => h('option', { value: s }, s)));
   const hname = h('input', { type: 'text', value: 'Authorization' });
   const htpl = h('input', { type: 'text', value: 'Bearer {value}' });
   const secret = h('input', { type: 'password', autocomplete: 'off', required: true });
