@@ -12,9 +12,11 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +34,7 @@ type Config struct {
 	UpstreamTimeout  Duration          `yaml:"upstream_timeout" help:"timeout of one upstream call"`
 	MaxResponseBytes int64             `yaml:"max_response_bytes" help:"how much of an upstream response the gateway reads"`
 	LogLevel         string            `yaml:"log_level" help:"server log level: debug, info, warn or error"`
+	PublicURL        string            `yaml:"public_url" help:"the URL people open the browser app at (e.g. https://twokey.example.com); notifications and MCP answers link requests there; empty: no links"`
 	TLS              TLS               `yaml:"tls"`
 	Management       Management        `yaml:"management"`
 	RequestLogs      RequestLogs       `yaml:"request_logs"`
@@ -39,6 +42,10 @@ type Config struct {
 	Proxy            Proxy             `yaml:"proxy"`
 	Programs         Programs          `yaml:"programs"`
 	Limits           Limits            `yaml:"limits"`
+	// Notifications are the webhook targets of the file (package notify;
+	// docs/operations.md, Notifications): only in twokey.yaml, so they
+	// have no variable and no flag.
+	Notifications []Notification `yaml:"notifications" env:"-" flag:"-" help:"webhook targets: a list of name, url, format, conversations, events, detail, secret (only in twokey.yaml)"`
 
 	src map[string]string // dotted path -> where its value came from
 }
@@ -90,6 +97,76 @@ type Limits struct {
 	MaxConnections        int      `yaml:"max_connections" help:"connections the server holds at once, WebSockets included; more are answered 503; 0 derives it from the file descriptor limit (80% less 32)"`
 	ConnectionsPerAddress int      `yaml:"connections_per_address" help:"connections one IP address may hold at once, but for authenticated WebSockets; more are answered 429; 0 turns the cap off"`
 	BodyTimeout           Duration `yaml:"body_timeout" help:"how long the server waits for a request's body once its headers are in"`
+}
+
+// Notification is one webhook target of twokey.yaml.
+type Notification struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Format is json (default), slack or ntfy.
+	Format string `yaml:"format"`
+	// Conversations are the names or ids of the conversations it covers;
+	// empty or "*" covers all.
+	Conversations []string `yaml:"conversations"`
+	// Events are the events it wants (NotificationEvents); empty: all but
+	// request.approved_by.
+	Events []string `yaml:"events"`
+	// Detail is summary (default) or full (also params and the URL).
+	Detail string `yaml:"detail"`
+	// Secret is the target's whsec_ signing secret; empty: one is made at
+	// first start and kept sealed (rotate it through the management API
+	// to see it).
+	Secret string `yaml:"secret" secret:"true"`
+}
+
+// NotificationEvents are the events a webhook target may ask for (package
+// notify sends them; a test there holds the two lists equal).
+var NotificationEvents = []string{"request.created", "request.approved_by", "request.executed", "request.failed",
+	"request.rejected", "request.expired", "request.cancelled", "membership.proposed", "membership.changed",
+	"gate.quorum_at_risk"}
+
+var notificationName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// Problems checks a target alone (Validate also checks names are unique)
+// and returns each problem with the field it is about.
+func (n *Notification) Problems() (problems [][2]string) {
+	bad := func(field, format string, args ...any) {
+		problems = append(problems, [2]string{field, fmt.Sprintf(format, args...)})
+	}
+	if !notificationName.MatchString(n.Name) {
+		bad("name", "%q is not a name of 1 to 64 characters a-z, 0-9, _ and - (e.g. ops-slack)", n.Name)
+	}
+	if u, err := url.Parse(n.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		bad("url", "%q is not an http or https URL with a host and without credentials", n.URL)
+	}
+	switch n.Format {
+	case "", "json", "slack", "ntfy":
+	default:
+		bad("format", "%q is not one of json, slack, ntfy", n.Format)
+	}
+	switch n.Detail {
+	case "", "summary", "full":
+	default:
+		bad("detail", "%q is not summary or full", n.Detail)
+	}
+	for _, e := range n.Events {
+		if !slices.Contains(NotificationEvents, e) {
+			bad("events", "%q is not an event; the events are: %s", e, strings.Join(NotificationEvents, ", "))
+		}
+	}
+	for _, c := range n.Conversations {
+		if strings.TrimSpace(c) == "" || len(c) > 256 {
+			bad("conversations", "%q is not a conversation name or id (or * for all)", c)
+		}
+	}
+	if n.Secret != "" {
+		raw, ok := strings.CutPrefix(n.Secret, "whsec_")
+		key, err := base64.StdEncoding.DecodeString(raw)
+		if !ok || err != nil || len(key) < 24 || len(key) > 64 {
+			bad("secret", "is not whsec_ and the base64 of 24 to 64 bytes; leave it out and one is made at first start")
+		}
+	}
+	return problems
 }
 
 // Default returns the built-in defaults.
@@ -161,6 +238,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad("public_url", "%q is not an http or https URL without query, fragment or credentials (e.g. https://twokey.example.com)", c.PublicURL)
+		}
+	}
 	for _, name := range sortedKeys(c.Services) {
 		u, err := url.Parse(c.Services[name])
 		if name == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -230,6 +313,21 @@ func (c *Config) Validate() error {
 	if c.Limits.BodyTimeout < Duration(100*time.Millisecond) || c.Limits.BodyTimeout > Duration(10*time.Minute) {
 		bad("limits.body_timeout", "must be between 100ms and 10m")
 	}
+	names := map[string]int{}
+	for i, n := range c.Notifications {
+		at := fmt.Sprintf("notifications.%d", i)
+		for _, p := range n.Problems() {
+			src := c.Source(at + "." + p[0])
+			if src == "default" {
+				src = c.Source(at)
+			}
+			errs = append(errs, fmt.Sprintf("%s: notifications[%d].%s: %s", src, i, p[0], p[1]))
+		}
+		if j, dup := names[n.Name]; dup {
+			errs = append(errs, fmt.Sprintf("%s: notifications[%d].name: %q is also the name of notifications[%d]; give each target its own", c.Source(at+".name"), i, n.Name, j))
+		}
+		names[n.Name] = i
+	}
 	if len(errs) > 0 {
 		return &Error{Problems: errs}
 	}
@@ -256,4 +354,19 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// DeepLink returns the browser app's link to request id of conversation
+// conv under the public URL, or "" when no public URL is set.
+func (c *Config) DeepLink(conv, id string) string {
+	return DeepLink(c.PublicURL, conv, id)
+}
+
+// DeepLink returns base's link to request id of conversation conv
+// (docs/ui.md: /#/c/CONV/r/ID), or "" when base is empty.
+func DeepLink(base, conv, id string) string {
+	if base == "" {
+		return ""
+	}
+	return strings.TrimRight(base, "/") + "/#/c/" + url.PathEscape(conv) + "/r/" + url.PathEscape(id)
 }

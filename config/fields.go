@@ -98,7 +98,9 @@ func (c *Config) fields() []field {
 			}
 			f := field{path: path, v: fv, secret: sf.Tag.Get("secret") == "true", help: sf.Tag.Get("help")}
 			f.env = sf.Tag.Get("env")
-			if f.env == "" {
+			if f.env == "-" {
+				f.env = "" // set only in the file
+			} else if f.env == "" {
 				f.env = "TWOKEY_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
 			}
 			switch fl := sf.Tag.Get("flag"); fl {

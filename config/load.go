@@ -89,6 +89,11 @@ func (c *Config) checkSecretFile(path string) error {
 			held = append(held, f.path)
 		}
 	}
+	for i, n := range c.Notifications {
+		if n.Secret != "" && strings.HasPrefix(c.Source("notifications"), path+":") {
+			held = append(held, fmt.Sprintf("notifications[%d].secret", i))
+		}
+	}
 	if len(held) == 0 {
 		return nil
 	}
@@ -167,6 +172,16 @@ func (c *Config) LoadYAML(name string, data []byte) error {
 			if v.Kind == yaml.MappingNode && prefix == "" && isSection(k.Value) {
 				index(v, path)
 			}
+			if v.Kind == yaml.SequenceNode && prefix == "" && k.Value == "notifications" {
+				// Each target's line and its keys' (notifications.0.url).
+				for j, item := range v.Content {
+					at := path + "." + strconv.Itoa(j)
+					lineOf[at] = item.Line
+					if item.Kind == yaml.MappingNode {
+						index(item, at)
+					}
+				}
+			}
 		}
 	}
 	index(root, "")
@@ -229,6 +244,13 @@ func isSection(name string) bool {
 // unknownField explains an unknown field and lists those that exist.
 func unknownField(name, section string) string {
 	var known []string
+	if strings.HasPrefix(section, "notifications.") {
+		t := reflect.TypeOf(Notification{})
+		for i := 0; i < t.NumField(); i++ {
+			known = append(known, t.Field(i).Tag.Get("yaml"))
+		}
+		return fmt.Sprintf("field %q is not known in a notification target; the fields are: %s", name, strings.Join(known, ", "))
+	}
 	for _, f := range Default().fields() {
 		p := f.path
 		if section != "" {
@@ -282,6 +304,9 @@ func splitLine(m string) (int, string) {
 func (c *Config) LoadEnv(getenv func(string) string) error {
 	var probs []string
 	for _, f := range c.fields() {
+		if f.env == "" {
+			continue
+		}
 		v := getenv(f.env)
 		if v == "" {
 			continue

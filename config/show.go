@@ -41,6 +41,17 @@ func (c *Config) Map() map[string]any {
 			if x == nil {
 				v = map[string]string{}
 			}
+		case []Notification:
+			list := []map[string]any{}
+			for _, n := range x {
+				secret := ""
+				if n.Secret != "" {
+					secret = Mask
+				}
+				list = append(list, map[string]any{"name": n.Name, "url": n.URL, "format": n.Format,
+					"conversations": nonNil(n.Conversations), "events": nonNil(n.Events), "detail": n.Detail, "secret": secret})
+			}
+			v = list
 		}
 		m[parts[len(parts)-1]] = v
 	}
@@ -110,4 +121,11 @@ func (c *Config) Show() ([]byte, error) {
 	}
 	enc.Close()
 	return buf.Bytes(), nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -76,6 +76,9 @@ type Config struct {
 	// Observer, when set, hears about requests after each commit (metrics);
 	// one that is also a Recorder writes the request log in the commit.
 	Observer Observer
+	// Tap, when set, reads every commit that appends records and writes
+	// its puts in it (the webhook outbox).
+	Tap Tap
 }
 
 // Observer hears about what the engine does, for logs and metrics.
@@ -596,6 +599,10 @@ func (e *Engine) commit(ch *change) error {
 		derived = append(derived, store.Put{Bucket: store.Convs, Key: c.st.ID, Value: snap})
 	}
 	puts := append(ch.puts, e.recordPuts(ch)...)
+	tc := e.tapCommit(ch, cfg, props)
+	if tc != nil {
+		puts = append(puts, e.cfg.Tap.Puts(tc)...)
+	}
 	for id, r := range ch.requests {
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -655,6 +662,9 @@ func (e *Engine) commit(ch *change) error {
 		}
 	}
 	e.hub.Publish(c.st.ID, ch.records...)
+	if tc != nil {
+		e.cfg.Tap.Committed(tc)
+	}
 	for _, f := range ch.after {
 		f()
 	}

@@ -17,6 +17,11 @@ func (e *Engine) Preview(convID, key, template string, params map[string]string)
 	if err != nil {
 		return nil, err
 	}
+	return e.preview(c, template, params)
+}
+
+// preview is Preview of c, whose caller may ask.
+func (e *Engine) preview(c *conv, template string, params map[string]string) (*api.Preview, error) {
 	if template == "" {
 		return nil, twokey.Errorf(twokey.EBadPayload, "give the template to preview; 'twokey templates' (GET /v1/catalog) lists them")
 	}

@@ -3,13 +3,16 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"sort"
 
 	"github.com/google/uuid"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/catalog"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/templates"
 )
 
 // Program requests.
@@ -158,4 +161,107 @@ func (e *Engine) Response(convID string, st *api.RequestState) (*gate.ResponsePa
 		return nil, twokey.Errorf(twokey.EInternal, "the response record of request %s is malformed", st.RequestID)
 	}
 	return &p, nil
+}
+
+// program returns convID for a program's question (the caller has
+// authenticated the program, which is bound to convID).
+func (e *Engine) program(convID string) (*conv, error) {
+	c, err := e.lookup(convID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st.Seq == 0 {
+		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", twokey.Clip(convID))
+	}
+	return c, nil
+}
+
+// ProgramTemplates describes, to a program of convID, the catalog's
+// templates that allow lets through, by name: each with its parameters and
+// the M and rule a request of it would get now (gate.Threshold on the
+// template's endpoint pattern; a rule on one concrete path may ask more of
+// some calls, which ProgramPreview says). conv is the conversation's name.
+func (e *Engine) ProgramTemplates(convID string, allow func(template string) bool) (conv string, out []api.ProgramTemplate, err error) {
+	c, err := e.program(convID)
+	if err != nil {
+		return "", nil, err
+	}
+	c.mu.Lock()
+	conv, g := c.st.Name, c.gate.Clone()
+	c.mu.Unlock()
+	out = []api.ProgramTemplate{}
+	for _, t := range e.cfg.Catalog.Templates() {
+		if !allow(t.Name) {
+			continue
+		}
+		m, rule := gate.Threshold(g.RequiredApprovals, g.Rules, gate.Target{Service: t.Service, Path: t.Endpoint, Pattern: t.Endpoint, Method: t.Method})
+		if rule != nil {
+			r := *rule
+			rule = &r
+		}
+		pt := api.ProgramTemplate{Name: t.Name, Service: t.Service, Method: t.Method, Endpoint: t.Endpoint, Description: t.Description,
+			Risk: t.Risk, SuggestedApprovals: t.SuggestedApprovals, Params: []templates.Param{}, GateEnabled: g.Enabled,
+			Rule: rule, RequiredApprovals: m, Signers: len(g.Signers)}
+		for _, p := range t.Params {
+			if p.Type == "" {
+				p.Type = templates.TypeString
+			}
+			pt.Params = append(pt.Params, p)
+		}
+		out = append(out, pt)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return conv, out, nil
+}
+
+// ProgramPreview is Preview for a program of convID: what a request of
+// the template with params would be and the M it would get. Nothing is
+// written; the caller has checked the program may use the template.
+func (e *Engine) ProgramPreview(convID, template string, params map[string]string) (*api.Preview, error) {
+	c, err := e.program(convID)
+	if err != nil {
+		return nil, err
+	}
+	return e.preview(c, template, params)
+}
+
+// ProgramCallPreview is the preview of a program's call by URL in convID
+// (gate.NewCallPreview): p as buildPayload made it, path its URL's path
+// below the service's base URL. Nothing is written.
+func (e *Engine) ProgramCallPreview(convID string, p gate.RequestPayload, path string) (*api.Preview, error) {
+	c, err := e.program(convID)
+	if err != nil {
+		return nil, err
+	}
+	svc, ok := e.cfg.Catalog.Service(p.Service)
+	if !ok {
+		return nil, twokey.Errorf(twokey.EBadPayload, "unknown service %q ('twokey templates' lists the services)", twokey.Clip(p.Service))
+	}
+	in := gate.CallPreviewInput{Service: p.Service, Method: p.Method, URL: p.URL, Path: path, Headers: p.Headers, Body: p.Body,
+		Auth: gate.PreviewAuth{Kind: svc.Auth, HeaderName: svc.HeaderName}}
+	if t, ok := e.cfg.Catalog.Template(p.Template); ok && p.Template != "" {
+		in.Template = t
+	}
+	if in.Auth.HeaderName == "" {
+		in.Auth.HeaderName = catalog.DefaultHeaderName
+	}
+	c.mu.Lock()
+	in.Conversation, in.Gate = c.st.Name, c.gate.Clone()
+	if live, _ := c.liveSecret(p.Service, e.clock.Now()); live != nil {
+		in.Auth.HeaderName, in.Auth.SecretID = live.HeaderName, live.ID
+	}
+	c.mu.Unlock()
+	return gate.NewCallPreview(in), nil
+}
+
+// ProgramRequests lists program's requests in convID, newest first,
+// optionally only those in state, at most limit (all when limit <= 0).
+func (e *Engine) ProgramRequests(convID, program, state string, limit int) ([]*api.RequestState, error) {
+	c, err := e.program(convID)
+	if err != nil {
+		return nil, err
+	}
+	return e.requests(c, convID, state, limit, func(r *gate.Request) bool { return r.Program == program })
 }

@@ -202,6 +202,11 @@ func (e *Engine) Requests(convID, key, state string, limit int) ([]*api.RequestS
 	if err != nil {
 		return nil, err
 	}
+	return e.requests(c, convID, state, limit, func(*gate.Request) bool { return true })
+}
+
+// requests is Requests of c (convID), of the requests keep keeps.
+func (e *Engine) requests(c *conv, convID, state string, limit int, keep func(*gate.Request) bool) ([]*api.RequestState, error) {
 	out := []*api.RequestState{}
 	if state == gate.StatePending || state == gate.StateExecuting {
 		c.mu.Lock()
@@ -210,7 +215,7 @@ func (e *Engine) Requests(convID, key, state string, limit int) ([]*api.RequestS
 			return nil, err
 		}
 		for _, r := range c.requests {
-			if r.State == state {
+			if r.State == state && keep(r) {
 				out = append(out, stateOf(r))
 			}
 		}
@@ -222,7 +227,7 @@ func (e *Engine) Requests(convID, key, state string, limit int) ([]*api.RequestS
 		return out, nil
 	}
 	var ids []string
-	err = e.st.Reverse(store.ConvReqs, convID+"/", func(_ string, v []byte) bool {
+	err := e.st.Reverse(store.ConvReqs, convID+"/", func(_ string, v []byte) bool {
 		ids = append(ids, string(v))
 		return true
 	})
@@ -248,7 +253,7 @@ func (e *Engine) Requests(convID, key, state string, limit int) ([]*api.RequestS
 				return nil, err
 			}
 		}
-		if state == "" || r.State == state {
+		if (state == "" || r.State == state) && keep(r) {
 			out = append(out, stateOf(r))
 			if limit > 0 && len(out) >= limit {
 				break

@@ -112,6 +112,59 @@ func NewPreview(in PreviewInput) (*Preview, error) {
 	return p, nil
 }
 
+// CallPreviewInput is what the preview of a call by URL (a program's
+// request that names a method and URL rather than a template) is made
+// from: the call as the gateway would send it, the path of its URL below
+// the service's base URL, and the catalog template it matches, if any.
+type CallPreviewInput struct {
+	Conversation string // the conversation's name, as the lines say it
+	Gate         Config // the gate as it stands
+	Service      string
+	Method       string
+	URL          string
+	Path         string // the URL's path below the service's base URL
+	Headers      map[string]string
+	Body         json.RawMessage
+	// Template is the catalog template the call matches (same service and
+	// method, its endpoint matching Path), or nil.
+	Template *templates.Template
+	Auth     PreviewAuth
+}
+
+// NewCallPreview says what the gate would make of a call by URL now: M
+// and the rule by Threshold, as for a request naming in.Template (when it
+// matched one), and the lines NewPreview's would be. It resolves nothing:
+// the caller has checked the URL stays on its service.
+func NewCallPreview(in CallPreviewInput) *Preview {
+	auth := in.Auth
+	if auth.Kind == "" {
+		auth.Kind = "none"
+	}
+	if auth.Kind == "none" {
+		auth.HeaderName, auth.SecretID = "", ""
+	}
+	tg := Target{Service: in.Service, Path: in.Path, Method: in.Method}
+	p := &Preview{Method: in.Method, URL: in.URL, Headers: maps.Clone(in.Headers), Body: slices.Clone(in.Body), Service: in.Service,
+		Auth: auth, GateEnabled: in.Gate.Enabled, Signers: len(in.Gate.Signers)}
+	if t := in.Template; t != nil {
+		tg.Pattern = t.Endpoint
+		p.Template, p.Risk, p.SuggestedApprovals = t.Name, t.Risk, t.SuggestedApprovals
+	}
+	m, rule := Threshold(in.Gate.RequiredApprovals, in.Gate.Rules, tg)
+	if rule != nil {
+		r := *rule
+		rule = &r
+	}
+	p.Rule, p.RequiredApprovals = rule, m
+	if p.Headers == nil {
+		p.Headers = map[string]string{}
+	}
+	p.Request = RequestDraft{Template: p.Template, Service: in.Service, Method: in.Method, URL: in.URL,
+		Headers: maps.Clone(in.Headers), Body: slices.Clone(in.Body)}
+	p.Lines = previewLines(p, in.Conversation)
+	return p
+}
+
 // previewLines are the lines 'twokey request --preview' prints.
 func previewLines(p *Preview, conv string) []string {
 	out := []string{fmt.Sprintf("%s %s", p.Method, p.URL)}
@@ -121,7 +174,11 @@ func previewLines(p *Preview, conv string) []string {
 	if len(p.Body) > 0 {
 		out = append(out, fmt.Sprintf("  body %s", p.Body))
 	}
-	out = append(out, fmt.Sprintf("service %s (key %s), template %s, risk %s", p.Service, p.Auth.Kind, p.Template, p.Risk))
+	if p.Template == "" {
+		out = append(out, fmt.Sprintf("service %s (key %s), a call by URL that matches no template", p.Service, p.Auth.Kind))
+	} else {
+		out = append(out, fmt.Sprintf("service %s (key %s), template %s, risk %s", p.Service, p.Auth.Kind, p.Template, p.Risk))
+	}
 	switch {
 	case !p.GateEnabled:
 		out = append(out, fmt.Sprintf("the gateway is off in %s: enable it before submitting", conv))

@@ -4,6 +4,7 @@ package programs
 // cap and its expiry, and Charge, which enforces them.
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -91,6 +92,44 @@ func (p *Policy) AllowsTemplate(template string) bool {
 	return false
 }
 
+// CheckTemplate refuses, with forbidden naming the list, a call of
+// template ("" for a call that matches no catalog template) that the
+// program's policy does not allow. Charge checks it; a question that
+// charges nothing (a preview, a template's description) asks it alone.
+func (p *Program) CheckTemplate(template string) error {
+	if p.Policy.AllowsTemplate(template) {
+		return nil
+	}
+	if template == "" {
+		return twokey.Errorf(twokey.EForbidden, "program %q may call only templates %s; this call is not one of the catalog's templates", p.Name, strings.Join(p.Policy.Templates, ", "))
+	}
+	return twokey.Errorf(twokey.EForbidden, "program %q may call only templates %s, not %s", p.Name, strings.Join(p.Policy.Templates, ", "), twokey.Clip(template))
+}
+
+// retryError is a refusal that passes with time: over the rate, or the
+// monthly cap until the month turns.
+type retryError struct {
+	err   *twokey.Error
+	after time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+func retryLater(after time.Duration, err *twokey.Error) error {
+	return &retryError{err: err, after: after}
+}
+
+// RetryAfter is how long after which a refusal of Charge may pass (the
+// rate's next token, the month's turn), or 0 when waiting does not help.
+func RetryAfter(err error) time.Duration {
+	var re *retryError
+	if errors.As(err, &re) {
+		return re.after
+	}
+	return 0
+}
+
 func checkPolicy(p *Policy, now time.Time) error {
 	for _, g := range p.Templates {
 		if _, err := path.Match(g, ""); err != nil || g == "" {
@@ -138,12 +177,9 @@ func (r *Registry) Charge(name, template string) (refund func(), err error) {
 		r.mu.Unlock()
 		return nil, err
 	}
-	if !p.Policy.AllowsTemplate(template) {
+	if err := p.CheckTemplate(template); err != nil {
 		r.mu.Unlock()
-		if template == "" {
-			return nil, twokey.Errorf(twokey.EForbidden, "program %q may call only templates %s; this call is not one of the catalog's templates", p.Name, strings.Join(p.Policy.Templates, ", "))
-		}
-		return nil, twokey.Errorf(twokey.EForbidden, "program %q may call only templates %s, not %s", p.Name, strings.Join(p.Policy.Templates, ", "), template)
+		return nil, err
 	}
 	month := monthOf(now)
 	if p.Month != month {
@@ -151,7 +187,9 @@ func (r *Registry) Charge(name, template string) (refund func(), err error) {
 	}
 	if p.Policy.Monthly > 0 && p.MonthCount >= p.Policy.Monthly {
 		r.mu.Unlock()
-		return nil, twokey.Errorf(twokey.ERateLimited, "program %q has made its %d requests for %s, its monthly cap; it resets on the 1st (UTC) or an operator raises it", p.Name, p.Policy.Monthly, month)
+		y, m, _ := now.UTC().Date()
+		reset := time.Date(y, m+1, 1, 0, 0, 0, 0, time.UTC)
+		return nil, retryLater(reset.Sub(now), twokey.Errorf(twokey.ERateLimited, "program %q has made its %d requests for %s, its monthly cap; it resets on the 1st (UTC, %s) or an operator raises it", p.Name, p.Policy.Monthly, month, reset.Format(time.RFC3339)))
 	}
 	if p.Policy.Rate.N > 0 {
 		lim := r.limiters[name]
@@ -164,7 +202,7 @@ func (r *Registry) Charge(name, template string) (refund func(), err error) {
 			wait := res.DelayFrom(now)
 			res.CancelAt(now)
 			r.mu.Unlock()
-			return nil, twokey.Errorf(twokey.ERateLimited, "program %q is over its rate of %s; retry in %s", p.Name, p.Policy.Rate, wait.Round(time.Millisecond))
+			return nil, retryLater(wait, twokey.Errorf(twokey.ERateLimited, "program %q is over its rate of %s; retry in %s", p.Name, p.Policy.Rate, wait.Round(time.Millisecond)))
 		}
 	}
 	p.MonthCount++

@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TK="$PWD/bin/twokey"
 [ -x "$TK" ] || go build -o "$TK" ./cmd/twokey
+# The MCP client standing in for an AI agent (the SDK's own client).
+AGENT="$PWD/bin/demoagent"
+go build -o "$AGENT" ./internal/demoagent
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/twokey-demo.XXXXXX")
 pids=()
@@ -35,8 +38,22 @@ pids+=($!)
 UP=$(wait_listen "$work/upstream.log")
 echo "upstream at $UP"
 
+# free_port: a loopback port nothing listens on, so that the server's
+# public URL (the links in notifications and MCP answers) is known before
+# it starts.
+free_port() {
+  for p in $(shuf -i 20000-60000 -n 50); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "no free port found" >&2; return 1
+}
+
 step "twokey serve, on a fresh data dir, with every service pointed at the upstream"
-"$TK" serve --addr 127.0.0.1:0 --data-dir "$work/server" \
+# The management key lets the operator's commands (keys, webhooks) in; it
+# is read from the environment, never a flag.
+export TWOKEY_MANAGEMENT_KEY="mk_demo_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+PORT=$(free_port)
+"$TK" serve --addr "127.0.0.1:$PORT" --public-url "http://127.0.0.1:$PORT" --data-dir "$work/server" \
   --service "httpbin=$UP/httpbin" --service "fun=$UP" >"$work/server.log" 2>"$work/server.err" &
 pids+=($!)
 export TWOKEY_SERVER=$(wait_listen "$work/server.log")
@@ -60,6 +77,15 @@ printf '$ printf sk_demo_... | twokey secret add ops --service httpbin --ttl 720
 printf 'sk_demo_4f9c2a7e1b8d' | as alice "$TK" secret add ops --service httpbin --ttl 720h
 run as alice "$TK" secret ls ops
 
+step "Notifications: a webhook receiver on this machine checks every signature"
+"$TK" webhooks listen --addr 127.0.0.1:0 --secret-file "$work/hook.secret" >"$work/hook.log" 2>&1 &
+pids+=($!)
+HOOK=$(wait_listen "$work/hook.log")
+echo "receiver at $HOOK (twokey webhooks listen)"
+printf '$ twokey webhooks add ops-hook %s --conversation ops --secret-only > $DEMO/hook.secret\n' "$HOOK"
+"$TK" webhooks add ops-hook "$HOOK" --conversation ops --secret-only >"$work/hook.secret"
+run "$TK" webhooks ls
+
 step "The catalog, and a preview (nothing is submitted)"
 run "$TK" templates
 run as alice "$TK" request ops httpbin.headers --preview
@@ -76,6 +102,11 @@ echo
 echo "What the upstream received (credential masked by the upstream's own log):"
 grep 'upstream received' "$work/upstream.log" | sed 's/^/  /'
 
+echo
+echo "What the webhook receiver got (each signature checked with the target's secret):"
+for _ in $(seq 1 50); do grep -q 'request.executed' "$work/hook.log" && break; sleep 0.1; done
+grep -E '^(✓|✗)' "$work/hook.log" | sed 's/^/  /'
+
 step "A request the signers reject: bob and carol say no, so 2 approvals are out of reach"
 out=$(as alice "$TK" request ops httpbin.echo data=drop-tables)
 RID2=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
@@ -88,6 +119,28 @@ out=$(as carol "$TK" request ops leet.translate text="two keys" --expires 2s)
 RID3=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
 echo "submitted ${RID3:0:8} with --expires 2s; waiting for it to settle"
 run as carol "$TK" request show ops "${RID3:0:8}" --wait
+
+step "An AI agent proposes a call through MCP (twokey mcp); only people approve it"
+printf '$ twokey keys create --name demo-agent --conversation ops --templates %s --key-only\n' "'httpbin.*'"
+PKEY=$("$TK" keys create --name demo-agent --conversation ops --templates 'httpbin.*' --key-only)
+echo "tk_... (the program key, shown once; the agent gets it as TWOKEY_PROGRAM_KEY)"
+TWOKEY_PROGRAM_KEY="$PKEY" "$AGENT" -twokey "$TK" -template httpbin.headers -id-file "$work/agent.rid" >"$work/agent.log" 2>&1 &
+agent=$!
+pids+=($agent)
+for _ in $(seq 1 100); do [ -s "$work/agent.rid" ] && break; sleep 0.1; done
+[ -s "$work/agent.rid" ] || { echo "the agent proposed nothing:"; cat "$work/agent.log"; exit 1; }
+RID5=$(cat "$work/agent.rid")
+for _ in $(seq 1 50); do grep -q 'waiting' "$work/agent.log" && break; sleep 0.1; done
+sed 's/^/  /' "$work/agent.log"
+shown=$(wc -l <"$work/agent.log")
+run as alice "$TK" approve ops "${RID5:0:8}"
+# The agent's get_request polls every 2 s: give it one poll to report
+# alice's approval as progress before bob's.
+for _ in $(seq 1 40); do grep -q '1 of 2' "$work/agent.log" && break; sleep 0.1; done
+run as bob "$TK" approve ops "${RID5:0:8}"
+wait "$agent"
+tail -n +"$((shown + 1))" "$work/agent.log" | sed 's/^/  /'
+run "$TK" webhooks deliveries ops-hook --limit 5
 
 step "The conversation is the audit trail (every signature and the chain verified)"
 run as carol "$TK" log ops --short

@@ -19,6 +19,7 @@ import (
 	"github.com/twokey/twokey/config"
 	"github.com/twokey/twokey/engine"
 	"github.com/twokey/twokey/keyring"
+	"github.com/twokey/twokey/notify"
 	"github.com/twokey/twokey/programs"
 	"github.com/twokey/twokey/reqlog"
 	"github.com/twokey/twokey/store"
@@ -62,6 +63,7 @@ type Daemon struct {
 
 	op          *operator
 	reqlog      *reqlog.Log
+	hooks       *notify.Notifier // webhook notifications
 	metrics     *Metrics
 	progs       *programs.Registry
 	https       *http.Server // nil when TLS is off
@@ -173,12 +175,30 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 			rlog.Close() // not d.reqlog: d is the named result, nil on error
 		}
 	}()
+	// The notifier before the engine: it is the engine's tap, writing
+	// the webhook outbox in the commits that cause it.
+	hooks, err := notify.New(notify.Config{Store: st, Sealer: keys.Vault(), Clock: deps.Clock, Logger: deps.Logger,
+		PublicURL: c.PublicURL, Targets: c.Notifications})
+	if err != nil {
+		return nil, err
+	}
+	d.hooks = hooks
+	defer func() {
+		if err != nil {
+			hooks.Close()
+		}
+	}()
+	// Their secrets are sealed in the store now; the copy kept drops them.
+	c.Notifications = dropSecrets(c.Notifications)
+	if err := d.metrics.Register(hooks.Collector()); err != nil {
+		return nil, err
+	}
 	boxPub, boxPriv := keys.BoxKeys()
 	eng, err := engine.New(engine.Config{
 		Store: st, Vault: keys.Vault(), Catalog: cat, Gateway: gw, BoxPub: boxPub, BoxPriv: boxPriv,
 		Clock: deps.Clock, Logger: deps.Logger, TokenKey: keys.TokenKey(), Upstream: deps.Upstream,
 		UpstreamTimeout: c.UpstreamTimeout.D(), MaxResponseBytes: c.MaxResponseBytes,
-		Observer: multiObserver{d.reqlog, d.metrics},
+		Observer: multiObserver{d.reqlog, d.metrics}, Tap: hooks,
 	})
 	if err != nil {
 		return nil, err
@@ -222,6 +242,7 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 	d.api = NewAPI(eng, deps.Logger)
 	d.api.setLimits(limits)
 	d.op = newOperator(d, mgmt, effective)
+	d.op.hooks = d.hooks // the management API's webhooks (server/webhooks.go)
 	d.op.routes(d.api)
 	if c.Metrics.Enabled {
 		d.api.Handle("GET /metrics", d.metrics.Handler())
@@ -278,7 +299,7 @@ func newOperator(d *Daemon, mgmt *management, effective map[string]any) *operato
 	c := &d.opts.cfg
 	o := &operator{eng: d.engine, progs: d.progs, logs: d.reqlog, metrics: d.metrics, mgmt: mgmt, log: d.opts.Logger,
 		effective: effective, defaultWait: c.Proxy.DefaultWait.D(), maxWait: c.Proxy.MaxWait.D(),
-		requestTTL: c.Programs.RequestTTL.D()}
+		requestTTL: c.Programs.RequestTTL.D(), publicURL: c.PublicURL}
 	if o.maxWait <= 0 {
 		o.maxWait = 300 * time.Second
 	}
@@ -289,6 +310,16 @@ func newOperator(d *Daemon, mgmt *management, effective map[string]any) *operato
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	return o
+}
+
+// dropSecrets returns a copy of targets without their secrets.
+func dropSecrets(targets []config.Notification) []config.Notification {
+	out := make([]config.Notification, len(targets))
+	for i, t := range targets {
+		t.Secret = ""
+		out[i] = t
+	}
+	return out
 }
 
 // managementOf is the management API's part of the configuration.
@@ -362,6 +393,9 @@ func (d *Daemon) Programs() *programs.Registry { return d.progs }
 // RequestLog returns the request log.
 func (d *Daemon) RequestLog() *reqlog.Log { return d.reqlog }
 
+// Notifier returns the webhook notifier.
+func (d *Daemon) Notifier() *notify.Notifier { return d.hooks }
+
 // Close shuts down in order: end long polls, stop accepting, close
 // WebSockets with a close frame, let the engine finish calls in flight,
 // write the request log, close the database.
@@ -377,6 +411,7 @@ func (d *Daemon) Close() error {
 		}
 	}
 	d.engine.Close()
+	d.hooks.Close() // after the engine: its last commits are queued; attempts in flight stay queued
 	d.reqlog.Close()
 	if cerr := d.store.Close(); err == nil {
 		err = cerr

@@ -64,6 +64,9 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
+// Register adds c (the webhook notifier's metrics) to the registry.
+func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
+
 // Registry returns the registry (tests read it).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 

@@ -46,6 +46,7 @@ func (o *operator) mgmtRoutes(a *API) {
 	a.Handle("GET /v0/management/config", g(o.configShow))
 	a.Handle("GET /v0/management/bans", g(o.bansList))
 	a.Handle("DELETE /v0/management/bans", g(o.bansDelete))
+	o.webhookRoutes(a, g)
 	a.Handle("/v0/management/", g(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, twokey.Errorf(twokey.ENotFound, "no route %s %s; see docs/protocol.md", r.Method, r.URL.Path))
 	}))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,8 +25,8 @@ import (
 )
 
 // The operator surface: program keys' endpoints (/v1/programs/...), proxy
-// mode (/v1/proxy/...), the management API (/v0/management/..., in
-// operator_mgmt.go) and /metrics. docs/protocol.md Part II H describes
+// mode (/v1/proxy/...), the MCP endpoint (/v1/mcp, in mcp.go), the
+// management API (/v0/management/..., in operator_mgmt.go) and /metrics. docs/protocol.md Part II H describes
 // the wire; docs/operations.md the settings.
 
 // operator serves the operator surface.
@@ -36,10 +37,14 @@ type operator struct {
 	metrics *Metrics
 	mgmt    *management
 	log     *slog.Logger
+	hooks   webhookAdmin // notification targets (notify); set by the daemon
 	// effective is the running configuration, secrets masked.
 	effective map[string]any
 
 	defaultWait, maxWait, requestTTL time.Duration
+	// publicURL is where people open the browser app (public_url): the
+	// program endpoints link each request there. "" for no links.
+	publicURL string
 
 	ctx    context.Context // ends at shutdown: long polls answer at once
 	cancel context.CancelFunc
@@ -58,6 +63,11 @@ func (o *operator) routes(a *API) {
 	a.Handle("GET /v1/programs/requests/{id}", http.HandlerFunc(o.programGet))
 	a.Handle("POST /v1/programs/requests/{id}/approve", http.HandlerFunc(o.programVote))
 	a.Handle("POST /v1/programs/requests/{id}/reject", http.HandlerFunc(o.programVote))
+	a.Handle("GET /v1/programs/requests", http.HandlerFunc(o.programList))
+	a.Handle("GET /v1/programs/templates", http.HandlerFunc(o.programTemplates))
+	a.Handle("GET /v1/programs/templates/{name}", http.HandlerFunc(o.programTemplate))
+	a.Handle("POST /v1/programs/preview", http.HandlerFunc(o.programPreview))
+	a.Handle("/v1/mcp", o.mcpHandler(a))
 	a.Handle("/v1/proxy/{conversation}/{service}/{path...}", http.HandlerFunc(o.proxy))
 	o.mgmtRoutes(a)
 }
@@ -111,6 +121,9 @@ func (o *operator) refuse(w http.ResponseWriter, r *http.Request, p *programs.Pr
 	o.log.Log(r.Context(), level, "program request refused", attrProgram, name, attrKeyPrefix, prefix,
 		engine.AttrCode, code, engine.AttrReason, twokey.ErrorMessage(err), attrRoute, r.Method+" "+r.URL.Path)
 	o.metrics.refused(code)
+	if d := programs.RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
 	writeError(w, o.log, err)
 }
 
@@ -140,7 +153,7 @@ func (o *operator) programSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", programLocation(st.RequestID))
-	writeJSON(w, http.StatusCreated, api.ProgramState{RequestState: st, Location: programLocation(st.RequestID)})
+	writeJSON(w, http.StatusCreated, o.state(prog, st))
 }
 
 // decodeProgramRequest reads the body of POST /v1/programs/requests:
@@ -301,9 +314,16 @@ func (o *operator) waitFor(r *http.Request, prog *programs.Program, st *api.Requ
 	return o.eng.WaitSettled(ctx, prog.Conversation, st.RequestID)
 }
 
-// view adds the response (once executed) and the location to a state.
+// state is a request's program state: where to poll it and its link in
+// the browser app.
+func (o *operator) state(prog *programs.Program, st *api.RequestState) api.ProgramState {
+	return api.ProgramState{RequestState: st, Location: programLocation(st.RequestID),
+		Link: config.DeepLink(o.publicURL, prog.Conversation, st.RequestID)}
+}
+
+// view is state with the response, once executed.
 func (o *operator) view(prog *programs.Program, st *api.RequestState) api.ProgramState {
-	v := api.ProgramState{RequestState: st, Location: programLocation(st.RequestID)}
+	v := o.state(prog, st)
 	if st.State == gate.StateExecuted {
 		if resp, err := o.eng.Response(prog.Conversation, st); err == nil {
 			v.Response = resp
@@ -337,6 +357,139 @@ func (o *operator) programGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, o.view(prog, st))
+}
+
+// requestStates are the states GET /v1/programs/requests?state= takes.
+var requestStates = []string{gate.StatePending, gate.StateExecuting, gate.StateExecuted, gate.StateFailed,
+	gate.StateExpired, gate.StateRejected, gate.StateCancelled}
+
+// Listing bounds of GET /v1/programs/requests.
+const (
+	defaultProgramList = 50
+	maxProgramList     = 500
+)
+
+// programList is GET /v1/programs/requests?state=S&limit=N: the program's
+// requests, newest first, without their responses (GET one for that).
+func (o *operator) programList(w http.ResponseWriter, r *http.Request) {
+	prog, _, ok := o.program(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state != "" && !slices.Contains(requestStates, state) {
+		writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "state=%q: give one of %s, or none for all", twokey.Clip(state), strings.Join(requestStates, ", ")))
+		return
+	}
+	limit := defaultProgramList
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxProgramList {
+			writeError(w, o.log, twokey.Errorf(twokey.EBadPayload, "limit=%q: give a number from 1 to %d", twokey.Clip(s), maxProgramList))
+			return
+		}
+		limit = n
+	}
+	sts, err := o.eng.ProgramRequests(prog.Conversation, prog.Name, state, limit)
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	out := api.ProgramRequests{Requests: make([]api.ProgramState, 0, len(sts))}
+	for _, st := range sts {
+		out.Requests = append(out.Requests, o.state(prog, st))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// programTemplates is GET /v1/programs/templates: the templates the key
+// may use, with the M each would get in its conversation.
+func (o *operator) programTemplates(w http.ResponseWriter, r *http.Request) {
+	prog, _, ok := o.program(w, r)
+	if !ok {
+		return
+	}
+	conv, ts, err := o.eng.ProgramTemplates(prog.Conversation, prog.Policy.AllowsTemplate)
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ProgramTemplates{Conversation: conv, Templates: ts})
+}
+
+// programTemplate is GET /v1/programs/templates/{name}: one of them. A
+// template outside the key's list is forbidden, as a request of it is.
+func (o *operator) programTemplate(w http.ResponseWriter, r *http.Request) {
+	prog, _, ok := o.program(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	if _, known := o.eng.Catalog().Template(name); !known {
+		writeError(w, o.log, twokey.Errorf(twokey.ENotFound, "no template %q; GET /v1/programs/templates lists those this key may use", twokey.Clip(name)))
+		return
+	}
+	if err := prog.CheckTemplate(name); err != nil {
+		o.refuse(w, r, prog, "", err)
+		return
+	}
+	_, ts, err := o.eng.ProgramTemplates(prog.Conversation, func(t string) bool { return t == name })
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	if len(ts) != 1 { // the catalog never lets this happen
+		writeError(w, o.log, twokey.Errorf(twokey.EInternal, "template %s is listed %d times", name, len(ts)))
+		return
+	}
+	writeJSON(w, http.StatusOK, ts[0])
+}
+
+// programPreview is POST /v1/programs/preview: what POST
+// /v1/programs/requests with the same body would submit, and the M it
+// would get, without submitting it or charging the key's rate or cap.
+func (o *operator) programPreview(w http.ResponseWriter, r *http.Request) {
+	prog, _, ok := o.program(w, r)
+	if !ok {
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	in, err := decodeProgramRequest(body)
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	p, err := o.payload(prog, &in)
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	if err := prog.CheckTemplate(p.Template); err != nil {
+		o.refuse(w, r, prog, "", err)
+		return
+	}
+	var pv *api.Preview
+	if in.Template != "" {
+		pv, err = o.eng.ProgramPreview(prog.Conversation, in.Template, in.Params)
+	} else {
+		svc, _ := o.eng.Catalog().Service(p.Service) // payload found it
+		path, perr := svc.EndpointOf(p.URL)
+		if perr != nil {
+			writeError(w, o.log, perr)
+			return
+		}
+		pv, err = o.eng.ProgramCallPreview(prog.Conversation, p, path)
+	}
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pv)
 }
 
 // parseWait reads a wait: seconds ("30") or a duration ("30s", "2m").

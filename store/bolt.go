@@ -111,7 +111,7 @@ const (
 	layoutLogFirst = "2"
 )
 
-var allBuckets = []string{Meta, Convs, Requests, Pending, Secrets, Nonces, Programs, ReqLog, Usage, ConvReqs,
+var allBuckets = []string{Meta, Webhooks, Outbox, Deliveries, Convs, Requests, Pending, Secrets, Nonces, Programs, ReqLog, Usage, ConvReqs,
 	Seen, IDs, Bans, bRecords, bLogIdx}
 
 // convLog is one conversation's index: its entries, with the seq of each

@@ -42,6 +42,16 @@ const (
 	// Bans holds the management API's failed-check counts and bans, so a
 	// ban survives a restart.
 	Bans = "bans"
+	// Webhooks holds the notification targets made through the management
+	// API and the sealed secrets of every target (package notify).
+	Webhooks = "webhooks"
+	// Outbox holds the notifications not yet delivered, written in the
+	// commit of the records that cause them: key TARGET/ORDER, in the
+	// order they were made.
+	Outbox = "outbox"
+	// Deliveries holds the recent history of delivered and dead-lettered
+	// notifications, key TARGET/ORDER.
+	Deliveries = "deliveries"
 	// Proposals is a bucket that files written by earlier versions hold;
 	// nothing reads or writes it.
 	Proposals = "proposals"

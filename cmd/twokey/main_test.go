@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -26,10 +27,14 @@ func TestMain(m *testing.M) {
 	})
 }
 
+const scriptMgmtKey = "script-management-key-5d1c"
+
 // TestScripts runs the narrated CLI scenarios in testdata/script against a
 // real server (in process, on a loopback port, over a bbolt file in the
 // script's work dir) and a loopback httpbin upstream. Each script gets
-// TWOKEY_SERVER, UPSTREAM and a private TWOKEY_HOME.
+// TWOKEY_SERVER, UPSTREAM and a private TWOKEY_HOME; the management API is
+// on (TWOKEY_MANAGEMENT_KEY), RECEIVER is a webhook receiver (/ok answers
+// 200, /down 503), and the server logs to $WORK/server.log.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
@@ -41,13 +46,28 @@ func TestScripts(t *testing.T) {
 			cfg.Addr, cfg.DataDir = "127.0.0.1:0", filepath.Join(env.WorkDir, "server")
 			cfg.Services = map[string]string{"httpbin": up.URL, "fun": up.URL}
 			cfg.UpstreamTimeout = config.Duration(5 * time.Second)
-			d, err := server.Start(cfg, server.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
+			cfg.Management.Key = scriptMgmtKey
+			recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/down" {
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+			}))
+			env.Defer(recv.Close)
+			logf, err := os.Create(filepath.Join(env.WorkDir, "server.log"))
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { logf.Close() }) // after the server's Close: defers run last first
+			logger := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			d, err := server.Start(cfg, server.Deps{Logger: logger, Out: io.Discard})
 			if err != nil {
 				return err
 			}
 			env.Defer(func() { d.Close() })
 			env.Setenv("TWOKEY_SERVER", d.URL())
 			env.Setenv("UPSTREAM", up.URL)
+			env.Setenv("RECEIVER", recv.URL)
+			env.Setenv("TWOKEY_MANAGEMENT_KEY", scriptMgmtKey)
 			env.Setenv("TWOKEY_HOME", filepath.Join(env.WorkDir, "home"))
 			return nil
 		},

@@ -16,6 +16,10 @@ var snippetTools = map[string]string{
 	"curl": "httpbin", "python": "httpbin", "node": "httpbin", "codex": "openai", "claude-code": "anthropic",
 }
 
+// mcpSnippets are the snippets of the MCP server ('twokey mcp' and
+// /v1/mcp), for each MCP client; "mcp" prints them all.
+var mcpSnippets = []string{"mcp", "claude-code-mcp", "codex-mcp", "cursor-mcp"}
+
 type snippetOptions struct {
 	keyName, conversation, service string
 }
@@ -24,26 +28,40 @@ func newSnippetCmd(f *factory) *cobra.Command {
 	o := &snippetOptions{}
 	var mkey string
 	cmd := &cobra.Command{
-		Use:   "snippet curl|python|node|codex|claude-code --key-name N",
-		Short: "Print how to point a tool at the gateway's proxy with a program key",
+		Use:   "snippet curl|python|node|codex|claude-code --key-name N | snippet mcp|claude-code-mcp|codex-mcp|cursor-mcp",
+		Short: "Print how to point a tool at the gateway's proxy, or an AI agent at its MCP server, with a program key",
 		Long: `Print what a tool needs to call an API through twokey's proxy mode with a
 program key: the base URL /v1/proxy/CONVERSATION/SERVICE and the key as a
 bearer token. Each call becomes a request the conversation's signers must
 approve; the proxy answers with the upstream's response once they have
 (waiting up to Prefer: wait=N seconds), or 202 with the request's Location.
 
+The mcp snippets configure an MCP client (Claude Code, Codex, Cursor or
+VS Code) to use twokey's MCP tools, each two ways: 'twokey mcp' on stdio,
+which the client starts, and Streamable HTTP at /v1/mcp on the server. The
+agent can then list templates, preview and propose calls and wait for the
+signers' verdict; it cannot approve. They need neither --key-name nor
+--conversation (the key is bound to its conversation).
+
 The key itself is never printed (the server does not have it): the
-snippets read it from TWOKEY_PROGRAM_KEY. With TWOKEY_MANAGEMENT_KEY set the
-key's conversation is looked up; otherwise give --conversation.`,
+snippets read it from TWOKEY_PROGRAM_KEY, or leave a tk_... placeholder to
+fill in. With TWOKEY_MANAGEMENT_KEY set the key's conversation is looked
+up; otherwise give --conversation.`,
 		Example: "  twokey snippet curl --key-name ci\n" +
-			"  twokey snippet claude-code --key-name claude-code --conversation ops",
+			"  twokey snippet claude-code --key-name claude-code --conversation ops\n" +
+			"  twokey snippet mcp\n" +
+			"  twokey snippet claude-code-mcp",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"curl", "python", "node", "codex", "claude-code"},
+		ValidArgs: append([]string{"curl", "python", "node", "codex", "claude-code"}, mcpSnippets...),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tool := args[0]
+			if slices.Contains(mcpSnippets, tool) {
+				writeMCPSnippet(f.io.Out, tool, o.keyName, strings.TrimSuffix(f.serverURL(), "/"))
+				return nil
+			}
 			def, ok := snippetTools[tool]
 			if !ok {
-				return usagef("no snippet for %q; choose curl, python, node, codex or claude-code", tool)
+				return usagef("no snippet for %q; choose curl, python, node, codex or claude-code, or for MCP clients mcp, claude-code-mcp, codex-mcp or cursor-mcp", tool)
 			}
 			if o.keyName == "" {
 				return usagef("--key-name is required (twokey keys ls lists them)")
@@ -86,7 +104,7 @@ key's conversation is looked up; otherwise give --conversation.`,
 		},
 	}
 	addMgmtFlag(cmd, &mkey)
-	cmd.Flags().StringVar(&o.keyName, "key-name", "", "the program key's name (required)")
+	cmd.Flags().StringVar(&o.keyName, "key-name", "", "the program key's name (required but for the mcp snippets)")
 	cmd.Flags().StringVar(&o.conversation, "conversation", "", "the key's conversation (looked up when TWOKEY_MANAGEMENT_KEY is set)")
 	cmd.Flags().StringVar(&o.service, "service", "", "the catalog service to call (default: httpbin; openai for codex; anthropic for claude-code)")
 	return cmd
@@ -170,4 +188,75 @@ func writeSnippet(w io.Writer, tool, name, base, proxy, svc string) {
 	p("# when a client sends no Prefer header) and the tool's own timeout to match.\n")
 	p("# The proxy forwards JSON bodies, answers once the call is done (no streaming),\n")
 	p("# and returns at most 64 KiB of the response body, with the service's key redacted.\n")
+}
+
+// writeMCPSnippet prints tool's MCP client configuration ("mcp": every
+// client's) for the server at base, stdio and HTTP. The key is never in
+// it: an environment variable reference or a placeholder.
+func writeMCPSnippet(w io.Writer, tool, name, base string) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	endpoint := base + "/v1/mcp"
+	key := "program key"
+	if name != "" {
+		key = fmt.Sprintf("program key %q", name)
+	}
+	p("# twokey's MCP tools for an AI agent, through a %s and %s.\n", key, base)
+	p("# The agent lists templates, previews and proposes calls and waits for the\n")
+	p("# verdict; the conversation's signers approve (it cannot). Set the key\n")
+	p("# 'twokey keys create' printed (it is shown only once):\n")
+	p("export TWOKEY_PROGRAM_KEY=tk_...\n")
+	p("# stdio: the client starts 'twokey mcp' (twokey on its PATH), which calls %s.\n", base)
+	p("# HTTP: the client calls %s itself (use an https:// URL off this machine).\n", endpoint)
+	if strings.HasPrefix(base, "https://") {
+		p("# A server with its own certificate: add TWOKEY_PIN=sha256:... (or\n")
+		p("# TWOKEY_CA_CERT=FILE), as 'twokey serve' printed it, to the stdio env.\n")
+	}
+	all := tool == "mcp"
+	if all || tool == "claude-code-mcp" {
+		p("\n## Claude Code\n\n")
+		p("# stdio (the shell puts the key into Claude Code's configuration):\n")
+		p("claude mcp add twokey --env TWOKEY_SERVER=%s --env TWOKEY_PROGRAM_KEY=\"$TWOKEY_PROGRAM_KEY\" -- twokey mcp\n\n", base)
+		p("# HTTP:\n")
+		p("claude mcp add --transport http twokey %s --header \"Authorization: Bearer $TWOKEY_PROGRAM_KEY\"\n\n", endpoint)
+		p("# Or in the project's .mcp.json, which reads the key from the environment\n")
+		p("# when Claude Code starts (one of the two entries):\n")
+		p("{\n  \"mcpServers\": {\n")
+		p("    \"twokey\": {\"command\": \"twokey\", \"args\": [\"mcp\"],\n")
+		p("               \"env\": {\"TWOKEY_SERVER\": %q, \"TWOKEY_PROGRAM_KEY\": \"${TWOKEY_PROGRAM_KEY}\"}},\n", base)
+		p("    \"twokey-http\": {\"type\": \"http\", \"url\": %q,\n", endpoint)
+		p("                    \"headers\": {\"Authorization\": \"Bearer ${TWOKEY_PROGRAM_KEY}\"}}\n")
+		p("  }\n}\n")
+	}
+	if all || tool == "codex-mcp" {
+		p("\n## Codex (~/.codex/config.toml)\n\n")
+		p("# stdio: fill in the key (keep the file private), or run\n")
+		p("#   codex mcp add twokey --env TWOKEY_SERVER=%s --env TWOKEY_PROGRAM_KEY=\"$TWOKEY_PROGRAM_KEY\" -- twokey mcp\n", base)
+		p("[mcp_servers.twokey]\n")
+		p("command = \"twokey\"\n")
+		p("args = [\"mcp\"]\n")
+		p("env = { TWOKEY_SERVER = %q, TWOKEY_PROGRAM_KEY = \"tk_...\" }\n\n", base)
+		p("# HTTP: Codex sends $TWOKEY_PROGRAM_KEY as the bearer token:\n")
+		p("[mcp_servers.twokey-http]\n")
+		p("url = %q\n", endpoint)
+		p("bearer_token_env_var = \"TWOKEY_PROGRAM_KEY\"\n")
+	}
+	if all || tool == "cursor-mcp" {
+		p("\n## Cursor (.cursor/mcp.json or ~/.cursor/mcp.json; one of the two entries)\n\n")
+		p("{\n  \"mcpServers\": {\n")
+		p("    \"twokey\": {\"command\": \"twokey\", \"args\": [\"mcp\"],\n")
+		p("               \"env\": {\"TWOKEY_SERVER\": %q, \"TWOKEY_PROGRAM_KEY\": \"${env:TWOKEY_PROGRAM_KEY}\"}},\n", base)
+		p("    \"twokey-http\": {\"url\": %q,\n", endpoint)
+		p("                    \"headers\": {\"Authorization\": \"Bearer ${env:TWOKEY_PROGRAM_KEY}\"}}\n")
+		p("  }\n}\n")
+		p("\n## VS Code (.vscode/mcp.json; it asks for the key once and keeps it)\n\n")
+		p("{\n  \"inputs\": [{\"type\": \"promptString\", \"id\": \"twokey-key\", \"description\": \"twokey program key (tk_...)\", \"password\": true}],\n")
+		p("  \"servers\": {\n")
+		p("    \"twokey\": {\"type\": \"stdio\", \"command\": \"twokey\", \"args\": [\"mcp\"],\n")
+		p("               \"env\": {\"TWOKEY_SERVER\": %q, \"TWOKEY_PROGRAM_KEY\": \"${input:twokey-key}\"}},\n", base)
+		p("    \"twokey-http\": {\"type\": \"http\", \"url\": %q,\n", endpoint)
+		p("                    \"headers\": {\"Authorization\": \"Bearer ${input:twokey-key}\"}}\n")
+		p("  }\n}\n")
+	}
+	p("\n# A call waits for people: get_request waits at most 300 s per call and sends\n")
+	p("# progress meanwhile; raise the client's tool timeout if it cuts calls sooner.\n")
 }

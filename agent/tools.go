@@ -1,0 +1,541 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/client"
+	"github.com/twokey/twokey/gate"
+)
+
+const (
+	// maxPoll is the longest long poll of one wait step: a request's
+	// approvals are looked at, and a revoked key found, at least this often.
+	maxPoll = 2 * time.Second
+	// maxWait is the most wait_seconds a get_request waits in one call.
+	maxWait = 300 * time.Second
+)
+
+type tools struct{ o Options }
+
+// The tools' descriptions: what each does, that people approve, what to
+// do next.
+const (
+	descListTemplates    = `List the call templates this program key may use, in its conversation: each with its service, HTTP method, endpoint, parameters and how many approvals of the conversation's signers (people) a request of it needs. Start here; then describe_template for one template's parameters, or preview_request.`
+	descDescribeTemplate = `Describe one template this key may use: every parameter (where it goes, its type, whether it is required, its default and an example), the service and HTTP method, the rule that sets M and M itself, the number of approvals from the conversation's signers a request of it needs. Next: preview_request with the template and params.`
+	descPreviewRequest   = `Show exactly what a call would be, without submitting it: the resolved method and URL, headers and body, which API key kind the gateway would inject (never its value), the rule and the number of approvals M it needs, and the lines 'twokey request --preview' prints. Give a template and its params, or a call by URL (method, url, optional service, headers and a JSON body) that the key's policy allows. Nothing is sent and the key's rate is not charged. Next: propose_request with the same arguments.`
+	descProposeRequest   = `Propose a call: it becomes a request in the key's conversation that needs approvals of its signers (people) before the gateway makes it; you cannot approve or reject it yourself. Give a template and its params, or a call by URL within the key's policy, and optionally expires_in (e.g. 30m; at most 7d). Returns the request id, its state, approvals so far of the M needed, its expiry and a link to show the user so that the signers can find it. This counts against the key's rate and monthly cap. Next: get_request with the request_id and wait_seconds to wait for the outcome.`
+	descGetRequest       = `Read one of this program's requests: its state (pending, executing, executed, failed, rejected, expired or cancelled), approvals so far of the M needed, and once executed the upstream's response (status, headers, body; API keys redacted). With wait_seconds (at most 300) it returns as soon as the request settles or when the wait ends, sending progress notifications "k of M approvals" meanwhile. A pending result after the wait is normal: call again to keep waiting. A rejected or expired request is an answer of the signers, not an error; do not resubmit it without asking the user.`
+	descListRequests     = `List this program's requests in its conversation, newest first: id, state, approvals so far of the M needed, the call and its expiry. Filter with state (pending, executing, executed, failed, rejected, expired, cancelled) and limit (default 20, at most 500). Next: get_request for one request's response.`
+)
+
+func (t *tools) add(s *mcp.Server) {
+	no := false
+	read := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &no}
+	mcp.AddTool(s, &mcp.Tool{Name: ToolListTemplates, Title: "List templates", Description: descListTemplates, Annotations: read}, t.listTemplates)
+	mcp.AddTool(s, &mcp.Tool{Name: ToolDescribeTemplate, Title: "Describe a template", Description: descDescribeTemplate, Annotations: read}, t.describeTemplate)
+	mcp.AddTool(s, &mcp.Tool{Name: ToolPreviewRequest, Title: "Preview a call", Description: descPreviewRequest, Annotations: read}, t.previewRequest)
+	mcp.AddTool(s, &mcp.Tool{Name: ToolProposeRequest, Title: "Propose a call for approval", Description: descProposeRequest,
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: &no}}, t.proposeRequest)
+	mcp.AddTool(s, &mcp.Tool{Name: ToolGetRequest, Title: "Get (and wait for) a request", Description: descGetRequest, Annotations: read}, t.getRequest)
+	mcp.AddTool(s, &mcp.Tool{Name: ToolListRequests, Title: "List this program's requests", Description: descListRequests, Annotations: read}, t.listRequests)
+}
+
+// Inputs.
+
+type noInput struct{}
+
+type describeIn struct {
+	Name string `json:"name" jsonschema:"the template's name, as list_templates gives it (e.g. hn.get-item)"`
+}
+
+type previewIn struct {
+	Template string            `json:"template,omitempty" jsonschema:"the template's name (list_templates); give it with params, or leave it out for a call by url"`
+	Params   map[string]any    `json:"params,omitempty" jsonschema:"the template's parameters by name, e.g. {\"id\": \"8863\"} (describe_template lists them)"`
+	Service  string            `json:"service,omitempty" jsonschema:"for a call by url: the catalog service (found from the url when left out)"`
+	Method   string            `json:"method,omitempty" jsonschema:"for a call by url: the HTTP method (default GET)"`
+	URL      string            `json:"url,omitempty" jsonschema:"for a call by url: the full URL, below the service's base URL"`
+	Headers  map[string]string `json:"headers,omitempty" jsonschema:"for a call by url: extra request headers"`
+	Body     any               `json:"body,omitempty" jsonschema:"for a call by url: the JSON body"`
+}
+
+type proposeIn struct {
+	Template  string            `json:"template,omitempty" jsonschema:"the template's name (list_templates); give it with params, or leave it out for a call by url"`
+	Params    map[string]any    `json:"params,omitempty" jsonschema:"the template's parameters by name, e.g. {\"id\": \"8863\"} (describe_template lists them)"`
+	Service   string            `json:"service,omitempty" jsonschema:"for a call by url: the catalog service (found from the url when left out)"`
+	Method    string            `json:"method,omitempty" jsonschema:"for a call by url: the HTTP method (default GET)"`
+	URL       string            `json:"url,omitempty" jsonschema:"for a call by url: the full URL, below the service's base URL"`
+	Headers   map[string]string `json:"headers,omitempty" jsonschema:"for a call by url: extra request headers"`
+	Body      any               `json:"body,omitempty" jsonschema:"for a call by url: the JSON body"`
+	ExpiresIn string            `json:"expires_in,omitempty" jsonschema:"how long the signers have to approve, e.g. 30m or 2h (default the server's, at most 7d)"`
+	RequestID string            `json:"request_id,omitempty" jsonschema:"an optional UUID naming the request, so that a retried proposal is not submitted twice"`
+}
+
+type getIn struct {
+	RequestID   string `json:"request_id" jsonschema:"the request's id, as propose_request or list_requests gave it"`
+	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"wait up to this many seconds (at most 300) for the request to settle; 0 answers at once"`
+}
+
+type listIn struct {
+	State string `json:"state,omitempty" jsonschema:"only requests in this state: pending, executing, executed, failed, rejected, expired or cancelled"`
+	Limit int    `json:"limit,omitempty" jsonschema:"at most this many (default 20, at most 500)"`
+}
+
+// Outputs.
+
+type ruleOut struct {
+	Service           string `json:"service"`
+	Endpoint          string `json:"endpoint"`
+	Method            string `json:"method"`
+	RequiredApprovals int    `json:"required_approvals"`
+}
+
+type templateSummary struct {
+	Name              string   `json:"name"`
+	Service           string   `json:"service"`
+	Method            string   `json:"method"`
+	Endpoint          string   `json:"endpoint"`
+	Description       string   `json:"description,omitempty"`
+	Risk              string   `json:"risk,omitempty"`
+	RequiredApprovals int      `json:"required_approvals" jsonschema:"how many signers must approve a request of it (M)"`
+	Params            []string `json:"params" jsonschema:"each parameter: name (type, required or optional, an example)"`
+}
+
+type templatesOut struct {
+	Conversation string            `json:"conversation" jsonschema:"the key's conversation, whose signers approve"`
+	Templates    []templateSummary `json:"templates"`
+	Message      string            `json:"message"`
+}
+
+type paramOut struct {
+	Name        string `json:"name"`
+	In          string `json:"in" jsonschema:"where it goes: path, query or body"`
+	Type        string `json:"type" jsonschema:"string, integer, number or boolean"`
+	Required    bool   `json:"required"`
+	Default     string `json:"default,omitempty"`
+	Example     string `json:"example,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+type templateOut struct {
+	Name               string     `json:"name"`
+	Service            string     `json:"service"`
+	Method             string     `json:"method"`
+	Endpoint           string     `json:"endpoint"`
+	Description        string     `json:"description,omitempty"`
+	Risk               string     `json:"risk,omitempty"`
+	SuggestedApprovals int        `json:"suggested_approvals"`
+	Params             []paramOut `json:"params"`
+	GateEnabled        bool       `json:"gate_enabled"`
+	Rule               *ruleOut   `json:"rule,omitempty" jsonschema:"the rule that sets M; absent when the conversation's default holds"`
+	RequiredApprovals  int        `json:"required_approvals" jsonschema:"how many signers must approve a request of it (M)"`
+	Signers            int        `json:"signers"`
+	Message            string     `json:"message"`
+}
+
+type previewOut struct {
+	Method            string            `json:"method"`
+	URL               string            `json:"url"`
+	Headers           map[string]string `json:"headers,omitempty"`
+	Body              string            `json:"body,omitempty" jsonschema:"the JSON body, as text"`
+	Service           string            `json:"service"`
+	Template          string            `json:"template,omitempty"`
+	Risk              string            `json:"risk,omitempty"`
+	Auth              string            `json:"auth" jsonschema:"the kind of API key the gateway injects: required, optional or none (its value is never shown)"`
+	GateEnabled       bool              `json:"gate_enabled"`
+	Rule              *ruleOut          `json:"rule,omitempty" jsonschema:"the rule that sets M; absent when the conversation's default holds"`
+	RequiredApprovals int               `json:"required_approvals" jsonschema:"how many signers must approve it (M)"`
+	Signers           int               `json:"signers"`
+	Lines             []string          `json:"lines" jsonschema:"what 'twokey request --preview' prints"`
+	Message           string            `json:"message"`
+}
+
+type responseOut struct {
+	Status       int               `json:"status"`
+	ContentType  string            `json:"content_type,omitempty"`
+	Headers      map[string]string `json:"headers,omitempty"`
+	Body         string            `json:"body"`
+	BodyEncoding string            `json:"body_encoding,omitempty" jsonschema:"base64 when the body is not text"`
+	Truncated    bool              `json:"truncated"`
+	Redactions   int               `json:"redactions" jsonschema:"how many copies of the API key were cut from the body and headers"`
+}
+
+type requestOut struct {
+	RequestID         string       `json:"request_id"`
+	State             string       `json:"state" jsonschema:"pending (waiting for approvals), executing, executed (response holds the answer), failed, rejected, expired or cancelled"`
+	Approvals         int          `json:"approvals"`
+	RequiredApprovals int          `json:"required_approvals"`
+	Rejections        int          `json:"rejections"`
+	ExpiresAt         string       `json:"expires_at"`
+	Template          string       `json:"template,omitempty"`
+	Method            string       `json:"method"`
+	URL               string       `json:"url"`
+	Link              string       `json:"link,omitempty" jsonschema:"the request in the browser app, to show the user"`
+	Reason            string       `json:"reason,omitempty"`
+	Detail            string       `json:"detail,omitempty"`
+	Response          *responseOut `json:"response,omitempty"`
+	Message           string       `json:"message"`
+}
+
+type requestSummary struct {
+	RequestID         string `json:"request_id"`
+	State             string `json:"state"`
+	Approvals         int    `json:"approvals"`
+	RequiredApprovals int    `json:"required_approvals"`
+	ExpiresAt         string `json:"expires_at"`
+	Template          string `json:"template,omitempty"`
+	Method            string `json:"method"`
+	URL               string `json:"url"`
+	Link              string `json:"link,omitempty"`
+	Reason            string `json:"reason,omitempty"`
+}
+
+type requestsOut struct {
+	Requests []requestSummary `json:"requests"`
+	Message  string           `json:"message"`
+}
+
+// Handlers. A handler's error is a tool error (IsError), its text what
+// failed and what to do: the SDK puts it in the result for the model.
+
+func (t *tools) program(ctx context.Context, req *mcp.CallToolRequest) (*client.Program, error) {
+	p, err := t.o.Program(ctx, req)
+	if err != nil {
+		return nil, explain(err)
+	}
+	return p, nil
+}
+
+func (t *tools) listTemplates(ctx context.Context, req *mcp.CallToolRequest, _ noInput) (*mcp.CallToolResult, templatesOut, error) {
+	p, err := t.program(ctx, req)
+	if err != nil {
+		return nil, templatesOut{}, err
+	}
+	ts, err := p.Templates(ctx)
+	if err != nil {
+		return nil, templatesOut{}, explain(err)
+	}
+	out := templatesOut{Conversation: ts.Conversation, Templates: []templateSummary{}}
+	for _, tm := range ts.Templates {
+		s := templateSummary{Name: tm.Name, Service: tm.Service, Method: tm.Method, Endpoint: tm.Endpoint, Description: tm.Description,
+			Risk: tm.Risk, RequiredApprovals: tm.RequiredApprovals, Params: []string{}}
+		for _, pm := range tm.Params {
+			s.Params = append(s.Params, paramLine(pm.Name, pm.Type, pm.Required, pm.Example))
+		}
+		out.Templates = append(out.Templates, s)
+	}
+	switch {
+	case len(out.Templates) == 0:
+		out.Message = "This key may use no template of this server's catalog; an operator sets its templates (twokey keys create --templates)."
+	default:
+		out.Message = fmt.Sprintf("%d templates this key may use in conversation %s. describe_template gives one's parameters; preview_request shows a call before propose_request submits it.", len(out.Templates), ts.Conversation)
+	}
+	return nil, out, nil
+}
+
+func paramLine(name, typ string, required bool, example string) string {
+	need := "optional"
+	if required {
+		need = "required"
+	}
+	s := fmt.Sprintf("%s (%s, %s", name, typ, need)
+	if example != "" {
+		s += ", e.g. " + example
+	}
+	return s + ")"
+}
+
+func (t *tools) describeTemplate(ctx context.Context, req *mcp.CallToolRequest, in describeIn) (*mcp.CallToolResult, templateOut, error) {
+	if strings.TrimSpace(in.Name) == "" {
+		return nil, templateOut{}, errors.New("give name: the template's name, as list_templates gives it")
+	}
+	p, err := t.program(ctx, req)
+	if err != nil {
+		return nil, templateOut{}, err
+	}
+	tm, err := p.Template(ctx, in.Name)
+	if err != nil {
+		return nil, templateOut{}, explain(err)
+	}
+	out := templateOut{Name: tm.Name, Service: tm.Service, Method: tm.Method, Endpoint: tm.Endpoint, Description: tm.Description,
+		Risk: tm.Risk, SuggestedApprovals: tm.SuggestedApprovals, Params: []paramOut{}, GateEnabled: tm.GateEnabled,
+		Rule: rule(tm.Rule), RequiredApprovals: tm.RequiredApprovals, Signers: tm.Signers}
+	for _, pm := range tm.Params {
+		out.Params = append(out.Params, paramOut{Name: pm.Name, In: pm.In, Type: pm.Type, Required: pm.Required, Default: pm.Default,
+			Example: pm.Example, Description: pm.Description})
+	}
+	if !tm.GateEnabled {
+		out.Message = "The gateway is off in this conversation: a proposal is refused until its admin enables it."
+	} else {
+		out.Message = fmt.Sprintf("A request of %s needs %d of the %d signers' approvals (a rule on one concrete path may ask more: preview_request says). Next: preview_request with template %q and params.", tm.Name, tm.RequiredApprovals, tm.Signers, tm.Name)
+	}
+	return nil, out, nil
+}
+
+func rule(r *gate.Rule) *ruleOut {
+	if r == nil {
+		return nil
+	}
+	return &ruleOut{Service: r.Service, Endpoint: r.Endpoint, Method: r.Method, RequiredApprovals: r.RequiredApprovals}
+}
+
+// programRequest is the program API's body for a call.
+func programRequest(template string, params map[string]any, service, method, url string, headers map[string]string, body any) (api.ProgramRequest, error) {
+	pr := api.ProgramRequest{Template: template, Service: service, Method: strings.ToUpper(method), URL: url, Headers: headers}
+	if len(params) > 0 {
+		pr.Params = map[string]string{}
+		for k, v := range params {
+			switch x := v.(type) {
+			case string:
+				pr.Params[k] = x
+			case float64:
+				pr.Params[k] = strconv.FormatFloat(x, 'f', -1, 64)
+			case bool:
+				pr.Params[k] = strconv.FormatBool(x)
+			case nil:
+				return pr, fmt.Errorf("parameter %q is null: give its value, or leave it out", k)
+			default:
+				return pr, fmt.Errorf("parameter %q is an object or list: give each parameter as a string, number or boolean", k)
+			}
+		}
+	}
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return pr, fmt.Errorf("body is not JSON: %v", err)
+		}
+		pr.Body = b
+	}
+	return pr, nil
+}
+
+func (t *tools) previewRequest(ctx context.Context, req *mcp.CallToolRequest, in previewIn) (*mcp.CallToolResult, previewOut, error) {
+	pr, err := programRequest(in.Template, in.Params, in.Service, in.Method, in.URL, in.Headers, in.Body)
+	if err != nil {
+		return nil, previewOut{}, err
+	}
+	p, err := t.program(ctx, req)
+	if err != nil {
+		return nil, previewOut{}, err
+	}
+	pv, err := p.Preview(ctx, pr)
+	if err != nil {
+		return nil, previewOut{}, explain(err)
+	}
+	out := previewOut{Method: pv.Method, URL: pv.URL, Headers: pv.Headers, Service: pv.Service, Template: pv.Template, Risk: pv.Risk,
+		Auth: pv.Auth.Kind, GateEnabled: pv.GateEnabled, Rule: rule(pv.Rule), RequiredApprovals: pv.RequiredApprovals,
+		Signers: pv.Signers, Lines: pv.Lines}
+	if len(pv.Body) > 0 && string(pv.Body) != "null" {
+		out.Body = string(pv.Body)
+	}
+	if len(out.Headers) == 0 {
+		out.Headers = nil
+	}
+	if !pv.GateEnabled {
+		out.Message = "Preview only. The gateway is off in this conversation: a proposal is refused until its admin enables it."
+	} else {
+		out.Message = fmt.Sprintf("Preview only: nothing was submitted. If this is the call you mean, propose_request with the same arguments; it will need %d of the %d signers' approvals.", pv.RequiredApprovals, pv.Signers)
+	}
+	return nil, out, nil
+}
+
+func (t *tools) proposeRequest(ctx context.Context, req *mcp.CallToolRequest, in proposeIn) (*mcp.CallToolResult, requestOut, error) {
+	pr, err := programRequest(in.Template, in.Params, in.Service, in.Method, in.URL, in.Headers, in.Body)
+	if err != nil {
+		return nil, requestOut{}, err
+	}
+	pr.ExpiresIn, pr.RequestID = in.ExpiresIn, in.RequestID
+	p, err := t.program(ctx, req)
+	if err != nil {
+		return nil, requestOut{}, err
+	}
+	st, err := p.Submit(ctx, pr)
+	if err != nil {
+		return nil, requestOut{}, explain(err)
+	}
+	out := requestResult(st)
+	if st.State == gate.StatePending {
+		out.Message = fmt.Sprintf("Proposed: request %s needs %d of the conversation's signers' approvals (people decide; you cannot). %sNext: get_request with request_id %q and wait_seconds (e.g. 120) to wait for the outcome.",
+			st.RequestID, st.RequiredApprovals, linkNote(st.Link), st.RequestID)
+	}
+	return nil, out, nil
+}
+
+func linkNote(link string) string {
+	if link == "" {
+		return "Tell the user the request id so that the signers can find it. "
+	}
+	return "Show the user this link for the signers: " + link + " . "
+}
+
+func (t *tools) getRequest(ctx context.Context, req *mcp.CallToolRequest, in getIn) (*mcp.CallToolResult, requestOut, error) {
+	if strings.TrimSpace(in.RequestID) == "" {
+		return nil, requestOut{}, errors.New("give request_id: the id propose_request or list_requests gave")
+	}
+	if in.WaitSeconds < 0 {
+		return nil, requestOut{}, errors.New("wait_seconds is at least 0")
+	}
+	p, err := t.program(ctx, req)
+	if err != nil {
+		return nil, requestOut{}, err
+	}
+	wait := min(time.Duration(in.WaitSeconds)*time.Second, maxWait)
+	deadline := time.Now().Add(wait)
+	token := req.Params.GetProgressToken()
+	last := -1
+	for first := true; ; first = false {
+		// The first look answers at once (and sends "0 of M"); then each
+		// is a long poll of at most Poll, which answers as soon as the
+		// request settles.
+		step := min(time.Until(deadline), t.o.Poll)
+		if first || step < time.Second {
+			step = 0 // the program API waits in whole seconds or not at all
+		}
+		began := time.Now()
+		st, err := p.Request(ctx, in.RequestID, step)
+		if err != nil {
+			return nil, requestOut{}, explain(err)
+		}
+		if rest := step - time.Since(began); !gate.Settled(st.State) && rest > 0 {
+			// The long poll ended early with nothing settled (the server
+			// is shutting down, or its proxy.max_wait is shorter): keep to
+			// one look per step rather than spin.
+			select {
+			case <-ctx.Done():
+				return nil, requestOut{}, explain(ctx.Err())
+			case <-time.After(rest):
+			}
+		}
+		if k := len(st.Approvals); k != last && token != nil && !gate.Settled(st.State) {
+			last = k
+			// Best effort: a client that stopped listening still gets the result.
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token,
+				Progress: float64(k), Total: float64(st.RequiredApprovals), Message: fmt.Sprintf("%d of %d approvals", k, st.RequiredApprovals)})
+		}
+		if gate.Settled(st.State) || time.Until(deadline) < time.Second {
+			return nil, requestResult(st), nil
+		}
+	}
+}
+
+// requestResult is a request's state as the tools answer it, with what it
+// means and what to do next.
+func requestResult(st *api.ProgramState) requestOut {
+	out := requestOut{RequestID: st.RequestID, State: st.State, Approvals: len(st.Approvals), RequiredApprovals: st.RequiredApprovals,
+		Rejections: len(st.Rejections), ExpiresAt: st.ExpiresAt, Template: st.Request.Template, Method: st.Request.Method,
+		URL: st.Request.URL, Link: st.Link}
+	if st.Result != nil {
+		out.Reason, out.Detail = st.Result.Reason, st.Result.Detail
+	}
+	if r := st.Response; r != nil {
+		out.Response = &responseOut{Status: r.Status, ContentType: r.ContentType, Headers: r.Headers, Body: r.Body,
+			BodyEncoding: r.BodyEncoding, Truncated: r.Truncated, Redactions: r.Redactions}
+		if len(out.Response.Headers) == 0 {
+			out.Response.Headers = nil
+		}
+	}
+	why := ""
+	if out.Reason != "" {
+		why = " (" + out.Reason + ")"
+	}
+	switch st.State {
+	case gate.StatePending:
+		out.Message = fmt.Sprintf("Pending: %d of %d approvals, until %s. The signers decide; %scall get_request again with wait_seconds to keep waiting.",
+			out.Approvals, out.RequiredApprovals, st.ExpiresAt, strings.ToLower(linkNote(st.Link)[:1])+linkNote(st.Link)[1:])
+	case gate.StateExecuting:
+		out.Message = "Approved: the gateway is making the call now. Call get_request again with wait_seconds for its response."
+	case gate.StateExecuted:
+		status := 0
+		if out.Response != nil {
+			status = out.Response.Status
+		}
+		out.Message = fmt.Sprintf("Executed after %d approvals: the upstream answered %d; its response (API keys redacted) is in response.", out.Approvals, status)
+	case gate.StateRejected:
+		out.Message = "Rejected by the conversation's signers" + why + ". This is their answer: do not propose the same call again without asking the user."
+	case gate.StateExpired:
+		out.Message = fmt.Sprintf("Expired with %d of %d approvals: the signers did not approve it in time. Ask the user before proposing it again.", out.Approvals, out.RequiredApprovals)
+	case gate.StateCancelled:
+		out.Message = "Cancelled" + why + ": it will not be made."
+	case gate.StateFailed:
+		out.Message = "Approved, but the call failed" + why + ". " + out.Detail
+	default:
+		out.Message = "State " + st.State + "."
+	}
+	return out
+}
+
+func (t *tools) listRequests(ctx context.Context, req *mcp.CallToolRequest, in listIn) (*mcp.CallToolResult, requestsOut, error) {
+	limit := in.Limit
+	if limit <= 0 {
+		limit = 20
+	}
+	limit = min(limit, 500) // the program API's most
+	p, err := t.program(ctx, req)
+	if err != nil {
+		return nil, requestsOut{}, err
+	}
+	rs, err := p.Requests(ctx, in.State, limit)
+	if err != nil {
+		return nil, requestsOut{}, explain(err)
+	}
+	out := requestsOut{Requests: []requestSummary{}}
+	for _, st := range rs.Requests {
+		s := requestSummary{RequestID: st.RequestID, State: st.State, Approvals: len(st.Approvals), RequiredApprovals: st.RequiredApprovals,
+			ExpiresAt: st.ExpiresAt, Template: st.Request.Template, Method: st.Request.Method, URL: st.Request.URL, Link: st.Link}
+		if st.Result != nil {
+			s.Reason = st.Result.Reason
+		}
+		out.Requests = append(out.Requests, s)
+	}
+	out.Message = fmt.Sprintf("%d requests of this program, newest first. get_request gives one's response.", len(out.Requests))
+	return nil, out, nil
+}
+
+// explain turns a refusal of the program API into a tool error that says
+// which limit or check refused and what to do: over a limit, when to
+// retry (the server's Retry-After, when it gave one).
+func explain(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("cancelled: the call was stopped before the server answered")
+	}
+	var te *twokey.Error
+	if !errors.As(err, &te) {
+		return err // a setting the client refused (a redirect, a URL): its words
+	}
+	code, msg := te.Code, twokey.ErrorMessage(err)
+	var next string
+	switch code {
+	case twokey.ERateLimited:
+		next = "A limit of this program key refused it (its rate, its monthly cap, or 100 of its requests already pending)."
+		if d := client.RetryAfter(err); d > 0 {
+			next += fmt.Sprintf(" Retry after %d seconds (Retry-After).", int64(d/time.Second))
+		} else {
+			next += " Retry once some of its pending requests have settled."
+		}
+	case twokey.EForbidden:
+		next = "The key's policy does not allow this: list_templates shows the templates it may use; an operator changes its list."
+	case twokey.EUnauthorized:
+		next = "The program key was refused (unknown, revoked, rotated out, disabled or expired): do not retry; ask the user for a working key (an operator runs 'twokey keys ls')."
+	case twokey.EBadPayload, twokey.EHostMismatch, twokey.ETooLarge:
+		next = "Fix the arguments: describe_template lists each parameter with its type and an example."
+	case twokey.EUnknownRequest, twokey.ENotFound:
+		next = "list_requests lists this program's requests; list_templates the templates it may use."
+	case twokey.EGateDisabled:
+		next = "The conversation's admin must enable the gateway first; ask the user."
+	case twokey.EUnavailable:
+		next = "The twokey server could not be reached or is shutting down; retry in a minute."
+	}
+	if next == "" {
+		return fmt.Errorf("%s: %s", code, msg)
+	}
+	return fmt.Errorf("%s: %s. %s", code, strings.TrimSuffix(msg, "."), next)
+}
