@@ -40,22 +40,11 @@ func OpenManagement(base, key string, o Options) (*Management, error) {
 
 // do sends in (JSON, when not nil) and decodes the answer into out.
 func (m *Management) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, m.Base+path, body)
+	req, err := jsonRequest(ctx, method, m.Base+path, in)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("X-Management-Key", m.key)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	resp, err := m.HTTP.Do(req)
 	if err != nil {
 		if ce := AsRefusal(err); ce != nil {
@@ -77,6 +66,27 @@ func (m *Management) do(ctx context.Context, method, path string, in, out any) e
 		te.Message = "the server's management API is off or unknown here: start the server with a management key (TWOKEY_MANAGEMENT_KEY or management.key)"
 	}
 	return err
+}
+
+// jsonRequest makes a request to url with in as its JSON body (none when
+// in is nil).
+func jsonRequest(ctx context.Context, method, url string, in any) (*http.Request, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
 }
 
 // answer reads resp: a refusal (a status of 300 or more) as a

@@ -1,12 +1,9 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -66,22 +63,11 @@ func RetryAfter(err error) time.Duration {
 
 // do sends in (JSON, when not nil) and decodes the answer into out.
 func (p *Program) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, p.Base+path, body)
+	req, err := jsonRequest(ctx, method, p.Base+path, in)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+p.key)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	resp, err := p.HTTP.Do(req)
 	if err != nil {
 		if ce := AsRefusal(err); ce != nil {

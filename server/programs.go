@@ -129,23 +129,8 @@ func (o *operator) refuse(w http.ResponseWriter, r *http.Request, p *programs.Pr
 
 // programSubmit is POST /v1/programs/requests.
 func (o *operator) programSubmit(w http.ResponseWriter, r *http.Request) {
-	prog, _, ok := o.program(w, r)
+	prog, _, p, ok := o.programPayload(w, r)
 	if !ok {
-		return
-	}
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, o.log, err)
-		return
-	}
-	in, err := decodeProgramRequest(body)
-	if err != nil {
-		writeError(w, o.log, err)
-		return
-	}
-	p, err := o.payload(prog, &in)
-	if err != nil {
-		writeError(w, o.log, err)
 		return
 	}
 	st, ok := o.submit(w, r, prog, p)
@@ -154,6 +139,32 @@ func (o *operator) programSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", programLocation(st.RequestID))
 	writeJSON(w, http.StatusCreated, o.state(prog, st))
+}
+
+// programPayload authenticates a program's POST and reads its body: the
+// program request and the gate.request payload it asks for; or it answers
+// the refusal.
+func (o *operator) programPayload(w http.ResponseWriter, r *http.Request) (*programs.Program, api.ProgramRequest, gate.RequestPayload, bool) {
+	prog, _, ok := o.program(w, r)
+	if !ok {
+		return nil, api.ProgramRequest{}, gate.RequestPayload{}, false
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, o.log, err)
+		return nil, api.ProgramRequest{}, gate.RequestPayload{}, false
+	}
+	in, err := decodeProgramRequest(body)
+	if err != nil {
+		writeError(w, o.log, err)
+		return nil, api.ProgramRequest{}, gate.RequestPayload{}, false
+	}
+	p, err := o.payload(prog, &in)
+	if err != nil {
+		writeError(w, o.log, err)
+		return nil, api.ProgramRequest{}, gate.RequestPayload{}, false
+	}
+	return prog, in, p, true
 }
 
 // decodeProgramRequest reads the body of POST /v1/programs/requests:
@@ -450,26 +461,12 @@ func (o *operator) programTemplate(w http.ResponseWriter, r *http.Request) {
 // /v1/programs/requests with the same body would submit, and the M it
 // would get, without submitting it or charging the key's rate or cap.
 func (o *operator) programPreview(w http.ResponseWriter, r *http.Request) {
-	prog, _, ok := o.program(w, r)
+	prog, in, p, ok := o.programPayload(w, r)
 	if !ok {
 		return
 	}
-	body, err := readBody(w, r)
+	err := prog.CheckTemplate(p.Template)
 	if err != nil {
-		writeError(w, o.log, err)
-		return
-	}
-	in, err := decodeProgramRequest(body)
-	if err != nil {
-		writeError(w, o.log, err)
-		return
-	}
-	p, err := o.payload(prog, &in)
-	if err != nil {
-		writeError(w, o.log, err)
-		return
-	}
-	if err := prog.CheckTemplate(p.Template); err != nil {
 		o.refuse(w, r, prog, "", err)
 		return
 	}
