@@ -82,11 +82,37 @@ func (b *lockedBuffer) String() string {
 
 // newBrowser starts one headless chromium for the test, on a fresh profile
 // in t.TempDir(), and returns its context. The browser closes when the test
-// ends; when the test failed, what chromium printed is in the log.
+// ends; when the test failed, what chromium printed is in the log. A
+// chromium that crashes while it starts (it does, rarely, on a loaded
+// machine: "chrome failed to start") is started again, up to three times
+// in all, each time on a fresh profile; a start that fails every time
+// fails the test with what chromium printed.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	path := needChromium(t)
 	cleanArtifacts(t)
+	var errs []string
+	for attempt := 1; attempt <= 3; attempt++ {
+		ctx, out, stop, err := startChromium(path, t.TempDir())
+		if err == nil {
+			t.Cleanup(func() {
+				stop(t)
+				if t.Failed() {
+					t.Logf("chromium's output:\n%s", out.String())
+				}
+			})
+			return ctx
+		}
+		stop(t)
+		errs = append(errs, fmt.Sprintf("attempt %d: %v\n%s", attempt, err, out.String()))
+	}
+	t.Fatalf("start chromium (%s) failed 3 times:\n%s", path, strings.Join(errs, "\n"))
+	return nil
+}
+
+// startChromium starts one chromium on profile dir and returns its
+// context, its output and how to stop it.
+func startChromium(path, dir string) (context.Context, *lockedBuffer, func(*testing.T), error) {
 	out := &lockedBuffer{}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -98,7 +124,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(dir),
 		chromedp.WindowSize(1280, 900),
 		chromedp.CombinedOutput(out),
 	}
@@ -106,7 +132,7 @@ func newBrowser(t *testing.T) context.Context {
 	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(format string, args ...any) {
 		out.Write([]byte("chromedp: " + fmt.Sprintf(format, args...) + "\n"))
 	}))
-	t.Cleanup(func() {
+	stop := func(t *testing.T) {
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 		defer ccancel()
 		if err := chromedp.Cancel(cctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -114,16 +140,11 @@ func newBrowser(t *testing.T) context.Context {
 		}
 		cancel()
 		allocCancel()
-		if t.Failed() {
-			t.Logf("chromium's output:\n%s", out.String())
-		}
-	})
+	}
 	// The first Run starts the browser and binds it to the context it is
 	// given, so it gets no timeout of its own: it is bounded from outside.
-	if err := bounded(func() error { return chromedp.Do(ctx) }); err != nil {
-		t.Fatalf("start chromium (%s): %v\n%s", path, err, out.String())
-	}
-	return ctx
+	err := bounded(func() error { return chromedp.Do(ctx) })
+	return ctx, out, stop, err
 }
 
 // bounded runs f, giving up after actionTimeout (f keeps running; the test
