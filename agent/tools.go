@@ -68,16 +68,11 @@ type previewIn struct {
 	Body     any               `json:"body,omitempty" jsonschema:"for a call by url: the JSON body"`
 }
 
+// proposeIn is a preview's arguments and what only a proposal takes.
 type proposeIn struct {
-	Template  string            `json:"template,omitempty" jsonschema:"the template's name (list_templates); give it with params, or leave it out for a call by url"`
-	Params    map[string]any    `json:"params,omitempty" jsonschema:"the template's parameters by name, e.g. {\"id\": \"8863\"} (describe_template lists them)"`
-	Service   string            `json:"service,omitempty" jsonschema:"for a call by url: the catalog service (found from the url when left out)"`
-	Method    string            `json:"method,omitempty" jsonschema:"for a call by url: the HTTP method (default GET)"`
-	URL       string            `json:"url,omitempty" jsonschema:"for a call by url: the full URL, below the service's base URL"`
-	Headers   map[string]string `json:"headers,omitempty" jsonschema:"for a call by url: extra request headers"`
-	Body      any               `json:"body,omitempty" jsonschema:"for a call by url: the JSON body"`
-	ExpiresIn string            `json:"expires_in,omitempty" jsonschema:"how long the signers have to approve, e.g. 30m or 2h (default the server's, at most 7d)"`
-	RequestID string            `json:"request_id,omitempty" jsonschema:"an optional UUID naming the request, so that a retried proposal is not submitted twice"`
+	previewIn
+	ExpiresIn string `json:"expires_in,omitempty" jsonschema:"how long the signers have to approve, e.g. 30m or 2h (default the server's, at most 7d)"`
+	RequestID string `json:"request_id,omitempty" jsonschema:"an optional UUID naming the request, so that a retried proposal is not submitted twice"`
 }
 
 type getIn struct {
@@ -288,12 +283,12 @@ func rule(r *gate.Rule) *ruleOut {
 	return &ruleOut{Service: r.Service, Endpoint: r.Endpoint, Method: r.Method, RequiredApprovals: r.RequiredApprovals}
 }
 
-// programRequest is the program API's body for a call.
-func programRequest(template string, params map[string]any, service, method, url string, headers map[string]string, body any) (api.ProgramRequest, error) {
-	pr := api.ProgramRequest{Template: template, Service: service, Method: strings.ToUpper(method), URL: url, Headers: headers}
-	if len(params) > 0 {
+// programRequest is the program API's body for the call in.
+func (in previewIn) programRequest() (api.ProgramRequest, error) {
+	pr := api.ProgramRequest{Template: in.Template, Service: in.Service, Method: strings.ToUpper(in.Method), URL: in.URL, Headers: in.Headers}
+	if len(in.Params) > 0 {
 		pr.Params = map[string]string{}
-		for k, v := range params {
+		for k, v := range in.Params {
 			switch x := v.(type) {
 			case string:
 				pr.Params[k] = x
@@ -308,8 +303,8 @@ func programRequest(template string, params map[string]any, service, method, url
 			}
 		}
 	}
-	if body != nil {
-		b, err := json.Marshal(body)
+	if in.Body != nil {
+		b, err := json.Marshal(in.Body)
 		if err != nil {
 			return pr, fmt.Errorf("body is not JSON: %v", err)
 		}
@@ -319,7 +314,7 @@ func programRequest(template string, params map[string]any, service, method, url
 }
 
 func (t *tools) previewRequest(ctx context.Context, req *mcp.CallToolRequest, in previewIn) (*mcp.CallToolResult, previewOut, error) {
-	pr, err := programRequest(in.Template, in.Params, in.Service, in.Method, in.URL, in.Headers, in.Body)
+	pr, err := in.programRequest()
 	if err != nil {
 		return nil, previewOut{}, err
 	}
@@ -349,7 +344,7 @@ func (t *tools) previewRequest(ctx context.Context, req *mcp.CallToolRequest, in
 }
 
 func (t *tools) proposeRequest(ctx context.Context, req *mcp.CallToolRequest, in proposeIn) (*mcp.CallToolResult, requestOut, error) {
-	pr, err := programRequest(in.Template, in.Params, in.Service, in.Method, in.URL, in.Headers, in.Body)
+	pr, err := in.programRequest()
 	if err != nil {
 		return nil, requestOut{}, err
 	}

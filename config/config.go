@@ -356,12 +356,6 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// DeepLink returns the browser app's link to request id of conversation
-// conv under the public URL, or "" when no public URL is set.
-func (c *Config) DeepLink(conv, id string) string {
-	return DeepLink(c.PublicURL, conv, id)
-}
-
 // DeepLink returns base's link to request id of conversation conv
 // (docs/ui.md: /#/c/CONV/r/ID), or "" when base is empty.
 func DeepLink(base, conv, id string) string {

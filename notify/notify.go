@@ -275,6 +275,12 @@ func (n *Notifier) Quiet(ctx context.Context) error {
 // Puts derives the commit's events and returns an outbox entry per target
 // that wants each, to be written in the commit. Quick, and no store.
 func (n *Notifier) Puts(c *engine.Commit) []store.Put {
+	n.mu.Lock()
+	none := len(n.targets) == 0
+	n.mu.Unlock()
+	if none {
+		return nil // no target: no record is read (most servers, every commit)
+	}
 	drafts := derive(c, n.cfg.PublicURL)
 	if len(drafts) == 0 {
 		return nil
