@@ -93,6 +93,7 @@ type GateInfo struct {
 	Signers           []string              `json:"signers"`
 	RequiredApprovals int                   `json:"required_approvals"`
 	Rules             []gate.Rule           `json:"rules"`
+	Groups            map[string][]string   `json:"groups"` // PROTOCOL 9: {} for none
 	Secrets           []SecretInfo          `json:"secrets"`
 	Gateway           string                `json:"gateway"`
 	BoxKey            string                `json:"box_key"`
@@ -116,6 +117,22 @@ type RequestState struct {
 	Rule              *gate.Rule          `json:"rule"`
 	Request           gate.RequestPayload `json:"request"`
 	Seq               uint64              `json:"seq"`
+	// Policy is what the request needs (PROTOCOL 9), with executable_at
+	// while it is approved.
+	Policy StatePolicy `json:"policy"`
+	// Assignment is, once the requirement is met under a rule with
+	// require, the slot each key filled; Vetoes the rejections recorded
+	// during the cool-off.
+	Assignment map[string]string `json:"assignment,omitempty"`
+	Vetoes     []string          `json:"vetoes,omitempty"`
+}
+
+// StatePolicy is the policy in a request's state object (PROTOCOL 9): the
+// winning rule's fields with the defaults filled in, and executable_at
+// while the request is approved.
+type StatePolicy struct {
+	gate.Policy
+	ExecutableAt string `json:"executable_at,omitempty"`
 }
 
 // Catalog is GET /v1/catalog.
@@ -131,4 +148,16 @@ type Checkpoint struct {
 	Seq      uint64                `json:"seq"`
 	Chain    string                `json:"chain"`
 	Envelope conversation.Envelope `json:"envelope"`
+}
+
+// PolicyOf is r's policy as the state object gives it.
+func PolicyOf(r *gate.Request) StatePolicy {
+	p := StatePolicy{Policy: r.Needs()}
+	if p.Require == nil {
+		p.Require = []gate.Require{}
+	}
+	if r.State == gate.StateApproved && !r.ExecutableAt.IsZero() {
+		p.ExecutableAt = conversation.FormatTime(r.ExecutableAt)
+	}
+	return p
 }

@@ -16,9 +16,11 @@ type PreviewBody struct {
 type Preview = gate.Preview
 
 // RulesCheckBody is the body of POST /v1/conversations/{id}/rules/check:
-// the whole proposed rule set.
+// the whole proposed rule set and, optionally, the whole proposed set of
+// groups (PROTOCOL 9; absent: the groups in force).
 type RulesCheckBody struct {
-	Rules []gate.Rule `json:"rules"`
+	Rules  []gate.Rule          `json:"rules"`
+	Groups *map[string][]string `json:"groups,omitempty"`
 }
 
 // RulesCheck is the answer of POST /v1/conversations/{id}/rules/check:

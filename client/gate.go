@@ -285,10 +285,16 @@ func (c *Client) Preview(ctx context.Context, conv, template string, params map[
 // set would do (POST .../rules/check): the set normalized, the shadows it
 // newly adds, and the refusal it would get (RulesCheck.Error), if any.
 func (c *Client) CheckRules(ctx context.Context, conv string, rules []gate.Rule) (*api.RulesCheck, error) {
+	return c.CheckPolicies(ctx, conv, rules, nil)
+}
+
+// CheckPolicies is CheckRules with the groups the rules would be in force
+// with (nil: the groups in force now).
+func (c *Client) CheckPolicies(ctx context.Context, conv string, rules []gate.Rule, groups *map[string][]string) (*api.RulesCheck, error) {
 	if rules == nil {
 		rules = []gate.Rule{}
 	}
-	body, err := json.Marshal(api.RulesCheckBody{Rules: rules})
+	body, err := json.Marshal(api.RulesCheckBody{Rules: rules, Groups: groups})
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ const (
 	KindGateExpired        = "gate.expired"
 	KindGateRejected       = "gate.rejected"
 	KindGateCancelled      = "gate.cancelled"
+	KindGateApproved       = "gate.approved"
 	KindMemberPropose      = "member.propose"
 	KindMemberApprove      = "member.approve"
 	KindMemberChanged      = "member.changed"
@@ -38,7 +39,7 @@ const (
 var gatewayKinds = map[string]bool{
 	KindGateEnabled: true, KindGateSecretStored: true, KindGateSecretRevoked: true,
 	KindGateExecuted: true, KindGateResponse: true, KindGateFailed: true, KindGateExpired: true,
-	KindGateRejected: true, KindGateCancelled: true, KindMemberChanged: true, KindCheckpoint: true,
+	KindGateRejected: true, KindGateCancelled: true, KindGateApproved: true, KindMemberChanged: true, KindCheckpoint: true,
 }
 
 var memberKinds = map[string]bool{

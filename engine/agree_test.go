@@ -268,7 +268,7 @@ func agreeRun(t *testing.T, seed uint64, steps int, kinds map[string]int) {
 	if !slices.Equal(f.Members, ms) {
 		t.Errorf("members: fold %v, engine %v", f.Members, ms)
 	}
-	if f.Gate.Enabled != g.Enabled || !slices.Equal(f.Gate.Signers, g.Signers) || f.Gate.RequiredApprovals != g.RequiredApprovals || !slices.Equal(f.Gate.Rules, g.Rules) {
+	if f.Gate.Enabled != g.Enabled || !slices.Equal(f.Gate.Signers, g.Signers) || f.Gate.RequiredApprovals != g.RequiredApprovals || !gate.RulesEqual(f.Gate.Rules, g.Rules) || !gate.GroupsEqual(f.Gate.Groups, g.Groups) {
 		t.Errorf("gate: fold %+v, engine %+v", f.Gate, g)
 	}
 	if len(f.Proposals) != len(props) {
@@ -297,7 +297,7 @@ func agreeRun(t *testing.T, seed uint64, steps int, kinds map[string]int) {
 		if fr.State != er.State || fr.Required != er.Required || fr.Endpoint != er.Endpoint || fr.Pattern != er.Pattern ||
 			fr.Digest != er.Digest || fr.Submitter != er.Submitter || !slices.Equal(fr.Signers, er.Signers) ||
 			!slices.Equal(fr.Approvals, er.Approvals) || !slices.Equal(fr.Rejections, er.Rejections) ||
-			(fr.Rule == nil) != (er.Rule == nil) || (fr.Rule != nil && *fr.Rule != *er.Rule) {
+			(fr.Rule == nil) != (er.Rule == nil) || (fr.Rule != nil && !fr.Rule.Equal(*er.Rule)) {
 			t.Errorf("request %s:\n fold   %+v\n engine %+v", id, fr, er)
 		}
 		if fr.Terminal() && (fr.Result == nil || er.Result == nil || fr.Result.Reason != er.Result.Reason || fr.Result.Seq != er.Result.Seq ||

@@ -303,7 +303,7 @@ func (e *Engine) load() error {
 	}
 	// The open requests are read a chunk at a time in one transaction and
 	// decoded on every core: decoding is most of a restart's work.
-	var interrupted, pending []*gate.Request
+	var interrupted, pending, approved []*gate.Request
 	in := interner{}
 	const chunk = 4096
 	for len(ids) > 0 {
@@ -352,6 +352,8 @@ func (e *Engine) load() error {
 				interrupted = append(interrupted, r)
 			case gate.StatePending:
 				pending = append(pending, r)
+			case gate.StateApproved:
+				approved = append(approved, r)
 			}
 		}
 	}
@@ -363,6 +365,12 @@ func (e *Engine) load() error {
 	}
 	for _, it := range lazy {
 		e.expiry.add(it.at, it.conv, it.id)
+	}
+	// An approved request executes at executable_at; one whose cool-off
+	// passed while the server was down executes now. Nothing was sent
+	// for it yet: no executing mark was written (PROTOCOL 9).
+	for _, r := range approved {
+		e.expiry.add(r.ExecutableAt, r.Conversation, r.ID)
 	}
 	for _, r := range interrupted {
 		c := e.convs[r.Conversation]
@@ -539,12 +547,18 @@ func (e *Engine) begin(c *conv) *change {
 }
 
 // append numbers a verified message as the next record.
-func (ch *change) append(m *conversation.Message, now time.Time) conversation.Record {
+// stamp is the received_at the next record appended at now gets.
+func (ch *change) stamp(now time.Time) time.Time {
 	// received_at never goes back along a log, whatever the clock does.
 	now = now.UTC().Truncate(time.Millisecond)
 	if now.Before(ch.st.LastAt) {
 		now = ch.st.LastAt
 	}
+	return now
+}
+
+func (ch *change) append(m *conversation.Message, now time.Time) conversation.Record {
+	now = ch.stamp(now)
 	r := conversation.NewRecord(ch.st.Seq+1, conversation.FormatTime(now), m, ch.st.Chain)
 	next, _ := conversation.ParseChain(r.Chain)
 	ch.st.Seq, ch.st.Chain, ch.st.LastAt = r.Seq, next, now

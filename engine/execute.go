@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -194,11 +195,16 @@ func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, du
 	ch := e.begin(c)
 	done := cur.Clone()
 	ms := dur.Milliseconds()
-	approvers := slices.Clone(done.Approvals)
+	// The approvers fixed when the requirement was met (a request from
+	// before policies has none fixed: its approvals).
+	approvers := slices.Clone(done.Approvers)
+	if approvers == nil {
+		approvers = done.Counted()
+	}
 	if resp != nil {
 		if _, err := e.gatewayRecord(ch, conversation.KindGateExecuted, gate.ExecutedPayload{
 			Header: e.header(c.st.ID), RequestID: r.ID, Status: resp.Status, DurationMS: ms, Approvers: approvers,
-			Decision: gate.DecisionOf(done),
+			Assignment: maps.Clone(done.Assignment), Decision: gate.DecisionOf(done),
 		}); err != nil {
 			e.log.Error("cannot sign gate.executed", AttrError, err.Error())
 			return

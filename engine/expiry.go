@@ -9,8 +9,8 @@ import (
 	"github.com/twokey/twokey/gate"
 )
 
-// expiry keeps pending requests in a heap by expires_at and one timer set
-// for the earliest, so expiring costs O(log n) per request and never scans
+// expiry keeps pending requests in a heap by expires_at, and approved ones
+// by executable_at, with one timer set for the earliest, so expiring costs O(log n) per request and never scans
 // all of them.
 type expiry struct {
 	clock clock.Clock
@@ -119,6 +119,24 @@ func (e *Engine) expireDue(due []expItem) {
 				e.expiry.add(e.clock.Now().Add(time.Second), it.conv, it.id)
 			}
 		}
+		if r != nil && r.Due(e.clock.Now()) {
+			if err := e.executeDue(c, r); err != nil {
+				e.log.Error("cannot start the execution of an approved request; will retry", AttrConv, it.conv, AttrRequest, it.id, AttrError, err.Error())
+				e.expiry.add(e.clock.Now().Add(time.Second), it.conv, it.id)
+			}
+		}
 		c.mu.Unlock()
 	}
+}
+
+// executeDue starts the execution of an approved request whose cool-off is
+// over: the executing mark is committed first, the call made after, once.
+// Called with c.mu held.
+func (e *Engine) executeDue(c *conv, r *gate.Request) error {
+	ch := e.begin(c)
+	r = r.Clone()
+	r.StartExecution()
+	ch.putRequest(r)
+	e.scheduleExecution(ch, r)
+	return e.commit(ch)
 }

@@ -78,7 +78,7 @@ func (e *Engine) enable(ch *change, m *conversation.Message) error {
 	ch.gate = &cfg
 	_, err = e.gatewayRecord(ch, conversation.KindGateEnabled, gate.EnabledPayload{
 		Header: e.header(c.st.ID), Signers: cfg.Signers, RequiredApprovals: cfg.RequiredApprovals,
-		Rules: cfg.Rules, BoxKey: e.box,
+		Rules: cfg.Rules, BoxKey: e.box, Groups: cfg.GroupSet(),
 	})
 	return err
 }
@@ -317,8 +317,16 @@ func (e *Engine) submit(ch *change, author, program string, p gate.RequestPayloa
 	// The submitter's request is its approval (a program's has none).
 	r, out := gate.NewRequest(c.gate, c.st.ID, p, digest, submitter, program,
 		gate.Target{Service: p.Service, Path: path, Pattern: pattern, Method: method}, exp, ch.st.Seq)
-	if out == gate.Execute {
+	if err := r.CheckSubmission(); err != nil {
+		return nil, err
+	}
+	switch out {
+	case gate.Execute:
 		e.scheduleExecution(ch, r)
+	case gate.CoolOff:
+		if err := e.approveIn(ch, r); err != nil {
+			return nil, err
+		}
 	}
 	if r.State == gate.StatePending {
 		ch.after = append(ch.after, func() { e.expiry.add(exp, c.st.ID, r.ID) })
@@ -385,38 +393,68 @@ func (e *Engine) vote(ch *change, m *conversation.Message) error {
 	if len(p.Reason) > twokey.MaxTextBytes {
 		return twokey.Errorf(twokey.ETooLarge, "reason is over %d bytes", twokey.MaxTextBytes)
 	}
+	if err := gate.CheckReason("reason", p.Reason); err != nil {
+		return err
+	}
 	r, err := e.findRequest(c, p.RequestID)
 	if err != nil {
 		return err
 	}
-	if err := r.Check(m.Author, p.RequestDigest, e.clock.Now()); err != nil {
+	approve := m.Kind == conversation.KindGateApprove
+	if err := r.Check(m.Author, p.RequestDigest, approve, e.clock.Now()); err != nil {
 		return err
 	}
 	r = r.Clone()
-	approve := m.Kind == conversation.KindGateApprove
+	reason := ""
 	switch r.Vote(m.Author, approve) {
 	case gate.Execute:
 		e.scheduleExecution(ch, r)
-	case gate.Reject:
-		if _, err := e.gatewayRecord(ch, conversation.KindGateRejected, gate.ClosedPayload{
-			Header: e.header(c.st.ID), RequestID: r.ID, Reason: gate.ReasonRejected, Decision: gate.DecisionOf(r)}); err != nil {
+	case gate.CoolOff:
+		if err := e.approveIn(ch, r); err != nil {
 			return err
 		}
-		r.Result = &gate.Result{Reason: gate.ReasonRejected, Seq: ch.st.Seq}
+	case gate.Reject:
+		reason = gate.ReasonRejected
+	case gate.Vetoed:
+		reason = gate.ReasonVetoed
+	}
+	if reason != "" {
+		if _, err := e.gatewayRecord(ch, conversation.KindGateRejected, gate.ClosedPayload{
+			Header: e.header(c.st.ID), RequestID: r.ID, Reason: reason, Decision: gate.DecisionOf(r)}); err != nil {
+			return err
+		}
+		r.Result = &gate.Result{Reason: reason, Seq: ch.st.Seq}
 	}
 	ch.putRequest(r)
 	if r.State == gate.StateRejected {
-		e.record(ch, Event{Kind: EventClosed, Request: r, State: gate.StateRejected, Reason: gate.ReasonRejected})
+		e.record(ch, Event{Kind: EventClosed, Request: r, State: gate.StateRejected, Reason: reason})
 	}
 	if e.cfg.Observer != nil {
 		obs := r.Clone()
 		ch.after = append(ch.after, func() {
 			e.cfg.Observer.Voted(c.st.ID, obs, approve)
 			if obs.State == gate.StateRejected {
-				e.cfg.Observer.Closed(c.st.ID, obs, gate.StateRejected, gate.ReasonRejected)
+				e.cfg.Observer.Closed(c.st.ID, obs, gate.StateRejected, reason)
 			}
 		})
 	}
+	return nil
+}
+
+// approveIn writes gate.approved for r, which a vote (or its submission)
+// left approved under a rule with a cool-off, and arms the timer that
+// executes it at executable_at: the record's own received_at plus the
+// delay (PROTOCOL 9).
+func (e *Engine) approveIn(ch *change, r *gate.Request) error {
+	at := ch.stamp(e.clock.Now())
+	r.Approve(at, ch.st.Seq+1)
+	if _, err := e.gatewayRecord(ch, conversation.KindGateApproved, gate.ApprovedPayload{
+		Header: e.header(ch.c.st.ID), RequestID: r.ID, Approvers: slices.Clone(r.Approvers),
+		ExecutableAt: conversation.FormatTime(r.ExecutableAt), Assignment: maps.Clone(r.Assignment), Decision: gate.DecisionOf(r)}); err != nil {
+		return err
+	}
+	conv, id, due := ch.c.st.ID, r.ID, r.ExecutableAt
+	ch.after = append(ch.after, func() { e.expiry.add(due, conv, id) })
 	return nil
 }
 
@@ -544,7 +582,7 @@ func (e *Engine) applyProposal(ch *change, prop *gate.Proposal) error {
 	ch.proposals = map[string]*gate.Proposal{}
 	if _, err := e.gatewayRecord(ch, conversation.KindMemberChanged, gate.ChangedPayload{
 		Header: e.header(c.st.ID), ProposalID: prop.ID, Signers: cfg.Signers, Members: members,
-		RequiredApprovals: cfg.RequiredApprovals, Rules: cfg.Rules,
+		RequiredApprovals: cfg.RequiredApprovals, Rules: cfg.Rules, Groups: cfg.GroupSet(),
 	}); err != nil {
 		return err
 	}
@@ -557,7 +595,7 @@ func (e *Engine) applyProposal(ch *change, prop *gate.Proposal) error {
 		if cur, ok := ch.requests[id]; ok {
 			r = cur
 		}
-		if r.State == gate.StatePending {
+		if r.Open() {
 			if err := e.closeIn(ch, r, gate.StateCancelled, gate.ReasonMembershipChanged); err != nil {
 				return err
 			}

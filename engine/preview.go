@@ -51,20 +51,26 @@ func (e *Engine) preview(c *conv, template string, params map[string]string) (*a
 // conversation's whole rule set would do (gate.CheckRules): the set
 // normalized, the shadows it newly adds, and the refusal a gate.enable or
 // member.propose carrying it would get, checked against the signers (the
-// members, while the gateway is off) and this server's catalog. Nothing is
+// members, while the gateway is off), the groups (groups, or those in
+// force when nil) and this server's catalog. Nothing is
 // written; only a caller who may not ask gets an error.
-func (e *Engine) CheckRules(convID, key string, rules []gate.Rule) (*api.RulesCheck, error) {
+func (e *Engine) CheckRules(convID, key string, rules []gate.Rule, groups *map[string][]string) (*api.RulesCheck, error) {
 	c, err := e.member(convID, key)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	current, signers := c.gate.Clone().Rules, len(c.gate.Signers)
-	if !c.gate.Enabled {
-		signers = len(c.st.Members)
+	cur := c.gate.Clone()
+	signers := cur.Signers
+	if !cur.Enabled {
+		signers = c.st.Keys()
 	}
 	c.mu.Unlock()
-	norm, shadows, err := gate.CheckRules(current, rules, signers)
+	gs := cur.Groups
+	if groups != nil {
+		gs = *groups
+	}
+	norm, shadows, err := gate.CheckRules(cur.Rules, rules, gs, signers)
 	if err == nil {
 		err = e.knownServices(norm)
 	}

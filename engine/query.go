@@ -103,7 +103,7 @@ func (e *Engine) Gate(convID, key string) (*api.GateInfo, error) {
 	defer c.mu.Unlock()
 	now := e.clock.Now()
 	g := &api.GateInfo{Enabled: c.gate.Enabled, Signers: slices.Clone(c.gate.Signers), RequiredApprovals: c.gate.RequiredApprovals,
-		Rules: slices.Clone(c.gate.Rules), Secrets: []api.SecretInfo{}, Gateway: e.gwKey, BoxKey: e.box,
+		Rules: slices.Clone(c.gate.Rules), Groups: gate.CloneGroups(c.gate.GroupSet()), Secrets: []api.SecretInfo{}, Gateway: e.gwKey, BoxKey: e.box,
 		Members: slices.Clone(c.st.Members), Admin: c.st.Admin, Proposals: []*gate.Proposal{}}
 	if g.Signers == nil {
 		g.Signers = []string{}
@@ -137,7 +137,8 @@ func stateOf(r *gate.Request) *api.RequestState {
 	return &api.RequestState{RequestID: r.ID, State: r.State, RequiredApprovals: r.Required,
 		Approvals: nonNil(r.Approvals), Rejections: nonNil(r.Rejections), RequestDigest: r.Digest,
 		ExpiresAt: conversation.FormatTime(r.ExpiresAt), Result: r.Result, Submitter: r.Submitter,
-		Program: r.Program, Rule: r.Rule, Request: r.Payload, Seq: r.SubmittedSeq}
+		Program: r.Program, Rule: r.Rule, Request: r.Payload, Seq: r.SubmittedSeq,
+		Policy: api.PolicyOf(r), Assignment: r.Assignment, Vetoes: r.Vetoes}
 }
 
 func nonNil(s []string) []string {

@@ -8,12 +8,21 @@ import (
 )
 
 // Config is a conversation's gate: whether it is on, who signs, the default
-// M and the rules.
+// M, the rules and the groups of signers they may require (PROTOCOL 9).
 type Config struct {
-	Enabled           bool     `json:"enabled"`
-	Signers           []string `json:"signers"`
-	RequiredApprovals int      `json:"required_approvals"`
-	Rules             []Rule   `json:"rules"`
+	Enabled           bool                `json:"enabled"`
+	Signers           []string            `json:"signers"`
+	RequiredApprovals int                 `json:"required_approvals"`
+	Rules             []Rule              `json:"rules"`
+	Groups            map[string][]string `json:"groups,omitempty"`
+}
+
+// GroupSet is the groups as the records write them: never null.
+func (c *Config) GroupSet() map[string][]string {
+	if c.Groups == nil {
+		return map[string][]string{}
+	}
+	return c.Groups
 }
 
 // IsSigner reports whether key signs for this gate.
@@ -23,6 +32,7 @@ func (c *Config) IsSigner(key string) bool { return c.Enabled && slices.Contains
 func (c Config) Clone() Config {
 	c.Signers = slices.Clone(c.Signers)
 	c.Rules = slices.Clone(c.Rules)
+	c.Groups = CloneGroups(c.Groups)
 	return c
 }
 
@@ -35,7 +45,14 @@ func Enable(p EnablePayload, members []string) (Config, error) {
 	if err := ValidateRules(rules, len(members)); err != nil {
 		return Config{}, err
 	}
-	return Config{Enabled: true, Signers: slices.Clone(members), RequiredApprovals: p.RequiredApprovals, Rules: rules}, nil
+	if err := CheckGroups(p.Groups, members); err != nil {
+		return Config{}, err
+	}
+	groups := CloneGroups(p.Groups)
+	if err := ValidatePolicies(rules, groups, members); err != nil {
+		return Config{}, err
+	}
+	return Config{Enabled: true, Signers: slices.Clone(members), RequiredApprovals: p.RequiredApprovals, Rules: rules, Groups: groups}, nil
 }
 
 // Proposal is a pending member.propose and its approvals.
@@ -69,8 +86,8 @@ func Propose(cfg Config, members []conversation.Member, author string, p Propose
 	if p.ProposalID == "" {
 		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "member.propose needs proposal_id")
 	}
-	if len(p.Add) == 0 && len(p.Remove) == 0 && p.RequiredApprovals == 0 && p.Rules == nil {
-		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "member.propose changes nothing: give add, remove, required_approvals or rules")
+	if len(p.Add) == 0 && len(p.Remove) == 0 && p.RequiredApprovals == 0 && p.Rules == nil && p.Groups == nil {
+		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "member.propose changes nothing: give add, remove, required_approvals, rules or groups")
 	}
 	newMembers := slices.Clone(members)
 	for _, k := range p.Remove {
@@ -105,10 +122,18 @@ func Propose(cfg Config, members []conversation.Member, author string, p Propose
 	if err := ValidateRules(next.Rules, len(next.Signers)); err != nil {
 		return nil, cfg, nil, err
 	}
-	// Adding, or changing M or rules, needs every current signer; removing
-	// alone needs every signer not being removed.
+	if p.Groups != nil {
+		if err := CheckGroups(*p.Groups, next.Signers); err != nil {
+			return nil, cfg, nil, err
+		}
+	}
+	if err := ValidatePolicies(next.Rules, next.Groups, next.Signers); err != nil {
+		return nil, cfg, nil, twokey.Errorf(twokey.EBadPayload, "the proposal would leave a rule no set of signers can meet: %s", twokey.ErrorMessage(err))
+	}
+	// Adding, or changing M, rules or groups, needs every current signer;
+	// removing alone needs every signer not being removed.
 	needed := slices.Clone(cfg.Signers)
-	if len(p.Add) == 0 && p.RequiredApprovals == 0 && p.Rules == nil {
+	if len(p.Add) == 0 && p.RequiredApprovals == 0 && p.Rules == nil && p.Groups == nil {
 		needed = slices.DeleteFunc(needed, func(s string) bool { return slices.Contains(p.Remove, s) })
 	}
 	prop := &Proposal{ID: p.ProposalID, Proposer: author, Payload: p, Digest: digest, Needed: needed}

@@ -26,10 +26,35 @@ func NewRequest(cfg Config, conv string, p RequestPayload, digest, submitter, pr
 		Rule: rule, Approvals: []string{}, Rejections: []string{}, State: StatePending, ExpiresAt: exp,
 		SubmittedSeq: seq,
 	}
-	if program != "" {
+	pol := PolicyOf(required, rule)
+	r.Policy = &pol
+	if len(pol.Require) > 0 {
+		r.Groups = CloneGroups(cfg.Groups)
+	}
+	if program != "" || !pol.SubmitterCounts {
 		return r, Recorded
 	}
 	return r, r.Vote(submitter, true)
+}
+
+// CheckSubmission refuses a gate.request that the policy r was given
+// cannot take (PROTOCOL 9): a reason over 1,000 characters, none where the
+// rule requires one, or a requirement the signers cannot meet without its
+// submitter (which names the group). All are bad_payload.
+func (r *Request) CheckSubmission() error {
+	p := r.Needs()
+	if err := CheckReason("reason", r.Payload.Reason); err != nil {
+		return err
+	}
+	if p.ReasonRequired && r.Payload.Reason == "" {
+		return twokey.Errorf(twokey.EBadPayload, "%s requires a reason: say why with --reason (1 to %d characters)", ruleText(r.Rule), MaxReasonChars)
+	}
+	if !p.SubmitterCounts || r.Program != "" {
+		if err := CheckSubmitter(p, r.Groups, r.Signers, r.Submitter); err != nil {
+			return twokey.Errorf(twokey.EBadPayload, "%s: %s", ruleText(r.Rule), twokey.ErrorMessage(err))
+		}
+	}
+	return nil
 }
 
 // PendingOf counts the pending requests of reqs that one submitter (and,
@@ -54,6 +79,15 @@ func (r *Request) CheckCancel(author string) error {
 		return twokey.Errorf(twokey.ERequestClosed, "request %s is %s; it can no longer be cancelled", r.ID, r.State)
 	}
 	return nil
+}
+
+// PolicyOf is the requirement a rule gives, or where no rule applies, the
+// default M with the defaults: what the state object's policy says.
+func PolicyOf(m int, rule *Rule) Policy {
+	if rule != nil {
+		return rule.Policy()
+	}
+	return DefaultPolicy(m)
 }
 
 // CheckApprove validates a member.approve of p by author with digest.

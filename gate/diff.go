@@ -102,6 +102,16 @@ func (c Config) proposed(p ProposePayload) Config {
 	if p.Rules != nil {
 		next.Rules = Normalize(*p.Rules)
 	}
+	if p.Groups != nil {
+		next.Groups = CloneGroups(*p.Groups)
+	}
+	// A signer removed from the conversation leaves every group.
+	for g, keys := range next.Groups {
+		next.Groups[g] = slices.DeleteFunc(keys, func(k string) bool { return slices.Contains(p.Remove, k) })
+	}
+	if len(next.Groups) == 0 {
+		next.Groups = nil
+	}
 	return next
 }
 

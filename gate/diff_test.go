@@ -123,7 +123,7 @@ func TestFoldDiff(t *testing.T) {
 	apply("carol", conversation.KindMemberApprove, gate.MemberApprovePayload{Header: l.h(), ProposalID: "p1", ProposalDigest: digestOf(t, prop)})
 	check("member.changed", apply("gateway", conversation.KindMemberChanged, gate.ChangedPayload{Header: l.h(), ProposalID: "p1",
 		Signers: []string{alice, bob, carol}, Members: f.Members, RequiredApprovals: 2, Rules: []gate.Rule{added}}))
-	if !slices.Equal(f.Gate.Rules, []gate.Rule{added}) {
+	if !gate.RulesEqual(f.Gate.Rules, []gate.Rule{added}) {
 		t.Fatalf("rules after the change: %v", f.Gate.Rules)
 	}
 }

@@ -45,8 +45,8 @@ type Fold struct {
 	enabling  *Config
 	revoking  []string
 	revoker   string
-	expect    [][]follow // groups; the head group's records come next, in any order
-	closing   map[string]bool
+	expect    [][]follow        // groups; the head group's records come next, in any order
+	closing   map[string]string // request id -> the reason of the gate.rejected its votes made due
 	responded map[string]bool
 	used      map[string]bool   // "proposal/ID" and "secret/ID", ever used
 	problems  map[string]string // request id -> what is wrong with its target
@@ -104,7 +104,7 @@ type Step struct {
 // NewFold returns an empty fold for a log whose gateway is gateway.
 func NewFold(gateway string) *Fold {
 	return &Fold{Gateway: gateway, Requests: map[string]*Request{}, Proposals: map[string]*Proposal{},
-		Secrets: map[string]*SecretInfo{}, closing: map[string]bool{}, responded: map[string]bool{},
+		Secrets: map[string]*SecretInfo{}, closing: map[string]string{}, responded: map[string]bool{},
 		used: map[string]bool{}, problems: map[string]string{}}
 }
 
@@ -264,8 +264,8 @@ func (f *Fold) apply(m *conversation.Message, seq uint64, at time.Time) (Step, e
 			return Step{}, violate(ViolationState, "no gate.enable by the admin comes before it")
 		}
 		c := f.enabling
-		if !slices.Equal(p.Signers, c.Signers) || p.RequiredApprovals != c.RequiredApprovals || !slices.Equal(p.Rules, c.Rules) {
-			return Step{}, violate(ViolationState, "it states signers, M or rules other than the admin's gate.enable and the members (M %d, want %d)", p.RequiredApprovals, c.RequiredApprovals)
+		if !slices.Equal(p.Signers, c.Signers) || p.RequiredApprovals != c.RequiredApprovals || !RulesEqual(p.Rules, c.Rules) || !GroupsEqual(p.Groups, c.Groups) {
+			return Step{}, violate(ViolationState, "it states signers, M, rules or groups other than the admin's gate.enable and the members (M %d, want %d)", p.RequiredApprovals, c.RequiredApprovals)
 		}
 		f.Gate, f.enabling = *c, nil
 		return Step{}, nil

@@ -149,7 +149,7 @@ func TestFoldEveryKind(t *testing.T) {
 		}},
 		{"the same request id", "bob", conversation.KindGateRequest, r1, gate.ViolationOnce, nil},
 		{"a request under the admin rule", "bob", conversation.KindGateRequest, r2, "", func(t *testing.T, f *gate.Fold) {
-			if r := f.Requests["r2"]; r.Required != 3 || r.Rule == nil || *r.Rule != rule {
+			if r := f.Requests["r2"]; r.Required != 3 || r.Rule == nil || !r.Rule.Equal(rule) {
 				t.Fatalf("r2: M %d rule %v", r.Required, r.Rule)
 			}
 		}},

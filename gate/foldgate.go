@@ -67,7 +67,13 @@ func (f *Fold) submit(m *conversation.Message, seq uint64, at time.Time) (Step, 
 	if open := PendingOf(f.Requests, submitter, program); open >= twokey.MaxPendingPerSigner {
 		return Step{}, violate(ViolationState, "%s already holds %d pending requests, the most one submitter may", m.Author, open)
 	}
-	r, _ := NewRequest(f.Gate, f.ID, p, m.PayloadDigest(), submitter, program, t, exp, seq)
+	r, out := NewRequest(f.Gate, f.ID, p, m.PayloadDigest(), submitter, program, t, exp, seq)
+	if err := r.CheckSubmission(); err != nil {
+		return Step{}, violate(ViolationDecision, "the gateway should have refused request %s: %s", r.ID, twokey.ErrorMessage(err))
+	}
+	if out == CoolOff {
+		f.expect = append(f.expect, []follow{{kind: conversation.KindGateApproved, id: r.ID}})
+	}
 	if problem != "" {
 		f.problems[r.ID] = problem
 	}
@@ -84,7 +90,11 @@ func (f *Fold) vote(m *conversation.Message, at time.Time) (Step, error) {
 	if r == nil {
 		return Step{}, violate(ViolationState, "it votes on request %s, which this log never submitted", twokey.Clip(p.RequestID))
 	}
-	if err := r.Check(m.Author, p.RequestDigest, at); err != nil {
+	approve := m.Kind == conversation.KindGateApprove
+	if err := CheckReason("reason", p.Reason); err != nil {
+		return Step{}, violate(ViolationFormat, "%s", twokey.ErrorMessage(err))
+	}
+	if err := r.Check(m.Author, p.RequestDigest, approve, at); err != nil {
 		switch twokey.ErrorCode(err) {
 		case twokey.ENotSigner:
 			return Step{}, violate(ViolationAuthority, "%s was not a signer when request %s was submitted", m.Author, r.ID)
@@ -95,12 +105,21 @@ func (f *Fold) vote(m *conversation.Message, at time.Time) (Step, error) {
 		case twokey.EAlreadyVoted:
 			return Step{}, violate(ViolationThreshold, "%s votes on request %s a second time", m.Author, r.ID)
 		}
+		if r.State == StateApproved {
+			return Step{}, violate(ViolationState, "request %s's cool-off ended at %s, before this vote (%s)", r.ID, conversation.FormatTime(r.ExecutableAt), conversation.FormatTime(at))
+		}
 		return Step{}, violate(ViolationState, "request %s is already %s: a vote after resolution", r.ID, r.State)
 	}
 	r = r.Clone()
-	if r.Vote(m.Author, m.Kind == conversation.KindGateApprove) == Reject {
-		f.closing[r.ID] = true
+	switch r.Vote(m.Author, approve) {
+	case Reject:
+		f.closing[r.ID] = ReasonRejected
 		f.expect = append(f.expect, []follow{{kind: conversation.KindGateRejected, id: r.ID, reason: ReasonRejected}})
+	case Vetoed:
+		f.closing[r.ID] = ReasonVetoed
+		f.expect = append(f.expect, []follow{{kind: conversation.KindGateRejected, id: r.ID, reason: ReasonVetoed}})
+	case CoolOff:
+		f.expect = append(f.expect, []follow{{kind: conversation.KindGateApproved, id: r.ID}})
 	}
 	f.Requests[r.ID] = r
 	return Step{Request: r}, nil
@@ -150,8 +169,17 @@ func (f *Fold) gatewayRecord(m *conversation.Message, seq uint64, at time.Time) 
 		return Step{}, violate(ViolationState, "it is about request %s, which this log never submitted", twokey.Clip(p.RequestID))
 	}
 	switch m.Kind {
+	case conversation.KindGateApproved:
+		return f.approved(m, r, seq, at)
 	case conversation.KindGateExecuted, conversation.KindGateFailed:
 		switch r.State {
+		case StateApproved:
+			if r.ApprovedSeq == 0 {
+				return Step{}, violate(ViolationState, "request %s met its requirement but has no gate.approved before its execution", r.ID)
+			}
+			if at.Before(r.ExecutableAt) {
+				return Step{}, violate(ViolationState, "request %s executed at %s, before its cool-off ended at %s", r.ID, conversation.FormatTime(at), conversation.FormatTime(r.ExecutableAt))
+			}
 		case StateExecuting, StatePending:
 		case StateExecuted, StateFailed:
 			return Step{}, violate(ViolationOnce, "request %s already ended (%s): it would have executed twice", r.ID, r.State)
@@ -169,8 +197,11 @@ func (f *Fold) gatewayRecord(m *conversation.Message, seq uint64, at time.Time) 
 			return Step{}, err
 		}
 		if m.Kind == conversation.KindGateExecuted || len(q.Approvers) > 0 {
-			if err := approvers(r, q.Approvers); err != nil {
+			if err := approvers(r, q.Approvers, q.Assignment); err != nil {
 				return Step{}, err
+			}
+			if r.ApprovedSeq != 0 && (!sameSet(q.Approvers, r.Approvers) || !maps.Equal(q.Assignment, r.Assignment)) {
+				return Step{}, violate(ViolationThreshold, "it lists approvers or an assignment for request %s other than its gate.approved (record %d) fixed", r.ID, r.ApprovedSeq)
 			}
 		}
 		r = r.Clone()
@@ -225,15 +256,15 @@ func (f *Fold) gatewayRecord(m *conversation.Message, seq uint64, at time.Time) 
 		}
 		// Reached only as the follow-up of the rejection that made M
 		// unreachable (followUp checked it); anything else is not.
-		if !f.closing[r.ID] || p.Reason != ReasonRejected {
-			return Step{}, violate(ViolationState, "request %s is rejected, but its rejections (%d of %d signers, M %d) leave M reachable", r.ID, len(r.Rejections), len(r.Signers), r.Required)
+		if f.closing[r.ID] == "" || p.Reason != f.closing[r.ID] {
+			return Step{}, violate(ViolationState, "request %s is rejected (%s), but its rejections (%d of %d signers, %d vetoes; %s) leave its requirement reachable", r.ID, twokey.Clip(p.Reason), len(r.Rejections), len(r.Signers), len(r.Vetoes), r.Needs().Describe())
 		}
 		delete(f.closing, r.ID)
 	case conversation.KindGateCancelled:
 		if err := f.decision(m, r, false); err != nil {
 			return Step{}, err
 		}
-		if r.State != StatePending || (p.Reason != ReasonCancelled && p.Reason != ReasonMembershipChanged) {
+		if (r.State != StatePending && r.State != StateApproved) || (p.Reason != ReasonCancelled && p.Reason != ReasonMembershipChanged) {
 			return Step{}, violate(ViolationState, "request %s is cancelled (%s) while %s, and not by its submitter or a membership change", r.ID, twokey.Clip(p.Reason), r.State)
 		}
 	default:
@@ -274,7 +305,7 @@ func (f *Fold) decision(m *conversation.Message, r *Request, must bool) error {
 		return violate(ViolationDecision, "it signs endpoint %q (pattern %q) for request %s, but the gateway's first record closing it signed %q (pattern %q)",
 			twokey.Clip(*q.Endpoint), twokey.Clip(q.Pattern), r.ID, twokey.Clip(r.Endpoint), twokey.Clip(r.Pattern))
 	}
-	sameRule := (q.Rule == nil) == (r.Rule == nil) && (q.Rule == nil || *q.Rule == *r.Rule)
+	sameRule := (q.Rule == nil) == (r.Rule == nil) && (q.Rule == nil || q.Rule.Equal(*r.Rule))
 	if *q.RequiredApprovals != r.Required || !sameRule {
 		return violate(ViolationDecision, "it signs M %d (%s) for request %s (%s %s %s), but the rules in force at its submission (record %d) give M %d (%s)",
 			*q.RequiredApprovals, ruleText(q.Rule), r.ID, r.Payload.Method, r.Payload.Service, twokey.Clip(r.Endpoint), r.SubmittedSeq, r.Required, ruleText(r.Rule))
@@ -283,9 +314,11 @@ func (f *Fold) decision(m *conversation.Message, r *Request, must bool) error {
 }
 
 // approvers checks the approvers a gateway record lists for r: distinct,
-// each a signer of r who approved r's exact digest in this log before it,
-// at least M of them.
-func approvers(r *Request, list []string) error {
+// each a signer of r who approved r's exact digest in this log before it
+// and counts under r's policy, together meeting it (PROTOCOL 9: at least M,
+// and the slots filled by the assignment stated, which must be valid).
+func approvers(r *Request, list []string, assignment map[string]string) error {
+	p := r.Needs()
 	seen := map[string]bool{}
 	for _, a := range list {
 		if seen[a] {
@@ -295,11 +328,50 @@ func approvers(r *Request, list []string) error {
 		if !slices.Contains(r.Approvals, a) || !r.IsSigner(a) {
 			return violate(ViolationThreshold, "approver %s of request %s has no valid approval of it in the log", twokey.Clip(a), r.ID)
 		}
+		if !p.SubmitterCounts && a == r.Submitter {
+			return violate(ViolationThreshold, "approver %s submitted request %s, and its rule does not count the submitter", conversation.ShortKey(a), r.ID)
+		}
 	}
 	if len(seen) < r.Required {
 		return violate(ViolationThreshold, "request %s lists %d approvers; it needs M %d (%s)", r.ID, len(seen), r.Required, ruleText(r.Rule))
 	}
+	if err := CheckAssignment(p, r.Groups, list, assignment); err != nil {
+		return violate(ViolationThreshold, "the assignment stated for request %s is not valid: %v (%s)", r.ID, err, p.Describe())
+	}
 	return nil
+}
+
+func sameSet(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+// approved checks a gate.approved: it comes right after the vote (or the
+// submission) that met r's requirement under a rule with a delay, states
+// approvers who meet it with a valid assignment, and an executable_at that
+// is its own received_at plus the delay.
+func (f *Fold) approved(m *conversation.Message, r *Request, seq uint64, at time.Time) (Step, error) {
+	var q ApprovedPayload
+	if err := decode(m, &q); err != nil {
+		return Step{}, err
+	}
+	if r.State != StateApproved || r.ApprovedSeq != 0 {
+		return Step{}, violate(ViolationState, "request %s is %s; only the vote that meets a cool-off rule's requirement leads to gate.approved, once", r.ID, r.State)
+	}
+	if err := f.decision(m, r, true); err != nil {
+		return Step{}, err
+	}
+	if err := approvers(r, q.Approvers, q.Assignment); err != nil {
+		return Step{}, err
+	}
+	r = r.Clone()
+	r.Approve(at, seq)
+	exec, err := conversation.ParseTime(q.ExecutableAt)
+	if err != nil || !exec.Equal(r.ExecutableAt) {
+		return Step{}, violate(ViolationState, "executable_at %s is not the record's time %s plus the rule's %d s cool-off", twokey.Clip(q.ExecutableAt), conversation.FormatTime(at), r.Needs().DelaySeconds)
+	}
+	r.Approvers, r.Assignment = slices.Clone(q.Approvers), maps.Clone(q.Assignment)
+	f.Requests[r.ID] = r
+	return Step{Request: r}, nil
 }
 
 // changed checks a member.changed against the proposal it applies, and
@@ -325,15 +397,15 @@ func (f *Fold) changed(m *conversation.Message) (Step, error) {
 		return Step{}, violate(ViolationState, "%s", twokey.ErrorMessage(err))
 	}
 	if !slices.Equal(p.Signers, cfg.Signers) || !slices.Equal(p.Members, members) ||
-		p.RequiredApprovals != cfg.RequiredApprovals || !slices.Equal(p.Rules, cfg.Rules) {
-		return Step{}, violate(ViolationState, "it states signers, members, M or rules other than proposal %s leads to", prop.ID)
+		p.RequiredApprovals != cfg.RequiredApprovals || !RulesEqual(p.Rules, cfg.Rules) || !GroupsEqual(p.Groups, cfg.Groups) {
+		return Step{}, violate(ViolationState, "it states signers, members, M, rules or groups other than proposal %s leads to", prop.ID)
 	}
 	step := f.proposalStep(prop) // against the gate it was made in, this one
 	f.Gate, f.Members = cfg, members
 	f.Proposals = map[string]*Proposal{}
 	var group []follow
 	for _, id := range slices.Sorted(maps.Keys(f.Requests)) {
-		if f.Requests[id].State == StatePending {
+		if f.Requests[id].Open() {
 			group = append(group, follow{kind: conversation.KindGateCancelled, id: id, reason: ReasonMembershipChanged})
 		}
 	}

@@ -136,7 +136,7 @@ func FuzzRuleSelection(f *testing.F) {
 // spec writes r in ParseRule's syntax. (String is the display form, not
 // this one.)
 func spec(r Rule) string {
-	return fmt.Sprintf("service=%s,endpoint=%s,method=%s,approvals=%d", r.Service, r.Endpoint, r.Method, r.RequiredApprovals)
+	return r.Spec()
 }
 
 // FuzzParseRule reads arbitrary --rule specs. None may panic; a refusal is
@@ -151,6 +151,9 @@ func FuzzParseRule(f *testing.F) {
 		"method=get,approvals=+02",
 		" method =delete,approvals=1,approvals=4",
 		"endpoint=/item/{id}.json,approvals=2",
+		"service=stripe,approvals=3,require=finance:1+security:1,submitter_counts=false,reason_required=true,delay=15m,veto=2",
+		"approvals=2,delay=90,veto=1",
+		"approvals=2,require=a=1",
 		"endpoint=/a=b,approvals=1",
 		"service=,endpoint=,method=,approvals=1",
 		"service=x",
@@ -175,11 +178,11 @@ func FuzzParseRule(f *testing.F) {
 		if r.RequiredApprovals < 1 {
 			t.Fatalf("ParseRule(%q) = %+v: M below 1", s, r)
 		}
-		if n := Normalize([]Rule{r})[0]; n != r {
+		if n := Normalize([]Rule{r})[0]; !n.Equal(r) {
 			t.Fatalf("ParseRule(%q) = %+v, not normalized (%+v)", s, r, n)
 		}
 		back, err := ParseRule(spec(r))
-		if err != nil || back != r {
+		if err != nil || !back.Equal(r) {
 			t.Fatalf("ParseRule(%q) = %+v; its spec %q reads back as %+v, %v", s, r, spec(r), back, err)
 		}
 	})

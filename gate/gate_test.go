@@ -9,14 +9,14 @@ import (
 
 func TestSelectBySpecificityEveryTier(t *testing.T) {
 	all := []Rule{
-		{"stripe", "/v1/charges", "POST", 7},
-		{"stripe", "/v1/charges", "*", 6},
-		{"stripe", "*", "POST", 5},
-		{"stripe", "*", "*", 4},
-		{"*", "/v1/charges", "POST", 3},
-		{"*", "/v1/charges", "*", 2},
-		{"*", "*", "POST", 1},
-		{"*", "*", "*", 8}, // score 0; M chosen so it is distinguishable
+		{Service: "stripe", Endpoint: "/v1/charges", Method: "POST", RequiredApprovals: 7},
+		{Service: "stripe", Endpoint: "/v1/charges", Method: "*", RequiredApprovals: 6},
+		{Service: "stripe", Endpoint: "*", Method: "POST", RequiredApprovals: 5},
+		{Service: "stripe", Endpoint: "*", Method: "*", RequiredApprovals: 4},
+		{Service: "*", Endpoint: "/v1/charges", Method: "POST", RequiredApprovals: 3},
+		{Service: "*", Endpoint: "/v1/charges", Method: "*", RequiredApprovals: 2},
+		{Service: "*", Endpoint: "*", Method: "POST", RequiredApprovals: 1},
+		{Service: "*", Endpoint: "*", Method: "*", RequiredApprovals: 8}, // score 0; M chosen so it is distinguishable
 	}
 	target := Target{Service: "stripe", Path: "/v1/charges", Method: "POST"}
 	// Remove the most specific rule one at a time: the next tier must win.
@@ -37,13 +37,13 @@ func TestSelectBySpecificityEveryTier(t *testing.T) {
 		t.Fatalf("default: %d %v", m, r)
 	}
 	// Non-matching rules never apply.
-	if r := Select([]Rule{{"github", "*", "*", 3}, {"*", "/v1/refunds", "*", 3}, {"*", "*", "GET", 3}}, target); r != nil {
+	if r := Select([]Rule{{Service: "github", Endpoint: "*", Method: "*", RequiredApprovals: 3}, {Service: "*", Endpoint: "/v1/refunds", Method: "*", RequiredApprovals: 3}, {Service: "*", Endpoint: "*", Method: "GET", RequiredApprovals: 3}}, target); r != nil {
 		t.Fatalf("a non-matching rule applied: %v", r)
 	}
 }
 
 func TestEndpointMatchesPatternOrPath(t *testing.T) {
-	rules := []Rule{{"hackernews", "/item/{id}.json", "*", 3}}
+	rules := []Rule{{Service: "hackernews", Endpoint: "/item/{id}.json", Method: "*", RequiredApprovals: 3}}
 	templated := Target{Service: "hackernews", Path: "/item/8863.json", Pattern: "/item/{id}.json", Method: "GET"}
 	bare := Target{Service: "hackernews", Path: "/item/8863.json", Method: "GET"}
 	if r := Select(rules, templated); r == nil {
@@ -62,13 +62,13 @@ func TestEndpointMatchesPatternOrPath(t *testing.T) {
 			t.Fatalf("pattern rule applied to %s", path)
 		}
 	}
-	concrete := []Rule{{"hackernews", "/item/8863.json", "*", 3}}
+	concrete := []Rule{{Service: "hackernews", Endpoint: "/item/8863.json", Method: "*", RequiredApprovals: 3}}
 	if r := Select(concrete, templated); r == nil {
 		t.Fatal("concrete-path rule did not apply")
 	}
 	// Pattern and path rules tie at one score: the stricter wins, so a
 	// weaker rule spelled the other way cannot shadow it.
-	both := []Rule{{"hackernews", "/item/{id}.json", "GET", 3}, {"hackernews", "/item/8863.json", "GET", 1}}
+	both := []Rule{{Service: "hackernews", Endpoint: "/item/{id}.json", Method: "GET", RequiredApprovals: 3}, {Service: "hackernews", Endpoint: "/item/8863.json", Method: "GET", RequiredApprovals: 1}}
 	if r := Select(both, templated); r.RequiredApprovals != 3 {
 		t.Fatalf("tie went to the weaker rule: %v", r)
 	}
@@ -81,7 +81,7 @@ func TestEndpointMatchesPatternOrPath(t *testing.T) {
 // ';') fall under the same stricter rules, concrete or pattern; and the
 // wider reading never lowers M below the contract's.
 func TestEndpointSpellingsCannotEscapeARule(t *testing.T) {
-	rules := []Rule{{"bank", "/admin", "*", 3}, {"bank", "/users/{id}", "DELETE", 3}, {"bank", "*", "*", 1}}
+	rules := []Rule{{Service: "bank", Endpoint: "/admin", Method: "*", RequiredApprovals: 3}, {Service: "bank", Endpoint: "/users/{id}", Method: "DELETE", RequiredApprovals: 3}, {Service: "bank", Endpoint: "*", Method: "*", RequiredApprovals: 1}}
 	for _, tc := range []struct {
 		path, method string
 		want         int
@@ -104,7 +104,7 @@ func TestEndpointSpellingsCannotEscapeARule(t *testing.T) {
 	}
 	// A weaker, more specific rule does not spread to other spellings: by
 	// the contract /admin/ falls under the service rule's 3, and so it does.
-	weak := []Rule{{"bank", "*", "*", 3}, {"bank", "/admin", "*", 1}}
+	weak := []Rule{{Service: "bank", Endpoint: "*", Method: "*", RequiredApprovals: 3}, {Service: "bank", Endpoint: "/admin", Method: "*", RequiredApprovals: 1}}
 	for path, want := range map[string]int{"/admin": 1, "/admin/": 3, "/admin;x": 3, "/other": 3} {
 		if m, _ := Threshold(2, weak, Target{Service: "bank", Path: path, Method: "GET"}); m != want {
 			t.Errorf("weak rule, %s: M=%d, want %d", path, m, want)
@@ -115,7 +115,7 @@ func TestEndpointSpellingsCannotEscapeARule(t *testing.T) {
 // Threshold is never below the contract's M, whatever the rules: the
 // wider reading only ever raises it.
 func TestThresholdNeverBelowTheContract(t *testing.T) {
-	rules := []Rule{{"s", "/a/{x}", "GET", 1}, {"s", "/a/1", "*", 2}, {"s", "*", "GET", 3}, {"*", "/a/1/", "*", 2}, {"s", "/a", "*", 4}}
+	rules := []Rule{{Service: "s", Endpoint: "/a/{x}", Method: "GET", RequiredApprovals: 1}, {Service: "s", Endpoint: "/a/1", Method: "*", RequiredApprovals: 2}, {Service: "s", Endpoint: "*", Method: "GET", RequiredApprovals: 3}, {Service: "*", Endpoint: "/a/1/", Method: "*", RequiredApprovals: 2}, {Service: "s", Endpoint: "/a", Method: "*", RequiredApprovals: 4}}
 	for _, path := range []string{"/a/1", "/a/1/", "/a/1;p", "/a", "/a/", "/a/2", "/b"} {
 		for _, pattern := range []string{"", "/a/{x}"} {
 			tg := Target{Service: "s", Path: path, Pattern: pattern, Method: "GET"}
@@ -135,17 +135,17 @@ func TestValidateRules(t *testing.T) {
 		rules []Rule
 		ok    bool
 	}{
-		"fine":              {[]Rule{{"s", "/a", "GET", 2}, {"s", "*", "*", 1}}, true},
-		"M zero":            {[]Rule{{"s", "*", "*", 0}}, false},
-		"M above signers":   {[]Rule{{"s", "*", "*", 4}}, false},
-		"duplicate triple":  {[]Rule{{"s", "/a", "GET", 2}, {"s", "/a", "get", 3}}, false},
-		"endpoint no slash": {[]Rule{{"s", "a", "GET", 2}}, false},
-		"empty field":       {[]Rule{{"", "*", "*", 1}}, false},
-		"pattern":           {[]Rule{{"s", "/item/{id}.json", "GET", 2}}, true},
-		"broken pattern":    {[]Rule{{"s", "/item/{id.json", "GET", 2}}, false},
-		"query in endpoint": {[]Rule{{"s", "/api.php?amount=1", "GET", 2}}, false},
-		"fragment":          {[]Rule{{"s", "/a#b", "GET", 2}}, false},
-		"space":             {[]Rule{{"s", "/a b", "GET", 2}}, false},
+		"fine":              {[]Rule{{Service: "s", Endpoint: "/a", Method: "GET", RequiredApprovals: 2}, {Service: "s", Endpoint: "*", Method: "*", RequiredApprovals: 1}}, true},
+		"M zero":            {[]Rule{{Service: "s", Endpoint: "*", Method: "*", RequiredApprovals: 0}}, false},
+		"M above signers":   {[]Rule{{Service: "s", Endpoint: "*", Method: "*", RequiredApprovals: 4}}, false},
+		"duplicate triple":  {[]Rule{{Service: "s", Endpoint: "/a", Method: "GET", RequiredApprovals: 2}, {Service: "s", Endpoint: "/a", Method: "get", RequiredApprovals: 3}}, false},
+		"endpoint no slash": {[]Rule{{Service: "s", Endpoint: "a", Method: "GET", RequiredApprovals: 2}}, false},
+		"empty field":       {[]Rule{{Service: "", Endpoint: "*", Method: "*", RequiredApprovals: 1}}, false},
+		"pattern":           {[]Rule{{Service: "s", Endpoint: "/item/{id}.json", Method: "GET", RequiredApprovals: 2}}, true},
+		"broken pattern":    {[]Rule{{Service: "s", Endpoint: "/item/{id.json", Method: "GET", RequiredApprovals: 2}}, false},
+		"query in endpoint": {[]Rule{{Service: "s", Endpoint: "/api.php?amount=1", Method: "GET", RequiredApprovals: 2}}, false},
+		"fragment":          {[]Rule{{Service: "s", Endpoint: "/a#b", Method: "GET", RequiredApprovals: 2}}, false},
+		"space":             {[]Rule{{Service: "s", Endpoint: "/a b", Method: "GET", RequiredApprovals: 2}}, false},
 	} {
 		err := ValidateRules(tc.rules, 3)
 		if (err == nil) != tc.ok {
@@ -163,25 +163,25 @@ func TestVoteStateMachine(t *testing.T) {
 	if r.Vote("a", true) != Recorded {
 		t.Fatal("first approval executed")
 	}
-	if err := r.Check("a", "sha256:x", now); twokey.ErrorCode(err) != twokey.EAlreadyVoted {
+	if err := r.Check("a", "sha256:x", true, now); twokey.ErrorCode(err) != twokey.EAlreadyVoted {
 		t.Fatalf("second vote: %v", err)
 	}
-	if err := r.Check("z", "sha256:x", now); twokey.ErrorCode(err) != twokey.ENotSigner {
+	if err := r.Check("z", "sha256:x", true, now); twokey.ErrorCode(err) != twokey.ENotSigner {
 		t.Fatalf("stranger: %v", err)
 	}
-	if err := r.Check("b", "sha256:y", now); twokey.ErrorCode(err) != twokey.EDigestMismatch {
+	if err := r.Check("b", "sha256:y", true, now); twokey.ErrorCode(err) != twokey.EDigestMismatch {
 		t.Fatalf("wrong digest: %v", err)
 	}
-	if err := r.Check("b", "sha256:x", now.Add(time.Hour)); twokey.ErrorCode(err) != twokey.ERequestExpired {
+	if err := r.Check("b", "sha256:x", true, now.Add(time.Hour)); twokey.ErrorCode(err) != twokey.ERequestExpired {
 		t.Fatalf("at expiry: %v", err)
 	}
-	if err := r.Check("b", "sha256:x", now); err != nil {
+	if err := r.Check("b", "sha256:x", true, now); err != nil {
 		t.Fatal(err)
 	}
 	if r.Vote("b", true) != Execute || r.State != StateExecuting {
 		t.Fatal("threshold crossing did not execute")
 	}
-	if err := r.Check("c", "sha256:x", now); twokey.ErrorCode(err) != twokey.ERequestClosed {
+	if err := r.Check("c", "sha256:x", true, now); twokey.ErrorCode(err) != twokey.ERequestClosed {
 		t.Fatalf("vote after resolution: %v", err)
 	}
 	// Approvals by a key not among the signers never count.
@@ -205,15 +205,15 @@ func TestParseRule(t *testing.T) {
 		spec string
 		want Rule
 	}{
-		{"service=httpbin,endpoint=/post,method=post,approvals=3", Rule{"httpbin", "/post", "POST", 3}},
-		{"approvals=1", Rule{Any, Any, Any, 1}},
-		{"service=hackernews,approvals=2", Rule{"hackernews", Any, Any, 2}},
-		{"endpoint=/item/{id}.json, method=GET,approvals=2", Rule{Any, "/item/{id}.json", "GET", 2}},
-		{"endpoint=/a=b,approvals=1,approvals=4", Rule{Any, "/a=b", Any, 4}},
-		{"service=,method=*,approvals=1", Rule{Any, Any, Any, 1}},
+		{"service=httpbin,endpoint=/post,method=post,approvals=3", Rule{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 3}},
+		{"approvals=1", Rule{Service: Any, Endpoint: Any, Method: Any, RequiredApprovals: 1}},
+		{"service=hackernews,approvals=2", Rule{Service: "hackernews", Endpoint: Any, Method: Any, RequiredApprovals: 2}},
+		{"endpoint=/item/{id}.json, method=GET,approvals=2", Rule{Service: Any, Endpoint: "/item/{id}.json", Method: "GET", RequiredApprovals: 2}},
+		{"endpoint=/a=b,approvals=1,approvals=4", Rule{Service: Any, Endpoint: "/a=b", Method: Any, RequiredApprovals: 4}},
+		{"service=,method=*,approvals=1", Rule{Service: Any, Endpoint: Any, Method: Any, RequiredApprovals: 1}},
 	} {
 		got, err := ParseRule(c.spec)
-		if err != nil || got != c.want {
+		if err != nil || !got.Equal(c.want) {
 			t.Errorf("ParseRule(%q) = %+v, %v; want %+v", c.spec, got, err, c.want)
 		}
 	}
@@ -221,7 +221,7 @@ func TestParseRule(t *testing.T) {
 		"service=x":               "rule \"service=x\" needs approvals=N",
 		"approvals=0":             "rule \"approvals=0\" needs approvals=N",
 		"approvals=two":           "rule \"approvals=two\": approvals must be a number",
-		"colour=red,approvals=1":  "rule \"colour=red,approvals=1\": unknown field \"colour\" (use service, endpoint, method, approvals)",
+		"colour=red,approvals=1":  "rule \"colour=red,approvals=1\": unknown field \"colour\" (use service, endpoint, method, approvals, require, submitter_counts, reason_required, delay, veto)",
 		"httpbin POST /post -> 3": "rule \"httpbin POST /post -> 3\": write key=value pairs separated by commas",
 		"service=s,,approvals=1":  "rule \"service=s,,approvals=1\": write key=value pairs separated by commas",
 		"":                        "rule \"\": write key=value pairs separated by commas",
@@ -233,14 +233,14 @@ func TestParseRule(t *testing.T) {
 	}
 	// String is the display form, not the syntax ParseRule reads: the two
 	// do not round-trip, and ParseRule says so rather than misreading it.
-	r := Rule{"httpbin", "/post", "POST", 3}
+	r := Rule{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 3}
 	if _, err := ParseRule(r.String()); err == nil {
 		t.Errorf("ParseRule(%q) accepted the display form", r.String())
 	}
 	if got, err := ParseRules(nil); err != nil || got == nil || len(got) != 0 {
 		t.Errorf("ParseRules(nil) = %#v, %v; want an empty set", got, err)
 	}
-	if got, err := ParseRules([]string{"approvals=1", "service=s,approvals=2"}); err != nil || len(got) != 2 || got[1] != (Rule{"s", Any, Any, 2}) {
+	if got, err := ParseRules([]string{"approvals=1", "service=s,approvals=2"}); err != nil || len(got) != 2 || !got[1].Equal(Rule{Service: "s", Endpoint: Any, Method: Any, RequiredApprovals: 2}) {
 		t.Errorf("ParseRules = %+v, %v", got, err)
 	}
 	if _, err := ParseRules([]string{"approvals=1", "approvals=0"}); err == nil {

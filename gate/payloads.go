@@ -16,8 +16,9 @@ import (
 // EnablePayload is gate.enable.
 type EnablePayload struct {
 	conversation.Header
-	RequiredApprovals int    `json:"required_approvals"`
-	Rules             []Rule `json:"rules,omitempty"`
+	RequiredApprovals int                 `json:"required_approvals"`
+	Rules             []Rule              `json:"rules,omitempty"`
+	Groups            map[string][]string `json:"groups,omitempty"`
 }
 
 // EnabledPayload is gate.enabled.
@@ -27,6 +28,9 @@ type EnabledPayload struct {
 	RequiredApprovals int      `json:"required_approvals"`
 	Rules             []Rule   `json:"rules"`
 	BoxKey            string   `json:"box_key"`
+	// Groups is the set in force (PROTOCOL 9), {} for none. A log from
+	// before groups has no field: read as none.
+	Groups map[string][]string `json:"groups"`
 }
 
 // SecretPayload is gate.secret.
@@ -93,6 +97,9 @@ type RequestPayload struct {
 	// made from a template may list the arguments it was filled with.
 	Program string            `json:"program,omitempty"`
 	Params  map[string]string `json:"params,omitempty"`
+	// Reason is why the submitter asks (PROTOCOL 9): 1 to 1,000 code
+	// points, required by a rule with reason_required.
+	Reason string `json:"reason,omitempty"`
 }
 
 // VotePayload is gate.approve and gate.reject.
@@ -142,6 +149,21 @@ type ExecutedPayload struct {
 	Status     int      `json:"status"`
 	DurationMS int64    `json:"duration_ms"`
 	Approvers  []string `json:"approvers"`
+	// Assignment is where a rule has require (PROTOCOL 9): each key that
+	// filled a slot, to its group.
+	Assignment map[string]string `json:"assignment,omitempty"`
+	Decision
+}
+
+// ApprovedPayload is gate.approved (PROTOCOL 9): a request under a rule
+// with a cool-off met its requirement; it executes at executable_at
+// unless vetoed, cancelled or voided by a membership change first.
+type ApprovedPayload struct {
+	conversation.Header
+	RequestID    string            `json:"request_id"`
+	Approvers    []string          `json:"approvers"`
+	ExecutableAt string            `json:"executable_at"`
+	Assignment   map[string]string `json:"assignment,omitempty"`
 	Decision
 }
 
@@ -235,6 +257,8 @@ type ProposePayload struct {
 	Remove            []string              `json:"remove,omitempty"`
 	RequiredApprovals int                   `json:"required_approvals,omitempty"`
 	Rules             *[]Rule               `json:"rules,omitempty"`
+	// Groups is the whole new set of groups (PROTOCOL 9); nil leaves them.
+	Groups *map[string][]string `json:"groups,omitempty"`
 }
 
 // MemberApprovePayload is member.approve.
@@ -252,6 +276,7 @@ type ChangedPayload struct {
 	Members           []conversation.Member `json:"members"`
 	RequiredApprovals int                   `json:"required_approvals"`
 	Rules             []Rule                `json:"rules"`
+	Groups            map[string][]string   `json:"groups"`
 }
 
 // Reasons a request closes without executing.
@@ -265,5 +290,6 @@ const (
 	ReasonExpired           = "expired"
 	ReasonRejected          = "rejected"
 	ReasonCancelled         = "cancelled_by_submitter"
+	ReasonVetoed            = "vetoed"
 	ReasonStorage           = "storage_error"
 )

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/conversation"
@@ -633,4 +634,112 @@ func durationText(sec int) string {
 		return fmt.Sprintf("%d min", sec/60)
 	}
 	return fmt.Sprintf("%d s", sec)
+}
+
+// ValidatePolicies checks every rule's policy against the groups and
+// signers it will be in force with (CheckPolicy), naming the rule it
+// refuses: "rule 2 (stripe POST /v1/refunds -> ...): group finance has 1
+// signer but the rule needs 2 of it: ...". ValidateRules checks the rest.
+func ValidatePolicies(rules []Rule, groups map[string][]string, signers []string) error {
+	for i, r := range rules {
+		if err := CheckPolicy(r.Policy(), groups, signers); err != nil {
+			return twokey.Errorf(twokey.EBadPayload, "rule %d (%s %s %s): %s", i+1, r.Service, r.Method, r.Endpoint, twokey.ErrorMessage(err))
+		}
+	}
+	return nil
+}
+
+// MaxReasonChars is the longest reason a request or a vote may carry, in
+// Unicode code points (PROTOCOL 9).
+const MaxReasonChars = 1000
+
+// CheckReason refuses a reason longer than MaxReasonChars code points, or
+// one that is not valid UTF-8 (bad_payload). An empty reason is no reason.
+func CheckReason(what, reason string) error {
+	if !utf8.ValidString(reason) {
+		return twokey.Errorf(twokey.EBadPayload, "%s is not valid UTF-8", what)
+	}
+	if n := utf8.RuneCountInString(reason); n > MaxReasonChars {
+		return twokey.Errorf(twokey.EBadPayload, "%s has %d characters; at most %d are allowed", what, n, MaxReasonChars)
+	}
+	return nil
+}
+
+// CloneGroups returns a deep copy of groups (nil stays nil).
+func CloneGroups(groups map[string][]string) map[string][]string {
+	if groups == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(groups))
+	for g, keys := range groups {
+		out[g] = slices.Clone(keys)
+		if out[g] == nil {
+			out[g] = []string{}
+		}
+	}
+	return out
+}
+
+// GroupsEqual reports whether two sets of groups name the same groups with
+// the same keys, in any order; nil and empty are equal.
+func GroupsEqual(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for g, ka := range a {
+		kb, ok := b[g]
+		if !ok || len(ka) != len(kb) {
+			return false
+		}
+		sa, sb := slices.Sorted(slices.Values(ka)), slices.Sorted(slices.Values(kb))
+		if !slices.Equal(sa, sb) {
+			return false
+		}
+	}
+	return true
+}
+
+// GroupsOf lists the groups key is in, sorted.
+func GroupsOf(groups map[string][]string, key string) []string {
+	var out []string
+	for _, g := range groupNames(groups) {
+		if slices.Contains(groups[g], key) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// CheckAssignment checks an assignment a gateway record states (PROTOCOL
+// 9, Counting): each key in it one of approvers and in the group it maps
+// to, each require entry's group filled by exactly its approvals, no group
+// that is not required. With no slots the assignment is empty.
+func CheckAssignment(p Policy, groups map[string][]string, approvers []string, assignment map[string]string) error {
+	if len(p.Require) == 0 {
+		if len(assignment) > 0 {
+			return fmt.Errorf("it assigns keys to slots, but the rule has no require")
+		}
+		return nil
+	}
+	filled := map[string]int{}
+	for _, k := range slices.Sorted(maps.Keys(assignment)) {
+		g := assignment[k]
+		if !slices.Contains(approvers, k) {
+			return fmt.Errorf("it assigns %s, who is not a counted approver, to group %s", conversation.ShortKey(k), twokey.Clip(g))
+		}
+		if !slices.Contains(groups[g], k) {
+			return fmt.Errorf("it assigns %s to group %s, which does not hold that key", conversation.ShortKey(k), twokey.Clip(g))
+		}
+		filled[g]++
+	}
+	for _, r := range p.Require {
+		if filled[r.Group] != r.Approvals {
+			return fmt.Errorf("it fills %d of group %s's %d slots", filled[r.Group], r.Group, r.Approvals)
+		}
+		delete(filled, r.Group)
+	}
+	for g := range filled {
+		return fmt.Errorf("it assigns keys to group %s, which the rule does not require", twokey.Clip(g))
+	}
+	return nil
 }

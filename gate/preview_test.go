@@ -14,7 +14,7 @@ func TestNewPreview(t *testing.T) {
 		Params:             []templates.Param{{Name: "id", In: templates.InPath, Type: templates.TypeInteger, Required: true}},
 		SuggestedApprovals: 1, Risk: templates.RiskRead}
 	on := Config{Enabled: true, Signers: []string{"a", "b", "c"}, RequiredApprovals: 1,
-		Rules: []Rule{{"hn", "/item/{id}.json", "*", 3}}}
+		Rules: []Rule{{Service: "hn", Endpoint: "/item/{id}.json", Method: "*", RequiredApprovals: 3}}}
 	in := PreviewInput{Conversation: "ops", Gate: on, Template: item, BaseURL: "https://hn.example/v0",
 		Auth: PreviewAuth{Kind: "none", HeaderName: "Authorization", SecretID: "s"}, Params: map[string]string{"id": "8863"}}
 	p, err := NewPreview(in)
@@ -49,21 +49,21 @@ func TestNewPreview(t *testing.T) {
 }
 
 func TestCheckRules(t *testing.T) {
-	broad := Rule{"httpbin", "*", "POST", 2}
-	old := Rule{"httpbin", "/post", "POST", 1}
-	fresh := Rule{"httpbin", "/anything", "post", 1}
-	rules, shadows, err := CheckRules([]Rule{broad, old}, []Rule{broad, old, fresh}, 2)
+	broad := Rule{Service: "httpbin", Endpoint: "*", Method: "POST", RequiredApprovals: 2}
+	old := Rule{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 1}
+	fresh := Rule{Service: "httpbin", Endpoint: "/anything", Method: "post", RequiredApprovals: 1}
+	rules, shadows, err := CheckRules([]Rule{broad, old}, []Rule{broad, old, fresh}, nil, []string{"k1", "k2"})
 	if err != nil || len(rules) != 3 || rules[2].Method != "POST" {
 		t.Fatalf("rules %v, err %v", rules, err)
 	}
-	if len(shadows) != 1 || shadows[0].Rule.Endpoint != "/anything" || shadows[0].Over != broad {
+	if len(shadows) != 1 || shadows[0].Rule.Endpoint != "/anything" || !shadows[0].Over.Equal(broad) {
 		t.Fatalf("shadows %v, want only the new one", shadows)
 	}
-	_, _, err = CheckRules(nil, []Rule{broad, {"httpbin", "*", "post", 1}}, 2)
+	_, _, err = CheckRules(nil, []Rule{broad, {Service: "httpbin", Endpoint: "*", Method: "post", RequiredApprovals: 1}}, nil, []string{"k1", "k2"})
 	if err == nil || !strings.Contains(twokey.ErrorMessage(err), "rules 1 and 2 both cover httpbin POST *") {
 		t.Fatalf("duplicate: %v", err)
 	}
-	if _, _, err = CheckRules(nil, []Rule{{"*", "*", "*", 3}}, 2); twokey.ErrorCode(err) != twokey.EBadPayload {
+	if _, _, err = CheckRules(nil, []Rule{{Service: "*", Endpoint: "*", Method: "*", RequiredApprovals: 3}}, nil, []string{"k1", "k2"}); twokey.ErrorCode(err) != twokey.EBadPayload {
 		t.Fatalf("M over signers: %v", err)
 	}
 }

@@ -2,8 +2,10 @@ package gate
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/templates"
@@ -12,13 +14,58 @@ import (
 // Any is the rule wildcard.
 const Any = "*"
 
-// Rule sets the approvals required for requests it matches (PROTOCOL 6).
+// Rule sets the approvals required for requests it matches (PROTOCOL 6),
+// and what more they need (PROTOCOL 9): slots for groups, whether the
+// submitter counts, a reason, a cool-off and its veto. The fields of
+// section 9 are omitted when they hold their defaults, so a rule that
+// says no more than M is written as it was before them; Policy gives the
+// rule with every default filled in.
 type Rule struct {
-	Service           string `json:"service"`
-	Endpoint          string `json:"endpoint"`
-	Method            string `json:"method"`
-	RequiredApprovals int    `json:"required_approvals"`
+	Service           string    `json:"service"`
+	Endpoint          string    `json:"endpoint"`
+	Method            string    `json:"method"`
+	RequiredApprovals int       `json:"required_approvals"`
+	Require           []Require `json:"require,omitempty"`
+	// SubmitterCounts is nil for the default, true; Normalize makes an
+	// explicit true nil, so that one rule has one spelling.
+	SubmitterCounts *bool `json:"submitter_counts,omitempty"`
+	ReasonRequired  bool  `json:"reason_required,omitempty"`
+	DelaySeconds    int   `json:"delay_seconds,omitempty"`
+	// Veto is 0 for the default: 1 with a delay.
+	Veto int `json:"veto,omitempty"`
 }
+
+// Policy is the rule's requirement with its defaults filled in.
+func (r Rule) Policy() Policy {
+	p := DefaultPolicy(r.RequiredApprovals)
+	if len(r.Require) > 0 {
+		p.Require = slices.Clone(r.Require)
+	}
+	p.SubmitterCounts = r.SubmitterCounts == nil || *r.SubmitterCounts
+	p.ReasonRequired, p.DelaySeconds, p.Veto = r.ReasonRequired, r.DelaySeconds, r.Veto
+	if p.DelaySeconds > 0 && p.Veto == 0 {
+		p.Veto = 1
+	}
+	return p
+}
+
+// Plain reports whether the rule says no more than M (no field of
+// PROTOCOL 9 away from its default).
+func (r Rule) Plain() bool {
+	return len(r.Require) == 0 && (r.SubmitterCounts == nil || *r.SubmitterCounts) && !r.ReasonRequired && r.DelaySeconds == 0 && r.Veto == 0
+}
+
+// Equal reports whether two rules say the same (after Normalize).
+func (r Rule) Equal(o Rule) bool {
+	return r.Service == o.Service && r.Endpoint == o.Endpoint && r.Method == o.Method &&
+		r.RequiredApprovals == o.RequiredApprovals && slices.Equal(r.Require, o.Require) &&
+		(r.SubmitterCounts == nil || *r.SubmitterCounts) == (o.SubmitterCounts == nil || *o.SubmitterCounts) &&
+		r.ReasonRequired == o.ReasonRequired && r.DelaySeconds == o.DelaySeconds && r.Veto == o.Veto
+}
+
+// RulesEqual reports whether two rule sets are the same rules in the same
+// order.
+func RulesEqual(a, b []Rule) bool { return slices.EqualFunc(a, b, Rule.Equal) }
 
 // Score is the rule's specificity: 4 for a service, 2 for an endpoint,
 // 1 for a method.
@@ -36,19 +83,27 @@ func (r Rule) Score() int {
 	return s
 }
 
-// String is how a rule is shown: "SERVICE METHOD ENDPOINT -> M". It is
-// not the syntax ParseRule reads.
+// String is how a rule is shown: "SERVICE METHOD ENDPOINT -> M", and for
+// a rule that says more, its policy after it ("-> 3 approvals, including 1
+// of finance; 15 min cool-off, 1 veto"). It is not the syntax ParseRule
+// reads.
 func (r Rule) String() string {
-	return fmt.Sprintf("%s %s %s -> %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals)
+	if r.Plain() {
+		return fmt.Sprintf("%s %s %s -> %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals)
+	}
+	return fmt.Sprintf("%s %s %s -> %s", r.Service, r.Method, r.Endpoint, r.Policy().Describe())
 }
 
 // ParseRule reads a rule as it is written on the command line:
 // comma-separated key=value pairs, service=S,endpoint=/p,method=M,approvals=N,
 // where approvals is required and at least 1 and an omitted field is *.
-// Values are taken as written (a later pair wins over an earlier one);
-// the rule comes back normalized (Normalize). It checks the syntax only:
-// ValidateRules checks a rule set against its signers. A refusal is
-// bad_payload and names the spec.
+// The fields of PROTOCOL 9 may follow: require=finance:1+security:1,
+// submitter_counts=false, reason_required=true, delay=15m (a duration, or
+// seconds) and veto=N. Values are taken as written (a later pair wins over
+// an earlier one); the rule comes back normalized (Normalize). It checks
+// the syntax only: ValidateRules and ValidatePolicies check a rule set
+// against its signers and groups. A refusal is bad_payload and names the
+// spec.
 func ParseRule(spec string) (Rule, error) {
 	var r Rule
 	for _, part := range strings.Split(spec, ",") {
@@ -57,6 +112,34 @@ func ParseRule(spec string) (Rule, error) {
 			return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: write key=value pairs separated by commas", spec)
 		}
 		switch strings.TrimSpace(k) {
+		case "require":
+			req, err := ParseRequire(strings.ReplaceAll(v, "+", ","))
+			if err != nil {
+				return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: %s", spec, twokey.ErrorMessage(err))
+			}
+			r.Require = req
+		case "submitter_counts", "reason_required":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: %s is true or false", spec, k)
+			}
+			if k == "reason_required" {
+				r.ReasonRequired = b
+			} else {
+				r.SubmitterCounts = &b
+			}
+		case "delay", "delay_seconds":
+			sec, err := ParseDelay(v)
+			if err != nil {
+				return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: %s", spec, twokey.ErrorMessage(err))
+			}
+			r.DelaySeconds = sec
+		case "veto":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: veto is a number of rejections, at least 1", spec)
+			}
+			r.Veto = n
 		case "service":
 			r.Service = v
 		case "endpoint":
@@ -70,13 +153,67 @@ func ParseRule(spec string) (Rule, error) {
 			}
 			r.RequiredApprovals = n
 		default:
-			return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: unknown field %q (use service, endpoint, method, approvals)", spec, k)
+			return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q: unknown field %q (use service, endpoint, method, approvals, require, submitter_counts, reason_required, delay, veto)", spec, k)
 		}
 	}
 	if r.RequiredApprovals < 1 {
 		return Rule{}, twokey.Errorf(twokey.EBadPayload, "rule %q needs approvals=N", spec)
 	}
 	return Normalize([]Rule{r})[0], nil
+}
+
+// ParseRequire reads slots as the command line writes them:
+// "finance=1,security=1" (or with ':' for '='). A group named twice is
+// refused here; whether the groups are set is ValidatePolicies' to say.
+func ParseRequire(spec string) ([]Require, error) {
+	var out []Require
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		g, n, ok := strings.Cut(part, "=")
+		if !ok {
+			g, n, ok = strings.Cut(part, ":")
+		}
+		k, err := strconv.Atoi(strings.TrimSpace(n))
+		if !ok || err != nil {
+			return nil, twokey.Errorf(twokey.EBadPayload, "require %q: write GROUP=K pairs separated by commas, e.g. finance=1,security=1", twokey.Clip(spec))
+		}
+		g = strings.TrimSpace(g)
+		if !ValidGroupName(g) {
+			return nil, twokey.Errorf(twokey.EBadPayload, "require %q: group name %q: use 1 to 32 of a-z, 0-9, _ and -", twokey.Clip(spec), twokey.Clip(g))
+		}
+		if k < 1 {
+			return nil, twokey.Errorf(twokey.EBadPayload, "require %q: group %s needs at least 1 approval", twokey.Clip(spec), g)
+		}
+		if slices.ContainsFunc(out, func(r Require) bool { return r.Group == g }) {
+			return nil, twokey.Errorf(twokey.EBadPayload, "require %q names group %s twice", twokey.Clip(spec), g)
+		}
+		out = append(out, Require{Group: g, Approvals: k})
+	}
+	if len(out) == 0 {
+		return nil, twokey.Errorf(twokey.EBadPayload, "require %q names no group; write GROUP=K pairs, e.g. finance=1,security=1", twokey.Clip(spec))
+	}
+	return out, nil
+}
+
+// ParseDelay reads a cool-off: a Go duration in whole seconds ("15m",
+// "1h30m", "90s") or a number of seconds, from 0 to MaxDelaySeconds.
+func ParseDelay(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	sec, err := strconv.Atoi(s)
+	if err != nil {
+		d, derr := time.ParseDuration(s)
+		if derr != nil || d%time.Second != 0 {
+			return 0, twokey.Errorf(twokey.EBadPayload, "delay %q: give a duration in whole seconds, e.g. 15m, 1h or 90s", twokey.Clip(s))
+		}
+		sec = int(d / time.Second)
+	}
+	if sec < 0 || sec > MaxDelaySeconds {
+		return 0, twokey.Errorf(twokey.EBadPayload, "delay %q must lie between 0 and 7 days (168h)", twokey.Clip(s))
+	}
+	return sec, nil
 }
 
 // ParseRules reads each spec with ParseRule; none gives an empty (not
@@ -174,6 +311,17 @@ func Normalize(rules []Rule) []Rule {
 		} else if r.Method != Any {
 			r.Method = strings.ToUpper(r.Method)
 		}
+		if len(r.Require) == 0 {
+			r.Require = nil
+		} else {
+			r.Require = slices.Clone(r.Require)
+		}
+		if r.SubmitterCounts != nil && *r.SubmitterCounts {
+			r.SubmitterCounts = nil
+		} else if r.SubmitterCounts != nil {
+			f := false
+			r.SubmitterCounts = &f
+		}
 		out[i] = r
 	}
 	return out
@@ -195,6 +343,9 @@ func ValidateRules(rules []Rule, signers int) error {
 		}
 		if len(r.Service) > 128 || len(r.Endpoint) > 1024 || len(r.Method) > 16 {
 			return twokey.Errorf(twokey.EBadPayload, "rule %d: a field is too long", i+1)
+		}
+		if r.DelaySeconds < 0 || r.DelaySeconds > MaxDelaySeconds || r.Veto < 0 || (r.Veto != 0 && r.DelaySeconds == 0) || len(r.Require) > twokey.MaxMembers {
+			return twokey.Errorf(twokey.EBadPayload, "rule %d (%s): delay_seconds lies between 0 and %d, and veto applies only with a delay", i+1, r, MaxDelaySeconds)
 		}
 		if r.Endpoint != Any {
 			if err := templates.CheckPattern(r.Endpoint); err != nil {
@@ -250,4 +401,31 @@ func Threshold(def int, rules []Rule, t Target) (int, *Rule) {
 		return w.RequiredApprovals, w
 	}
 	return m, rule
+}
+
+// Spec writes r in the syntax ParseRule reads, so that
+// ParseRule(r.Spec()) gives r back (for a normalized r whose values hold
+// no comma).
+func (r Rule) Spec() string {
+	s := fmt.Sprintf("service=%s,endpoint=%s,method=%s,approvals=%d", r.Service, r.Endpoint, r.Method, r.RequiredApprovals)
+	if len(r.Require) > 0 {
+		parts := make([]string, len(r.Require))
+		for i, q := range r.Require {
+			parts[i] = fmt.Sprintf("%s:%d", q.Group, q.Approvals)
+		}
+		s += ",require=" + strings.Join(parts, "+")
+	}
+	if r.SubmitterCounts != nil && !*r.SubmitterCounts {
+		s += ",submitter_counts=false"
+	}
+	if r.ReasonRequired {
+		s += ",reason_required=true"
+	}
+	if r.DelaySeconds > 0 {
+		s += fmt.Sprintf(",delay=%d", r.DelaySeconds)
+	}
+	if r.Veto > 0 {
+		s += fmt.Sprintf(",veto=%d", r.Veto)
+	}
+	return s
 }

@@ -19,19 +19,67 @@ type Shadow struct {
 }
 
 func (s Shadow) String() string {
-	return fmt.Sprintf("rule %s %s %s (M=%d) is more specific than the stricter rule %s %s %s (M=%d), so it wins for the requests both match",
-		s.Rule.Service, s.Rule.Method, s.Rule.Endpoint, s.Rule.RequiredApprovals,
-		s.Over.Service, s.Over.Method, s.Over.Endpoint, s.Over.RequiredApprovals)
+	if s.Rule.Plain() && s.Over.Plain() {
+		return fmt.Sprintf("rule %s %s %s (M=%d) is more specific than the stricter rule %s %s %s (M=%d), so it wins for the requests both match",
+			s.Rule.Service, s.Rule.Method, s.Rule.Endpoint, s.Rule.RequiredApprovals,
+			s.Over.Service, s.Over.Method, s.Over.Endpoint, s.Over.RequiredApprovals)
+	}
+	return fmt.Sprintf("rule %s %s %s (%s) is more specific than the stricter rule %s %s %s (%s), so it wins for the requests both match: %s",
+		s.Rule.Service, s.Rule.Method, s.Rule.Endpoint, s.Rule.Policy().Describe(),
+		s.Over.Service, s.Over.Method, s.Over.Endpoint, s.Over.Policy().Describe(), strings.Join(s.Rule.Weaker(s.Over), "; "))
 }
 
-// Shadows lists every pair of rules where a more specific rule with a
-// smaller M applies to some request the broader rule also applies to.
+// Weaker lists what r asks less of than over does (PROTOCOL 9 included):
+// fewer approvals, fewer of a group, the submitter counting, no reason, a
+// shorter cool-off, more rejections to veto. Empty when r asks at least
+// as much in every respect.
+func (r Rule) Weaker(over Rule) []string {
+	a, b := r.Policy(), over.Policy()
+	var out []string
+	if a.RequiredApprovals < b.RequiredApprovals {
+		out = append(out, fmt.Sprintf("%d approvals instead of %d", a.RequiredApprovals, b.RequiredApprovals))
+	}
+	for _, q := range b.Require {
+		have := 0
+		for _, x := range a.Require {
+			if x.Group == q.Group {
+				have = x.Approvals
+			}
+		}
+		if have < q.Approvals {
+			out = append(out, fmt.Sprintf("%d of %s instead of %d", have, q.Group, q.Approvals))
+		}
+	}
+	if a.SubmitterCounts && !b.SubmitterCounts {
+		out = append(out, "the submitter counts")
+	}
+	if b.ReasonRequired && !a.ReasonRequired {
+		out = append(out, "no reason required")
+	}
+	if a.DelaySeconds < b.DelaySeconds {
+		out = append(out, fmt.Sprintf("a cool-off of %s instead of %s", delayText(a.DelaySeconds), delayText(b.DelaySeconds)))
+	} else if a.DelaySeconds > 0 && a.Veto > b.Veto {
+		out = append(out, fmt.Sprintf("%d vetoes to stop it instead of %d", a.Veto, b.Veto))
+	}
+	return out
+}
+
+func delayText(sec int) string {
+	if sec == 0 {
+		return "none"
+	}
+	return durationText(sec)
+}
+
+// Shadows lists every pair of rules where a more specific rule that asks
+// less (Weaker: a smaller M, or less of what PROTOCOL 9 adds) applies to
+// some request the broader rule also applies to.
 func Shadows(rules []Rule) []Shadow {
 	rules = Normalize(rules)
 	var out []Shadow
 	for _, r := range rules {
 		for _, s := range rules {
-			if r.Score() > s.Score() && r.RequiredApprovals < s.RequiredApprovals && overlap(r, s) {
+			if r.Score() > s.Score() && len(r.Weaker(s)) > 0 && overlap(r, s) {
 				out = append(out, Shadow{Rule: r, Over: s})
 			}
 		}
@@ -46,7 +94,7 @@ func NewShadows(current, proposed []Rule) []Shadow {
 	before := Shadows(current)
 	var out []Shadow
 	for _, sh := range Shadows(proposed) {
-		if !slices.Contains(before, sh) {
+		if !slices.ContainsFunc(before, func(b Shadow) bool { return b.Rule.Equal(sh.Rule) && b.Over.Equal(sh.Over) }) {
 			out = append(out, sh)
 		}
 	}
@@ -54,13 +102,21 @@ func NewShadows(current, proposed []Rule) []Shadow {
 }
 
 // CheckRules is what setting the rule set proposed, in place of current,
-// would do in a gate of the given number of signers: the set normalized,
+// would do in a gate of those signers and groups: the set normalized,
 // the shadows it newly adds (NewShadows), and the refusal setting it would
-// get (ValidateRules, as Enable and Propose apply it), or nil. A refusal
+// get (ValidateRules, CheckGroups and ValidatePolicies, as Enable and
+// Propose apply them), or nil. A refusal
 // does not stop the other two from being computed.
-func CheckRules(current, proposed []Rule, signers int) ([]Rule, []Shadow, error) {
+func CheckRules(current, proposed []Rule, groups map[string][]string, signers []string) ([]Rule, []Shadow, error) {
 	rules := Normalize(proposed)
-	return rules, NewShadows(current, rules), ValidateRules(rules, signers)
+	err := ValidateRules(rules, len(signers))
+	if err == nil {
+		err = CheckGroups(groups, signers)
+	}
+	if err == nil {
+		err = ValidatePolicies(rules, groups, signers)
+	}
+	return rules, NewShadows(current, rules), err
 }
 
 // overlap reports whether one request could match both rules. Two

@@ -7,14 +7,14 @@ func TestShadows(t *testing.T) {
 		rules []Rule
 		want  int
 	}{
-		"weaker service rule over a stricter method rule": {[]Rule{{"httpbin", "*", "*", 1}, {"*", "*", "POST", 3}}, 1},
-		"stricter specific rule shadows nothing":          {[]Rule{{"httpbin", "/post", "POST", 3}, {"httpbin", "*", "*", 1}}, 0},
-		"disjoint services":                               {[]Rule{{"httpbin", "/post", "POST", 1}, {"stripe", "*", "*", 3}}, 0},
-		"path under a pattern":                            {[]Rule{{"hn", "/item/1.json", "GET", 1}, {"hn", "/item/{id}.json", "*", 3}}, 1},
-		"two spellings of a pattern":                      {[]Rule{{"hn", "/item/{id}.json", "GET", 1}, {"*", "/item/{x}.json", "*", 3}}, 1},
-		"trailing slash is the same endpoint":             {[]Rule{{"bank", "/admin/", "GET", 1}, {"bank", "/admin", "*", 3}}, 1},
-		"different paths":                                 {[]Rule{{"bank", "/users", "GET", 1}, {"bank", "/admin", "*", 3}}, 0},
-		"different methods":                               {[]Rule{{"bank", "/admin", "GET", 1}, {"bank", "*", "POST", 3}}, 0},
+		"weaker service rule over a stricter method rule": {[]Rule{{Service: "httpbin", Endpoint: "*", Method: "*", RequiredApprovals: 1}, {Service: "*", Endpoint: "*", Method: "POST", RequiredApprovals: 3}}, 1},
+		"stricter specific rule shadows nothing":          {[]Rule{{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 3}, {Service: "httpbin", Endpoint: "*", Method: "*", RequiredApprovals: 1}}, 0},
+		"disjoint services":                               {[]Rule{{Service: "httpbin", Endpoint: "/post", Method: "POST", RequiredApprovals: 1}, {Service: "stripe", Endpoint: "*", Method: "*", RequiredApprovals: 3}}, 0},
+		"path under a pattern":                            {[]Rule{{Service: "hn", Endpoint: "/item/1.json", Method: "GET", RequiredApprovals: 1}, {Service: "hn", Endpoint: "/item/{id}.json", Method: "*", RequiredApprovals: 3}}, 1},
+		"two spellings of a pattern":                      {[]Rule{{Service: "hn", Endpoint: "/item/{id}.json", Method: "GET", RequiredApprovals: 1}, {Service: "*", Endpoint: "/item/{x}.json", Method: "*", RequiredApprovals: 3}}, 1},
+		"trailing slash is the same endpoint":             {[]Rule{{Service: "bank", Endpoint: "/admin/", Method: "GET", RequiredApprovals: 1}, {Service: "bank", Endpoint: "/admin", Method: "*", RequiredApprovals: 3}}, 1},
+		"different paths":                                 {[]Rule{{Service: "bank", Endpoint: "/users", Method: "GET", RequiredApprovals: 1}, {Service: "bank", Endpoint: "/admin", Method: "*", RequiredApprovals: 3}}, 0},
+		"different methods":                               {[]Rule{{Service: "bank", Endpoint: "/admin", Method: "GET", RequiredApprovals: 1}, {Service: "bank", Endpoint: "*", Method: "POST", RequiredApprovals: 3}}, 0},
 	} {
 		if got := Shadows(tc.rules); len(got) != tc.want {
 			t.Errorf("%s: %d shadows %v, want %d", name, len(got), got, tc.want)

@@ -31,7 +31,7 @@ func BenchmarkVote(b *testing.B) {
 	b.Run("before", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := r.Check(voter, r.Digest, now); err != nil {
+			if err := r.Check(voter, r.Digest, true, now); err != nil {
 				b.Fatal(err)
 			}
 			c := legacyClone(r)
@@ -44,7 +44,7 @@ func BenchmarkVote(b *testing.B) {
 	b.Run("after", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := r.Check(voter, r.Digest, now); err != nil {
+			if err := r.Check(voter, r.Digest, true, now); err != nil {
 				b.Fatal(err)
 			}
 			c := r.Clone()

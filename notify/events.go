@@ -208,7 +208,7 @@ func derive(c *engine.Commit, publicURL string) []draft {
 				continue
 			}
 			m := &Membership{ProposalID: p.ProposalID, RequiredApprovals: p.RequiredApprovals,
-				RulesChanged: !slices.Equal(c.GateBefore.Rules, c.GateAfter.Rules)}
+				RulesChanged: !gate.RulesEqual(c.GateBefore.Rules, c.GateAfter.Rules)}
 			for _, k := range p.Signers {
 				m.Signers = append(m.Signers, st.MemberName(k))
 				if !slices.Contains(c.GateBefore.Signers, k) {
@@ -253,7 +253,7 @@ func atRisk(g gate.Config) *Quorum {
 // gateChanged reports whether the signers or an M changed.
 func gateChanged(a, b gate.Config) bool {
 	return a.Enabled != b.Enabled || a.RequiredApprovals != b.RequiredApprovals ||
-		!slices.Equal(a.Signers, b.Signers) || !slices.Equal(a.Rules, b.Rules)
+		!slices.Equal(a.Signers, b.Signers) || !gate.RulesEqual(a.Rules, b.Rules) || !gate.GroupsEqual(a.Groups, b.Groups)
 }
 
 // requestOf is how an event shows r.

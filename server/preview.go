@@ -56,7 +56,7 @@ func (a *API) checkRules(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, a.log, twokey.Errorf(twokey.EBadPayload, `give "rules": the whole proposed rule set ([] for none)`))
 		return
 	}
-	out, err := a.eng.CheckRules(r.PathValue("id"), key, in.Rules)
+	out, err := a.eng.CheckRules(r.PathValue("id"), key, in.Rules, in.Groups)
 	if err != nil {
 		writeError(w, a.log, err)
 		return

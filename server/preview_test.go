@@ -123,7 +123,7 @@ func TestPreviewEndpoint(t *testing.T) {
 	}
 	if p.Method != "POST" || p.URL != "https://httpbin.org/post" || string(p.Body) != `{"data":"hi"}` || p.Service != "httpbin" ||
 		p.Template != "httpbin.echo" || p.Risk != "write" || p.SuggestedApprovals != 2 || !p.GateEnabled ||
-		p.Rule == nil || *p.Rule != rule || p.RequiredApprovals != 2 || p.Signers != 2 {
+		p.Rule == nil || !p.Rule.Equal(rule) || p.RequiredApprovals != 2 || p.Signers != 2 {
 		t.Fatalf("preview: %+v", p)
 	}
 	if p.Auth != (gate.PreviewAuth{Kind: "required", HeaderName: "Authorization", SecretID: sp.SecretID}) {
@@ -147,7 +147,7 @@ func TestPreviewEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs.RequiredApprovals != p.RequiredApprovals || rs.Rule == nil || *rs.Rule != rule {
+	if rs.RequiredApprovals != p.RequiredApprovals || rs.Rule == nil || !rs.Rule.Equal(rule) {
 		t.Fatalf("submitted at M=%d rule %v; the preview said %d, %v", rs.RequiredApprovals, rs.Rule, p.RequiredApprovals, p.Rule)
 	}
 
@@ -234,7 +234,7 @@ func TestRulesCheckEndpoint(t *testing.T) {
 	}
 	fresh := gate.Rule{Service: "httpbin", Endpoint: "/anything/{x}", Method: "POST", RequiredApprovals: 1}
 	wantRules := []gate.Rule{broad, old, fresh, {Service: "*", Endpoint: "*", Method: "DELETE", RequiredApprovals: 2}}
-	if !slices.Equal(rc.Rules, wantRules) {
+	if !gate.RulesEqual(rc.Rules, wantRules) {
 		t.Fatalf("rules %+v, want %+v", rc.Rules, wantRules)
 	}
 	wantShadow := gate.Shadow{Rule: fresh, Over: broad}.String()
