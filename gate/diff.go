@@ -27,7 +27,16 @@ type ProposalDiff struct {
 	NBefore, NAfter int
 	RulesAdded      []Rule       // in the order of the new rule set
 	RulesRemoved    []Rule       // in the order of the old one
-	RulesChanged    []RuleChange // same service, endpoint and method, another M
+	RulesChanged    []RuleChange // same service, endpoint and method, another M or policy
+	// GroupsChanged are the groups whose members change (PROTOCOL 9), by
+	// name, sorted: a group set, emptied or changed.
+	GroupsChanged []GroupChange
+}
+
+// GroupChange is one group before and after a change (nil: not set).
+type GroupChange struct {
+	Group         string
+	Before, After []string
 }
 
 // RuleChange is a rule whose M a change sets anew.
@@ -74,7 +83,7 @@ func DiffConfig(before, after Config) ProposalDiff {
 		switch {
 		case i < 0:
 			d.RulesAdded = append(d.RulesAdded, r)
-		case old[i].RequiredApprovals != r.RequiredApprovals:
+		case !old[i].Equal(r):
 			d.RulesChanged = append(d.RulesChanged, RuleChange{Before: old[i], After: r})
 		}
 	}
@@ -82,6 +91,20 @@ func DiffConfig(before, after Config) ProposalDiff {
 	for _, o := range old {
 		if !slices.ContainsFunc(next, func(r Rule) bool { return same(o, r) }) {
 			d.RulesRemoved = append(d.RulesRemoved, o)
+		}
+	}
+	names := groupNames(before.Groups)
+	for _, g := range groupNames(after.Groups) {
+		if !slices.Contains(names, g) {
+			names = append(names, g)
+		}
+	}
+	slices.Sort(names)
+	for _, g := range names {
+		b, inB := before.Groups[g]
+		a, inA := after.Groups[g]
+		if inA != inB || !GroupsEqual(map[string][]string{g: a}, map[string][]string{g: b}) {
+			d.GroupsChanged = append(d.GroupsChanged, GroupChange{Group: g, Before: b, After: a})
 		}
 	}
 	return d
@@ -126,8 +149,13 @@ func (d ProposalDiff) Rules() bool {
 	return len(d.RulesAdded)+len(d.RulesRemoved)+len(d.RulesChanged) > 0
 }
 
+// Groups reports whether a group is set, changed or dropped.
+func (d ProposalDiff) Groups() bool { return len(d.GroupsChanged) > 0 }
+
 // Empty reports whether nothing changes.
-func (d ProposalDiff) Empty() bool { return !d.Members() && !d.Threshold() && !d.Rules() }
+func (d ProposalDiff) Empty() bool {
+	return !d.Members() && !d.Threshold() && !d.Rules() && !d.Groups()
+}
 
 // What names what changes, for a sentence: "members", "threshold",
 // "rules", joined ("members and rules"), or "nothing".
@@ -141,6 +169,9 @@ func (d ProposalDiff) What() string {
 	}
 	if d.Rules() {
 		parts = append(parts, "rules")
+	}
+	if d.Groups() {
+		parts = append(parts, "groups")
 	}
 	switch len(parts) {
 	case 0:
@@ -162,7 +193,7 @@ func (d ProposalDiff) Label() string { return strings.ToUpper(d.What()) + " CHAN
 // "+ rule httpbin POST * needs 3" for each rule added,
 // "- rule httpbin GET /get needs 2" for each removed and
 // "~ rule httpbin POST /post needs 2 → 3" for each given another M;
-// "no change to signers, M or rules" for none.
+// "no change to signers, M, rules or groups" for none.
 //
 // The M line is there when M or the number of signers changes. name gives
 // the name of a signer by key (a signer who comes in goes by the name the
@@ -189,17 +220,44 @@ func (d ProposalDiff) Lines(name func(key string) string) []string {
 		out = append(out, fmt.Sprintf("default M %d of %d → %d of %d signers", d.MBefore, d.NBefore, d.MAfter, d.NAfter))
 	}
 	rule := func(r Rule) string { return fmt.Sprintf("rule %s %s %s needs", r.Service, r.Method, r.Endpoint) }
+	// A plain rule reads "needs 3"; one that says more, its policy.
+	needs := func(r Rule) string {
+		if r.Plain() {
+			return fmt.Sprint(r.RequiredApprovals)
+		}
+		return r.Policy().Describe()
+	}
 	for _, r := range d.RulesAdded {
-		out = append(out, fmt.Sprintf("+ %s %d", rule(r), r.RequiredApprovals))
+		out = append(out, fmt.Sprintf("+ %s %s", rule(r), needs(r)))
 	}
 	for _, r := range d.RulesRemoved {
-		out = append(out, fmt.Sprintf("- %s %d", rule(r), r.RequiredApprovals))
+		out = append(out, fmt.Sprintf("- %s %s", rule(r), needs(r)))
 	}
 	for _, c := range d.RulesChanged {
-		out = append(out, fmt.Sprintf("~ %s %d → %d", rule(c.After), c.Before.RequiredApprovals, c.After.RequiredApprovals))
+		out = append(out, fmt.Sprintf("~ %s %s → %s", rule(c.After), needs(c.Before), needs(c.After)))
+	}
+	members := func(keys []string) string {
+		if len(keys) == 0 {
+			return "nobody"
+		}
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = who(k, "")
+		}
+		return strings.Join(names, ", ")
+	}
+	for _, g := range d.GroupsChanged {
+		switch {
+		case g.Before == nil:
+			out = append(out, fmt.Sprintf("+ group %s: %s", g.Group, members(g.After)))
+		case g.After == nil:
+			out = append(out, fmt.Sprintf("- group %s", g.Group))
+		default:
+			out = append(out, fmt.Sprintf("~ group %s: %s → %s", g.Group, members(g.Before), members(g.After)))
+		}
 	}
 	if len(out) == 0 {
-		out = append(out, "no change to signers, M or rules")
+		out = append(out, "no change to signers, M, rules or groups")
 	}
 	return out
 }

@@ -53,9 +53,9 @@ func TestDiffProposal(t *testing.T) {
 			[]string{"+ signer DDDDDDDD", "- signer carol (CCCCCCCC)", "default M 2 of 3 → 3 of 3 signers",
 				"- rule httpbin GET /get needs 1", "~ rule httpbin POST * needs 2 → 3"}},
 		{"the same rules again", gate.ProposePayload{Rules: rules(get, post)}, "NOTHING CHANGED",
-			[]string{"no change to signers, M or rules"}},
+			[]string{"no change to signers, M, rules or groups"}},
 		{"M as it is", gate.ProposePayload{RequiredApprovals: 2}, "NOTHING CHANGED",
-			[]string{"no change to signers, M or rules"}},
+			[]string{"no change to signers, M, rules or groups"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := gate.DiffProposal(before, tc.p)
