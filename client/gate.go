@@ -187,7 +187,9 @@ func (c *Client) Vote(ctx context.Context, conv, id string, approve bool, reason
 	if err != nil {
 		return conversation.Record{}, nil, err
 	}
-	if st.State != gate.StatePending {
+	// Pending takes votes; approved too, until its cool-off ends (a
+	// rejection then is a veto, PROTOCOL 9).
+	if st.State != gate.StatePending && st.State != gate.StateApproved {
 		return conversation.Record{}, nil, twokey.Errorf(twokey.ERequestClosed, "request %s is %s; it takes no more votes", id, st.State)
 	}
 	p, digest, err := c.RequestPayload(ctx, conv, st)
