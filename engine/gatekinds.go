@@ -468,7 +468,7 @@ func (e *Engine) cancelRequest(ch *change, m *conversation.Message) error {
 	if err != nil {
 		return err
 	}
-	if err := r.CheckCancel(m.Author); err != nil {
+	if err := r.CheckCancel(m.Author, e.clock.Now()); err != nil {
 		return err
 	}
 	return e.closeIn(ch, r, gate.StateCancelled, gate.ReasonCancelled)
@@ -595,7 +595,9 @@ func (e *Engine) applyProposal(ch *change, prop *gate.Proposal) error {
 		if cur, ok := ch.requests[id]; ok {
 			r = cur
 		}
-		if r.Open() {
+		// ch.st.LastAt is member.changed's received_at: a request whose
+		// cool-off is over by then is the executor's, not cancelled.
+		if r.OpenAt(ch.st.LastAt) {
 			if err := e.closeIn(ch, r, gate.StateCancelled, gate.ReasonMembershipChanged); err != nil {
 				return err
 			}

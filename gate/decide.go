@@ -69,13 +69,13 @@ func PendingOf(reqs map[string]*Request, submitter, program string) int {
 	return n
 }
 
-// CheckCancel validates a gate.cancel of r by author: only its submitter
-// may, and only while it is pending.
-func (r *Request) CheckCancel(author string) error {
+// CheckCancel validates a gate.cancel of r by author at now: only its
+// submitter may, and only while it is pending or in its cool-off.
+func (r *Request) CheckCancel(author string, now time.Time) error {
 	if r.Submitter != author {
 		return twokey.Errorf(twokey.EForbidden, "only the submitter of request %s may cancel it", r.ID)
 	}
-	if !r.Open() {
+	if !r.OpenAt(now) {
 		return twokey.Errorf(twokey.ERequestClosed, "request %s is %s; it can no longer be cancelled", r.ID, r.State)
 	}
 	return nil

@@ -300,7 +300,7 @@ func (f *Fold) apply(m *conversation.Message, seq uint64, at time.Time) (Step, e
 		if r == nil {
 			return Step{}, violate(ViolationState, "it cancels request %s, which this log never submitted", twokey.Clip(p.RequestID))
 		}
-		if err := r.CheckCancel(m.Author); err != nil {
+		if err := r.CheckCancel(m.Author, at); err != nil {
 			if twokey.ErrorCode(err) == twokey.EForbidden {
 				return Step{}, violate(ViolationAuthority, "only the submitter may cancel request %s", r.ID)
 			}

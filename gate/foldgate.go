@@ -158,7 +158,7 @@ func (f *Fold) gatewayRecord(m *conversation.Message, seq uint64, at time.Time) 
 		f.revoking = nil
 		return Step{}, nil
 	case conversation.KindMemberChanged:
-		return f.changed(m)
+		return f.changed(m, at)
 	}
 	var p ClosedPayload
 	if err := decode(m, &p); err != nil {
@@ -264,7 +264,7 @@ func (f *Fold) gatewayRecord(m *conversation.Message, seq uint64, at time.Time) 
 		if err := f.decision(m, r, false); err != nil {
 			return Step{}, err
 		}
-		if (r.State != StatePending && r.State != StateApproved) || (p.Reason != ReasonCancelled && p.Reason != ReasonMembershipChanged) {
+		if !r.OpenAt(at) || (p.Reason != ReasonCancelled && p.Reason != ReasonMembershipChanged) {
 			return Step{}, violate(ViolationState, "request %s is cancelled (%s) while %s, and not by its submitter or a membership change", r.ID, twokey.Clip(p.Reason), r.State)
 		}
 	default:
@@ -376,7 +376,7 @@ func (f *Fold) approved(m *conversation.Message, r *Request, seq uint64, at time
 
 // changed checks a member.changed against the proposal it applies, and
 // applies it: pending requests are cancelled next, other proposals void.
-func (f *Fold) changed(m *conversation.Message) (Step, error) {
+func (f *Fold) changed(m *conversation.Message, at time.Time) (Step, error) {
 	var p ChangedPayload
 	if err := decode(m, &p); err != nil {
 		return Step{}, err
@@ -405,7 +405,7 @@ func (f *Fold) changed(m *conversation.Message) (Step, error) {
 	f.Proposals = map[string]*Proposal{}
 	var group []follow
 	for _, id := range slices.Sorted(maps.Keys(f.Requests)) {
-		if f.Requests[id].Open() {
+		if f.Requests[id].OpenAt(at) {
 			group = append(group, follow{kind: conversation.KindGateCancelled, id: id, reason: ReasonMembershipChanged})
 		}
 	}

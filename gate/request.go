@@ -90,6 +90,13 @@ type Result struct {
 // approved and in its cool-off.
 func (r *Request) Open() bool { return r.State == StatePending || r.State == StateApproved }
 
+// OpenAt reports whether the request is open at now: pending, or approved
+// with its cool-off not yet over (at executable_at it is the executor's:
+// no cancel or membership change ends it then, PROTOCOL 9).
+func (r *Request) OpenAt(now time.Time) bool {
+	return r.State == StatePending || (r.State == StateApproved && now.Before(r.ExecutableAt))
+}
+
 // Terminal reports whether the request has ended.
 func (r *Request) Terminal() bool { return Settled(r.State) }
 
@@ -142,13 +149,14 @@ func (r *Request) Check(signer, digest string, approve bool, now time.Time) erro
 	if !r.Open() {
 		return twokey.Errorf(twokey.ERequestClosed, "request %s is %s; it takes no more votes", r.ID, r.State)
 	}
+	ownApproval := approve && signer == r.Submitter && !r.Needs().SubmitterCounts
 	if r.State == StateApproved {
-		if slices.Contains(r.Vetoes, signer) || (approve && (slices.Contains(r.Approvals, signer) || slices.Contains(r.Rejections, signer))) {
+		if slices.Contains(r.Vetoes, signer) || ownApproval || (approve && (slices.Contains(r.Approvals, signer) || slices.Contains(r.Rejections, signer))) {
 			return twokey.Errorf(twokey.EAlreadyVoted, "you have already voted on request %s", r.ID)
 		}
 		return nil
 	}
-	if signer == r.Submitter && !r.Needs().SubmitterCounts {
+	if ownApproval {
 		return twokey.Errorf(twokey.EAlreadyVoted, "you submitted request %s, and its rule does not count the submitter's approval; the other signers decide it (you may cancel it)", r.ID)
 	}
 	if slices.Contains(r.Approvals, signer) || slices.Contains(r.Rejections, signer) {
