@@ -568,7 +568,12 @@ func (ch *change) append(m *conversation.Message, now time.Time) conversation.Re
 
 // gatewayRecord signs payload as the gateway and appends it.
 func (e *Engine) gatewayRecord(ch *change, kind string, payload any) (conversation.Record, error) {
-	now := e.clock.Now()
+	return e.gatewayRecordAt(ch, kind, payload, e.clock.Now())
+}
+
+// gatewayRecordAt is gatewayRecord received at now (a time the payload
+// itself states, as gate.approved's executable_at does).
+func (e *Engine) gatewayRecordAt(ch *change, kind string, payload any, now time.Time) (conversation.Record, error) {
 	raw, err := json.Marshal(payload)
 	if err != nil {
 		return conversation.Record{}, err

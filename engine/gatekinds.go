@@ -448,9 +448,10 @@ func (e *Engine) vote(ch *change, m *conversation.Message) error {
 func (e *Engine) approveIn(ch *change, r *gate.Request) error {
 	at := ch.stamp(e.clock.Now())
 	r.Approve(at, ch.st.Seq+1)
-	if _, err := e.gatewayRecord(ch, conversation.KindGateApproved, gate.ApprovedPayload{
+	// The record is received at exactly at: executable_at is stated from it.
+	if _, err := e.gatewayRecordAt(ch, conversation.KindGateApproved, gate.ApprovedPayload{
 		Header: e.header(ch.c.st.ID), RequestID: r.ID, Approvers: slices.Clone(r.Approvers),
-		ExecutableAt: conversation.FormatTime(r.ExecutableAt), Assignment: maps.Clone(r.Assignment), Decision: gate.DecisionOf(r)}); err != nil {
+		ExecutableAt: conversation.FormatTime(r.ExecutableAt), Assignment: maps.Clone(r.Assignment), Decision: gate.DecisionOf(r)}, at); err != nil {
 		return err
 	}
 	conv, id, due := ch.c.st.ID, r.ID, r.ExecutableAt
