@@ -270,7 +270,7 @@ func TestUsageErrorsShowUsageAndExample(t *testing.T) {
 			"usage:   twokey conv ls\n"}},
 		{[]string{"gate", "enable", "ops", "--approvals", "two"}, []string{
 			`twokey: gate enable: --approvals "two" is not a whole number` + "\n",
-			"usage:   twokey gate enable CONV --approvals M [--rule SPEC ...]\n",
+			"usage:   twokey gate enable CONV --approvals M [--group NAME=MEMBER,MEMBER ...] [--rule SPEC ...]\n",
 			"example: twokey gate enable ops --approvals 2\n"}},
 		{[]string{"request", "ops", "httpbin.headers", "--expires", "3"}, []string{
 			`twokey: request: --expires "3" is not a duration (30s, 15m, 2h)` + "\n"}},

@@ -28,7 +28,7 @@ import (
 
 // gateConfig is the gate g describes.
 func gateConfig(g *api.GateInfo) gate.Config {
-	return gate.Config{Enabled: g.Enabled, Signers: g.Signers, RequiredApprovals: g.RequiredApprovals, Rules: g.Rules}
+	return gate.Config{Enabled: g.Enabled, Signers: g.Signers, RequiredApprovals: g.RequiredApprovals, Rules: g.Rules, Groups: g.Groups}
 }
 
 // printDiff writes d a line each, after indent.

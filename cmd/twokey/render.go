@@ -159,7 +159,8 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	// the M of a request the fold does not hold.
 	approvals := func() (int, string, []string) {
 		if r := step.Request; r != nil {
-			return len(r.Approvals), fmt.Sprint(r.Required), r.Approvals
+			counted := r.Counted()
+			return len(counted), fmt.Sprint(r.Required), counted
 		}
 		return 0, "?", nil
 	}
@@ -191,12 +192,18 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		var p gate.EnablePayload
 		_ = json.Unmarshal(r.Body, &p)
 		fmt.Fprintf(w, "%s asks to enable the gateway, %s required\n", head, nOf(p.RequiredApprovals, "approval"))
+		v.groups(w, p.Groups)
 	case conversation.KindGateEnabled:
 		var p gate.EnabledPayload
 		_ = json.Unmarshal(r.Body, &p)
 		fmt.Fprintf(w, "%s GATE ENABLED  %d of %d signers must approve: %s\n", head, p.RequiredApprovals, len(p.Signers), v.nameList(p.Signers))
+		v.groups(w, p.Groups)
 		for _, rule := range p.Rules {
-			fmt.Fprintf(w, "     rule %s %s %s needs %d\n", rule.Service, rule.Method, rule.Endpoint, rule.RequiredApprovals)
+			if rule.Plain() {
+				fmt.Fprintf(w, "     rule %s %s %s needs %d\n", rule.Service, rule.Method, rule.Endpoint, rule.RequiredApprovals)
+			} else {
+				fmt.Fprintf(w, "     rule %s %s %s needs %s\n", rule.Service, rule.Method, rule.Endpoint, rule.Policy().Describe())
+			}
 		}
 	case conversation.KindGateSecretStored:
 		var p gate.SecretStoredPayload
@@ -243,6 +250,14 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 			}
 			fmt.Fprintf(w, "     params %s\n", strings.Join(parts, " "))
 		}
+		if p.Reason != "" {
+			fmt.Fprintf(w, "     why: %s\n", termtext.Line(p.Reason))
+		}
+		if r := step.Request; r != nil {
+			if pol := r.Needs(); !plainPolicy(pol) {
+				fmt.Fprintf(w, "     policy %s\n", pol.Describe())
+			}
+		}
 		if len(p.Body) > 0 && !v.short {
 			indent(w, prettyBody(string(p.Body), 12))
 		}
@@ -257,14 +272,23 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 	case conversation.KindGateApprove, conversation.KindGateReject:
 		var p gate.VotePayload
 		_ = json.Unmarshal(r.Body, &p)
-		if r.Kind == conversation.KindGateApprove {
+		reason := ""
+		if p.Reason != "" {
+			reason = ": " + termtext.Line(p.Reason)
+		}
+		// A vote on a request in its cool-off: an approval changes
+		// nothing, a rejection is a veto (PROTOCOL 9).
+		rq := step.Request
+		coolOff := rq != nil && rq.ApprovedSeq > 0 && rq.ApprovedSeq < r.Seq
+		switch {
+		case r.Kind == conversation.KindGateApprove && coolOff:
+			fmt.Fprintf(w, "%s APPROVE %s  (already approved; changes nothing)%s\n", head, shortID(p.RequestID), reason)
+		case r.Kind == conversation.KindGateApprove:
 			n, m, _ := approvals()
-			fmt.Fprintf(w, "%s APPROVE %s  (%d/%s)\n", head, shortID(p.RequestID), n, m)
-		} else {
-			reason := ""
-			if p.Reason != "" {
-				reason = ": " + termtext.Line(p.Reason)
-			}
+			fmt.Fprintf(w, "%s APPROVE %s  (%d/%s)%s\n", head, shortID(p.RequestID), n, m, reason)
+		case coolOff:
+			fmt.Fprintf(w, "%s VETO    %s  (%d of %d vetoes)%s\n", head, shortID(p.RequestID), len(rq.Vetoes), rq.Needs().Veto, reason)
+		default:
 			fmt.Fprintf(w, "%s REJECT  %s%s\n", head, shortID(p.RequestID), reason)
 		}
 	case conversation.KindGateCancel:
@@ -275,6 +299,27 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		var p gate.ExecutedPayload
 		_ = json.Unmarshal(r.Body, &p)
 		fmt.Fprintf(w, "%s EXECUTED %s  status %d in %d ms, approved by %s\n", head, shortID(p.RequestID), p.Status, p.DurationMS, v.nameList(p.Approvers))
+		if len(p.Assignment) > 0 {
+			fmt.Fprintf(w, "     groups: %s\n", assignmentText(p.Assignment, v.name))
+		}
+	case conversation.KindGateApproved:
+		var p gate.ApprovedPayload
+		_ = json.Unmarshal(r.Body, &p)
+		at, veto := p.ExecutableAt, 1
+		if rq := step.Request; rq != nil {
+			veto = rq.Needs().Veto
+		}
+		if t, err := time.Parse(time.RFC3339Nano, p.ExecutableAt); err == nil {
+			at = t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+		}
+		left := ""
+		if st := v.final[p.RequestID]; st != "" && st != gate.StateApproved {
+			left = " · now " + st
+		}
+		fmt.Fprintf(w, "%s APPROVED %s  by %s; executes at %s unless vetoed (%s)%s\n", head, shortID(p.RequestID), v.nameList(p.Approvers), at, nOf(veto, "veto")+" stops it", left)
+		if len(p.Assignment) > 0 {
+			fmt.Fprintf(w, "     groups: %s\n", assignmentText(p.Assignment, v.name))
+		}
 	case conversation.KindGateResponse:
 		var p gate.ResponsePayload
 		_ = json.Unmarshal(r.Body, &p)
@@ -293,7 +338,14 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		var p gate.ClosedPayload
 		_ = json.Unmarshal(r.Body, &p)
 		word := strings.ToUpper(strings.TrimPrefix(r.Kind, "gate."))
-		fmt.Fprintf(w, "%s %s %s  reason %s\n", head, word, shortID(p.RequestID), termtext.Line(p.Reason))
+		why := termtext.Line(p.Reason)
+		if p.Reason == gate.ReasonVetoed {
+			why = "vetoed during the cool-off"
+			if rq := step.Request; rq != nil && len(rq.Vetoes) > 0 {
+				why += " by " + v.nameList(rq.Vetoes)
+			}
+		}
+		fmt.Fprintf(w, "%s %s %s  reason %s\n", head, word, shortID(p.RequestID), why)
 		if p.Detail != "" {
 			fmt.Fprintf(w, "     %s\n", termtext.Line(p.Detail))
 		}
@@ -316,13 +368,20 @@ func (v *logView) render(w io.Writer, r conversation.Record) {
 		_ = json.Unmarshal(r.Body, &p)
 		d := step.Diff
 		if d == nil { // not believed: what it claims
-			dd := gate.DiffConfig(before, gate.Config{Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules})
+			dd := gate.DiffConfig(before, gate.Config{Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules, Groups: p.Groups})
 			d = &dd
 		}
 		fmt.Fprintf(w, "%s %s  proposal %s; signers %s; %d of %d must approve\n", head, d.Label(), shortID(p.ProposalID), v.nameList(p.Signers), p.RequiredApprovals, len(p.Signers))
 		v.diff(w, d)
 	default:
 		fmt.Fprintf(w, "%s %s\n", head, r.Kind)
+	}
+}
+
+// groups writes a gate's groups a line each, members by name.
+func (v *logView) groups(w io.Writer, groups map[string][]string) {
+	for _, g := range groupNames(groups) {
+		fmt.Fprintf(w, "     group %s: %s\n", termtext.Line(g), orDefault(v.nameList(groups[g]), "(empty)"))
 	}
 }
 

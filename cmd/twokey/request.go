@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +24,8 @@ type requestOptions struct {
 	expires time.Duration
 	preview bool
 	wait    bool
+	reason  string
+	cmd     *cobra.Command // for which flags were given
 }
 
 func newRequestCmd(f *factory) *cobra.Command {
@@ -34,20 +37,29 @@ func newRequestCmd(f *factory) *cobra.Command {
 counts as your own approval; it runs once M distinct signers have approved it
 (M from the most specific rule that applies), before it expires.
 
---preview prints the resolved call, the rule that applies and its M, and
-submits nothing.
+--preview prints the resolved call, the rule that applies, its M and,
+when the rule asks for more (groups, a reason, a cool-off), its whole
+policy, and submits nothing.
+
+--reason says why you ask (1 to 1,000 characters, shown to every signer);
+a rule with a required reason refuses a request without one.
 
 'request show' is the subcommand below. For a conversation named "show",
 put -- before the conversation, with the flags ahead of it:
 twokey request --preview -- show dogs.breed breed=hound`,
 		Example: "  twokey request ops dogs.breed breed=hound --preview\n" +
-			"  twokey request ops httpbin.headers --expires 30m --wait",
+			"  twokey request ops httpbin.headers --expires 30m --wait\n" +
+			"  twokey request ops httpbin.echo data=refund --reason \"refund for ticket 4411\"",
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error { return runRequest(cmd.Context(), f, o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.cmd = cmd
+			return runRequest(cmd.Context(), f, o, args)
+		},
 	}
 	cmd.Flags().DurationVar(&o.expires, "expires", time.Hour, "how long the request waits for approvals (at most 168h)")
 	cmd.Flags().BoolVar(&o.preview, "preview", false, "show the resolved call and its M; submit nothing")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until the request settles and print the outcome")
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why you ask (1 to 1,000 characters; required by a rule with a required reason)")
 	var wait, body bool
 	show := &cobra.Command{
 		Use:   "show CONV ID",
@@ -116,6 +128,11 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 	if o.expires > twokey.MaxRequestTTL {
 		return usagef("--expires %s: a request waits at most 7 days (168h) for approvals; give a shorter --expires", o.expires)
 	}
+	if o.cmd != nil {
+		if err := checkReason(o.cmd, "reason", o.reason); err != nil {
+			return err
+		}
+	}
 	c, conv, err := f.conversation(ctx, args[0])
 	if err != nil {
 		return err
@@ -145,13 +162,18 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 	if err != nil {
 		return err
 	}
+	policy := gate.PolicyOf(pv.RequiredApprovals, pv.Rule)
 	if o.preview {
-		for _, line := range pv.Lines {
+		for _, line := range previewLines(pv) {
 			fmt.Fprintln(f.io.Out, line)
 		}
 		return nil
 	}
+	if pv.GateEnabled && policy.ReasonRequired && o.reason == "" {
+		return usagef("rule %s requires a reason: say why you ask with --reason TEXT (1 to %d characters)", ruleName(pv.Rule), gate.MaxReasonChars)
+	}
 	p := pv.Request.Payload(conversation.FormatTime(c.Now().Add(o.expires)))
+	p.Reason = o.reason
 	rec, err := c.Submit(ctx, conv.ID, p)
 	if err != nil {
 		return err
@@ -163,7 +185,13 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 		return err
 	}
 	fmt.Fprintf(f.io.Out, "submitted request %s: %s %s\n", sent.RequestID, p.Method, p.URL)
+	if sp := st.Policy.Policy; !plainPolicy(sp) {
+		fmt.Fprintf(f.io.Out, "policy: %s\n", sp.Describe())
+	}
 	fmt.Fprintf(f.io.Out, "approvals %d/%d; others approve with: twokey approve %s %s\n", len(st.Approvals), st.RequiredApprovals, conv.Name, sent.RequestID[:8])
+	if st.State == gate.StateApproved {
+		fmt.Fprintf(f.io.Out, "%s; veto with: twokey veto %s %s\n", approvedText(st.Policy.ExecutableAt, len(st.Vetoes), st.Policy.Veto, c.Now()), conv.Name, sent.RequestID[:8])
+	}
 	if o.wait {
 		st, err = c.WaitRequest(ctx, conv.ID, sent.RequestID)
 		if err != nil {
@@ -172,6 +200,37 @@ func runRequest(ctx context.Context, f *factory, o *requestOptions, args []strin
 		return printRequest(ctx, f.io.Out, c, conv, st, true)
 	}
 	return nil
+}
+
+// previewLines are the preview's lines (the server's, gate.NewPreview),
+// with "policy: ..." before the last when the rule that applies asks for
+// more than M approvals (and the server's lines do not say it already).
+func previewLines(pv *api.Preview) []string {
+	lines := pv.Lines
+	if !pv.GateEnabled || pv.Rule == nil || pv.Rule.Plain() || len(lines) == 0 {
+		return lines
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l, "policy: ") {
+			return lines
+		}
+	}
+	policy := "policy: " + gate.PolicyOf(pv.RequiredApprovals, pv.Rule).Describe()
+	out := append(slices.Clone(lines[:len(lines)-1]), policy)
+	return append(out, lines[len(lines)-1])
+}
+
+// plainPolicy reports whether p says no more than M approvals.
+func plainPolicy(p gate.Policy) bool {
+	return len(p.Require) == 0 && p.SubmitterCounts && !p.ReasonRequired && p.DelaySeconds == 0
+}
+
+// ruleName is a rule as "httpbin POST *", or "the default" for none.
+func ruleName(r *gate.Rule) string {
+	if r == nil {
+		return "the default"
+	}
+	return fmt.Sprintf("%s %s %s", r.Service, r.Method, r.Endpoint)
 }
 
 // printRequest writes a request's state, and its response when executed.
@@ -196,12 +255,39 @@ func printRequest(ctx context.Context, w io.Writer, c *client.Client, conv api.S
 	if st.Program != "" {
 		fmt.Fprintf(tw, "program\t%s\n", st.Program)
 	}
-	fmt.Fprintf(tw, "state\t%s\n", st.State)
+	if st.Request.Reason != "" {
+		fmt.Fprintf(tw, "why\t%s\n", termtext.Line(st.Request.Reason))
+	}
+	if !plainPolicy(st.Policy.Policy) {
+		fmt.Fprintf(tw, "policy\t%s\n", st.Policy.Describe())
+	}
+	state := st.State
+	if st.State == gate.StateApproved {
+		state = approvedText(st.Policy.ExecutableAt, len(st.Vetoes), st.Policy.Veto, c.Now())
+	} else if st.State == gate.StateRejected && st.Result != nil && st.Result.Reason == gate.ReasonVetoed {
+		state = "rejected (vetoed during the cool-off)"
+	}
+	fmt.Fprintf(tw, "state\t%s\n", state)
 	fmt.Fprintf(tw, "approvals\t%d/%d (%s)\n", len(st.Approvals), st.RequiredApprovals, nl(st.Approvals))
+	if st.State == gate.StatePending && len(st.Policy.Require) > 0 {
+		if g, err := c.Gate(ctx, conv.ID); err == nil {
+			if unmet := unmetText(st.Policy.Policy, g.Groups, st.Approvals); unmet != "" {
+				fmt.Fprintf(tw, "needs\t%s\n", unmet)
+			}
+		}
+	}
+	if len(st.Assignment) > 0 {
+		fmt.Fprintf(tw, "groups\t%s\n", assignmentText(st.Assignment, func(k string) string { return orDefault(names[k], conversation.ShortKey(k)) }))
+	}
 	if len(st.Rejections) > 0 {
 		fmt.Fprintf(tw, "rejections\t%s\n", nl(st.Rejections))
 	}
-	fmt.Fprintf(tw, "expires\t%s\n", st.ExpiresAt)
+	if len(st.Vetoes) > 0 {
+		fmt.Fprintf(tw, "vetoes\t%d of %d (%s)\n", len(st.Vetoes), st.Policy.Veto, nl(st.Vetoes))
+	}
+	if st.State != gate.StateApproved {
+		fmt.Fprintf(tw, "expires\t%s\n", st.ExpiresAt)
+	}
 	fmt.Fprintf(tw, "digest\t%s\n", st.RequestDigest)
 	if st.Result != nil {
 		if st.Result.Reason != "" {
@@ -257,6 +343,6 @@ func newRequestsCmd(f *factory) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "only requests in this state (pending, executing, executed, failed, expired, rejected, cancelled)")
+	cmd.Flags().StringVar(&state, "state", "", "only requests in this state (pending, approved, executing, executed, failed, expired, rejected, cancelled)")
 	return cmd
 }

@@ -255,6 +255,7 @@ https:// is not followed: use its https:// URL.
 		newRequestsCmd(f),
 		newVoteCmd(f, "approve"),
 		newVoteCmd(f, "reject"),
+		newVoteCmd(f, "veto"),
 		newCancelCmd(f),
 		newMemberCmd(f),
 		newKeysCmd(f),
