@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,9 @@ func (f *fakeHooks) Targets() []api.Webhook {
 	for _, h := range f.targets {
 		out = append(out, h)
 	}
+	// The real notifier lists targets by name; so does the fake, or the
+	// test would depend on map order.
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
