@@ -56,7 +56,8 @@ var Tools = []string{ToolListTemplates, ToolDescribeTemplate, ToolPreviewRequest
 // instructions are what the server tells a client about itself.
 const instructions = `twokey lets you propose HTTP calls that a group of people (the conversation's signers) must approve before the gateway makes them.
 You act through a program key: you may list and describe the templates it allows, preview a call, propose it, and wait for the outcome. You cannot approve, reject or cancel a request, nor see any API key: the signers decide.
-Typical flow: list_templates, describe_template, preview_request (shows the exact URL and how many approvals it needs), propose_request, then get_request with wait_seconds until it is executed (its response is in the result), rejected or expired. Tell the user the request id and link so that the signers can find it.`
+Typical flow: list_templates, describe_template, preview_request (shows the exact URL, how many approvals it needs and its policy), propose_request, then get_request with wait_seconds until it is executed (its response is in the result), rejected or expired. Tell the user the request id and link so that the signers can find it.
+A template's policy may ask more than a number of approvals: approvers from named groups, a reason (then pass reason to propose_request: why the call is needed, for the signers), or a cool-off after the approvals (state approved) during which signers may still veto the call.`
 
 // New returns the MCP server with every tool, acting through o.Program.
 func New(o Options) *mcp.Server {

@@ -110,10 +110,12 @@ func (p *Program) Template(ctx context.Context, name string) (*api.ProgramTempla
 	return &out, nil
 }
 
-// Preview says what Submit(in) would submit and the M it would get,
-// submitting nothing (POST /v1/programs/preview).
-func (p *Program) Preview(ctx context.Context, in api.ProgramRequest) (*api.Preview, error) {
-	var out api.Preview
+// Preview says what Submit(in) would submit and the M and policy
+// (PROTOCOL 9) it would get, submitting nothing (POST
+// /v1/programs/preview). A server from before policies gives no policy:
+// Policy.RequiredApprovals is then 0.
+func (p *Program) Preview(ctx context.Context, in api.ProgramRequest) (*api.ProgramPreview, error) {
+	var out api.ProgramPreview
 	if err := p.do(ctx, http.MethodPost, "/v1/programs/preview", in, &out); err != nil {
 		return nil, err
 	}

@@ -121,7 +121,7 @@ type Notification struct {
 
 // NotificationEvents are the events a webhook target may ask for (package
 // notify sends them; a test there holds the two lists equal).
-var NotificationEvents = []string{"request.created", "request.approved_by", "request.executed", "request.failed",
+var NotificationEvents = []string{"request.created", "request.approved_by", "request.approved", "request.executed", "request.failed",
 	"request.rejected", "request.expired", "request.cancelled", "membership.proposed", "membership.changed",
 	"gate.quorum_at_risk"}
 

@@ -16,8 +16,12 @@ import (
 
 // Events a target may want (config.NotificationEvents is the same list).
 const (
-	RequestCreated     = "request.created"
-	RequestApprovedBy  = "request.approved_by" // off unless a target names it
+	RequestCreated    = "request.created"
+	RequestApprovedBy = "request.approved_by" // off unless a target names it
+	// RequestApproved is a request whose approvals are in under a rule with
+	// a cool-off (gate.approved, PROTOCOL 9): it executes at executable_at
+	// unless vetoed first. On by default: it is the signers' last chance.
+	RequestApproved    = "request.approved"
 	RequestExecuted    = "request.executed"
 	RequestFailed      = "request.failed"
 	RequestRejected    = "request.rejected"
@@ -31,7 +35,7 @@ const (
 )
 
 // Events lists the events a target may ask for, in the order of the docs.
-var Events = []string{RequestCreated, RequestApprovedBy, RequestExecuted, RequestFailed, RequestRejected,
+var Events = []string{RequestCreated, RequestApprovedBy, RequestApproved, RequestExecuted, RequestFailed, RequestRejected,
 	RequestExpired, RequestCancelled, MembershipProposed, MembershipChanged, QuorumAtRisk}
 
 // defaultEvents are a target's events when it names none.
@@ -73,6 +77,16 @@ type Data struct {
 	// for a target with detail full.
 	Params map[string]string `json:"params,omitempty"`
 	URL    string            `json:"url,omitempty"`
+	// Reason is why the request's submitter asks (gate.request's reason,
+	// PROTOCOL 9), on every event of a request that has one. Not the
+	// same as request.reason, which says why it closed.
+	//
+	// Unlike params and the URL it is sent at detail summary too: a
+	// submitter writes it for the signers, to be read where they decide,
+	// and it is no part of the call. At summary it is clipped to
+	// SummaryReasonChars characters (code points, ending in "…"); with
+	// detail full it is whole (at most 1,000).
+	Reason string `json:"reason,omitempty"`
 	// Message is a test-send's text.
 	Message string `json:"message,omitempty"`
 }
@@ -99,8 +113,31 @@ type Request struct {
 	Submitter  string    `json:"submitter"`
 	Program    string    `json:"program,omitempty"`
 	State      string    `json:"state"`
-	Reason     string    `json:"reason,omitempty"` // why it closed (failed, rejected, expired, cancelled)
+	Reason     string    `json:"reason,omitempty"` // why it closed (failed, rejected, expired, cancelled); "vetoed" for a veto during the cool-off
 	Status     int       `json:"status,omitempty"` // the upstream's HTTP status (executed)
+	// Policy is what the request needs in one line (PROTOCOL 9,
+	// gate.Policy.Describe): "3 approvals, including 1 of finance; 15 min
+	// cool-off, 1 veto".
+	Policy string `json:"policy,omitempty"`
+	// ExecutableAt is, once the approvals are in under a rule with a
+	// cool-off, when the call is made unless vetoed first; Veto is how
+	// many rejections during the cool-off stop it, Vetoes who vetoed.
+	ExecutableAt *time.Time `json:"executable_at,omitempty"`
+	Veto         int        `json:"veto,omitempty"`
+	Vetoes       []string   `json:"vetoes,omitempty"`
+}
+
+// SummaryReasonChars is the most of a request's reason an event carries
+// at detail summary (Data.Reason).
+const SummaryReasonChars = 200
+
+// clipReason is reason cut to n code points, "…" ending a cut one.
+func clipReason(reason string, n int) string {
+	rs := []rune(reason)
+	if len(rs) <= n {
+		return reason
+	}
+	return string(rs[:n-1]) + "…"
 }
 
 // Membership is a proposal (membership.proposed) or the change it made
@@ -135,6 +172,7 @@ type draft struct {
 	data   Data
 	params map[string]string
 	url    string
+	reason string // the request's reason, whole: Puts clips it per target
 }
 
 // derive reads the events of a commit.
@@ -160,7 +198,7 @@ func derive(c *engine.Commit, publicURL string) []draft {
 		if r == nil {
 			return
 		}
-		d := draft{typ: typ, key: "r/" + st.ID + "/" + r.ID, params: maps.Clone(r.Payload.Params), url: r.Payload.URL,
+		d := draft{typ: typ, key: "r/" + st.ID + "/" + r.ID, params: maps.Clone(r.Payload.Params), url: r.Payload.URL, reason: r.Payload.Reason,
 			data: Data{Conversation: conv, Request: requestOf(st, r), By: by, Link: config.DeepLink(publicURL, st.ID, r.ID)}}
 		out = append(out, d)
 	}
@@ -170,6 +208,8 @@ func derive(c *engine.Commit, publicURL string) []draft {
 			reqEvent(RequestCreated, rec, "")
 		case conversation.KindGateApprove:
 			reqEvent(RequestApprovedBy, rec, st.MemberName(rec.Author))
+		case conversation.KindGateApproved:
+			reqEvent(RequestApproved, rec, "")
 		case conversation.KindGateExecuted:
 			reqEvent(RequestExecuted, rec, "")
 		case conversation.KindGateFailed:
@@ -260,7 +300,7 @@ func gateChanged(a, b gate.Config) bool {
 func requestOf(st *conversation.State, r *gate.Request) *Request {
 	out := &Request{ID: r.ID, Template: r.Payload.Template, Service: r.Payload.Service, Method: strings.ToUpper(r.Payload.Method),
 		K: r.Count(), M: r.Required, ExpiresAt: r.ExpiresAt, Submitter: st.MemberName(r.Submitter), Program: r.Program,
-		State: r.State, Approvals: []string{}, Rejections: []string{}, WaitingOn: []string{}}
+		State: r.State, Approvals: []string{}, Rejections: []string{}, WaitingOn: []string{}, Policy: r.Needs().Describe()}
 	if r.Program != "" {
 		out.Submitter = "program " + r.Program
 	}
@@ -270,10 +310,19 @@ func requestOf(st *conversation.State, r *gate.Request) *Request {
 	for _, k := range r.Rejections {
 		out.Rejections = append(out.Rejections, st.MemberName(k))
 	}
+	// Only a pending request waits on anyone: an approved one has its
+	// approvals and waits out its cool-off.
 	for _, k := range r.Signers {
-		if r.Open() && !slices.Contains(r.Approvals, k) && !slices.Contains(r.Rejections, k) {
+		if r.State == gate.StatePending && !slices.Contains(r.Approvals, k) && !slices.Contains(r.Rejections, k) {
 			out.WaitingOn = append(out.WaitingOn, st.MemberName(k))
 		}
+	}
+	if !r.ExecutableAt.IsZero() {
+		at := r.ExecutableAt.UTC()
+		out.ExecutableAt, out.Veto = &at, r.Needs().Veto
+	}
+	for _, k := range r.Vetoes {
+		out.Vetoes = append(out.Vetoes, st.MemberName(k))
 	}
 	if r.Result != nil {
 		out.Reason, out.Status = r.Result.Reason, r.Result.Status

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twokey/twokey/api"
+	"github.com/twokey/twokey/gate"
 )
 
 // rendered is one event as a format sends it.
@@ -75,7 +76,7 @@ func headerText(s string) string {
 // priority is ntfy's 1 (min) to 5 (max).
 func priority(typ string) int {
 	switch typ {
-	case RequestCreated, RequestFailed, QuorumAtRisk:
+	case RequestCreated, RequestApproved, RequestFailed, QuorumAtRisk:
 		return 4
 	case RequestApprovedBy:
 		return 2
@@ -87,6 +88,8 @@ func tag(typ string) string {
 	switch typ {
 	case RequestCreated:
 		return "key"
+	case RequestApproved:
+		return "hourglass_flowing_sand"
 	case RequestExecuted:
 		return "white_check_mark"
 	case RequestFailed, QuorumAtRisk:
@@ -97,8 +100,19 @@ func tag(typ string) string {
 	return "busts_in_silhouette"
 }
 
-// summary is an event's title and text for a person.
+// summary is an event's title and text for a person: the text ends
+// with the request's reason on a line of its own, when it has one (as
+// clipped for the target's detail).
 func summary(ev *Event) (title, text string) {
+	title, text = summaryLine(ev)
+	if ev.Data.Request != nil && ev.Data.Reason != "" {
+		text += "\nReason: " + strings.Join(strings.Fields(ev.Data.Reason), " ")
+	}
+	return title, text
+}
+
+// summaryLine is summary without the reason.
+func summaryLine(ev *Event) (title, text string) {
 	d := ev.Data
 	in := d.Conversation.Name
 	if in == "" {
@@ -119,12 +133,28 @@ func summary(ev *Event) (title, text string) {
 			return "Approval needed in " + in, text + "; expires " + r.ExpiresAt.UTC().Format(time.RFC3339)
 		case RequestApprovedBy:
 			return d.By + " approved a request in " + in, fmt.Sprintf("%s by %s; %s", what, r.Submitter, votes)
+		case RequestApproved:
+			at := "the end of its cool-off"
+			if r.ExecutableAt != nil {
+				at = r.ExecutableAt.UTC().Format(time.RFC3339)
+			}
+			veto := "a rejection by any signer stops it"
+			if r.Veto > 1 {
+				veto = fmt.Sprintf("%d rejections stop it", r.Veto)
+			}
+			return "Request approved in " + in + ": cool-off until " + at,
+				fmt.Sprintf("%s by %s: %s; it executes at %s unless vetoed (%s)", what, r.Submitter, votes, at, veto)
 		case RequestExecuted:
 			return "Request executed in " + in, fmt.Sprintf("%s by %s: the service answered %d", what, r.Submitter, r.Status)
 		default:
 			state := strings.TrimPrefix(ev.Type, "request.")
 			text = fmt.Sprintf("%s by %s was %s", what, r.Submitter, state)
-			if r.Reason != "" {
+			switch {
+			case r.Reason == gate.ReasonVetoed && len(r.Vetoes) > 0:
+				text += " (vetoed during its cool-off by " + strings.Join(r.Vetoes, ", ") + ")"
+			case r.Reason == gate.ReasonVetoed:
+				text += " (vetoed during its cool-off)"
+			case r.Reason != "":
 				text += " (" + r.Reason + ")"
 			}
 			return "Request " + state + " in " + in, text + "; " + votes

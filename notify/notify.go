@@ -24,7 +24,9 @@
 //     other targets.
 //   - Never a secret to a receiver: events carry names, counts, times and
 //     the deep link, never a secret, a header value or a body; params and
-//     the URL only for a target with detail full.
+//     the URL only for a target with detail full. A request's reason,
+//     written by its submitter for the signers, goes at either detail:
+//     clipped to 200 characters at summary, whole at full.
 package notify
 
 import (
@@ -305,6 +307,9 @@ func (n *Notifier) Puts(c *engine.Commit) []store.Put {
 				Event: Event{Type: d.typ, Version: SchemaVersion, ID: newID(), Timestamp: c.Time.UTC(), Data: d.data}}
 			if t.hook.Detail == api.DetailFull {
 				e.Event.Data.Params, e.Event.Data.URL = d.params, d.url
+				e.Event.Data.Reason = d.reason
+			} else if d.reason != "" {
+				e.Event.Data.Reason = clipReason(d.reason, SummaryReasonChars)
 			}
 			b, err := json.Marshal(e)
 			if err != nil {

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -129,12 +131,13 @@ func (o *operator) refuse(w http.ResponseWriter, r *http.Request, p *programs.Pr
 
 // programSubmit is POST /v1/programs/requests.
 func (o *operator) programSubmit(w http.ResponseWriter, r *http.Request) {
-	prog, _, p, ok := o.programPayload(w, r)
+	prog, in, p, ok := o.programPayload(w, r)
 	if !ok {
 		return
 	}
-	st, ok := o.submit(w, r, prog, p)
-	if !ok {
+	st, err := o.submitProgram(prog, p)
+	if err != nil {
+		o.answerRefusal(w, r, prog, o.explainRefusal(prog, in, p, err))
 		return
 	}
 	w.Header().Set("Location", programLocation(st.RequestID))
@@ -174,7 +177,7 @@ func decodeProgramRequest(body []byte) (api.ProgramRequest, error) {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return in, twokey.Errorf(twokey.EBadPayload, "the body is not a program request: %s (fields: template, params, service, method, url, headers, body, expires_in, request_id)", twokey.ClipAt(err.Error(), 200))
+		return in, twokey.Errorf(twokey.EBadPayload, "the body is not a program request: %s (fields: template, params, service, method, url, headers, body, expires_in, reason, request_id)", twokey.ClipAt(err.Error(), 200))
 	}
 	if dec.More() {
 		return in, twokey.Errorf(twokey.EBadPayload, "the body holds more than one JSON value; send one program request")
@@ -197,7 +200,10 @@ func buildPayload(cat *catalog.Catalog, prog *programs.Program, in *api.ProgramR
 		}
 		ttl = d
 	}
-	p := gate.RequestPayload{RequestID: in.RequestID, ExpiresAt: conversation.FormatTime(now.Add(ttl))}
+	if err := gate.CheckReason("reason", in.Reason); err != nil {
+		return gate.RequestPayload{}, twokey.Errorf(twokey.EBadPayload, "%s: say why the call is needed in at most %d characters", twokey.ErrorMessage(err), gate.MaxReasonChars)
+	}
+	p := gate.RequestPayload{RequestID: in.RequestID, ExpiresAt: conversation.FormatTime(now.Add(ttl)), Reason: in.Reason}
 	switch {
 	case in.Template != "":
 		if in.URL != "" || in.Method != "" || in.Service != "" || in.Headers != nil || in.Body != nil {
@@ -286,21 +292,74 @@ func templateFor(cat *catalog.Catalog, prog *programs.Program, service, method, 
 
 // submit charges the program's policy and has the gateway write the
 // request; a request the gateway refuses is not charged to the monthly cap.
+// It answers a refusal itself.
 func (o *operator) submit(w http.ResponseWriter, r *http.Request, prog *programs.Program, p gate.RequestPayload) (*api.RequestState, bool) {
+	st, err := o.submitProgram(prog, p)
+	if err != nil {
+		o.answerRefusal(w, r, prog, err)
+		return nil, false
+	}
+	return st, true
+}
+
+// answerRefusal answers a refusal of submitProgram: the program's
+// policy's through refuse (logged, counted, with Retry-After), the
+// gateway's as it is.
+func (o *operator) answerRefusal(w http.ResponseWriter, r *http.Request, prog *programs.Program, err error) {
+	var cr chargeRefusal
+	if errors.As(err, &cr) {
+		o.refuse(w, r, prog, "", cr.error)
+		return
+	}
+	writeError(w, o.log, err)
+}
+
+// chargeRefusal is a refusal of the program's policy (its rate, its
+// monthly cap), which refuse logs and counts.
+type chargeRefusal struct{ error }
+
+func (c chargeRefusal) Unwrap() error { return c.error }
+
+// submitProgram is submit's work: it returns the refusal, a chargeRefusal
+// when the program's policy refused it.
+func (o *operator) submitProgram(prog *programs.Program, p gate.RequestPayload) (*api.RequestState, error) {
 	refund, err := o.progs.Charge(prog.Name, p.Template)
 	if err != nil {
-		o.refuse(w, r, prog, "", err)
-		return nil, false
+		return nil, chargeRefusal{err}
 	}
 	st, err := o.eng.SubmitProgram(prog.Conversation, prog.Name, prog.Prefix(), p)
 	if err != nil {
 		refund()
 		o.log.Info("program request not accepted", attrProgram, prog.Name, attrKeyPrefix, prog.Prefix(),
 			engine.AttrCode, twokey.ErrorCode(err), engine.AttrReason, twokey.ErrorMessage(err))
-		writeError(w, o.log, err)
-		return nil, false
+		return nil, err
 	}
-	return st, true
+	return st, nil
+}
+
+// explainRefusal says, in a program's words, why the gateway refused a
+// program request by its policy (PROTOCOL 9): without a reason where the
+// rule requires one, the engine's words name the CLI's flag; a program
+// gives "reason" in its body. Other refusals are as they came.
+func (o *operator) explainRefusal(prog *programs.Program, in api.ProgramRequest, p gate.RequestPayload, err error) error {
+	var cr chargeRefusal
+	if errors.As(err, &cr) || twokey.ErrorCode(err) != twokey.EBadPayload || p.Reason != "" {
+		return err
+	}
+	pv, perr := o.preview(prog, in, p)
+	if perr != nil || !pv.Policy.ReasonRequired {
+		return err
+	}
+	return twokey.Errorf(twokey.EBadPayload, "%s requires a reason: give \"reason\" in the body (1 to %d characters), saying why the call is needed; the signers read it before they approve (policy: %s)",
+		ruleName(pv.Rule), gate.MaxReasonChars, pv.PolicyText)
+}
+
+// ruleName is how a refusal names the rule a call falls under.
+func ruleName(r *gate.Rule) string {
+	if r == nil {
+		return "the conversation's policy"
+	}
+	return fmt.Sprintf("the rule %s %s %s", r.Service, r.Method, r.Endpoint)
 }
 
 // own returns the program's request id, or unknown_request when it is
@@ -328,8 +387,7 @@ func (o *operator) waitFor(r *http.Request, prog *programs.Program, st *api.Requ
 // state is a request's program state: where to poll it and its link in
 // the browser app.
 func (o *operator) state(prog *programs.Program, st *api.RequestState) api.ProgramState {
-	return api.ProgramState{RequestState: st, Location: programLocation(st.RequestID),
-		Link: config.DeepLink(o.publicURL, prog.Conversation, st.RequestID)}
+	return api.NewProgramState(st, programLocation(st.RequestID), config.DeepLink(o.publicURL, prog.Conversation, st.RequestID))
 }
 
 // view is state with the response, once executed.
@@ -371,7 +429,7 @@ func (o *operator) programGet(w http.ResponseWriter, r *http.Request) {
 }
 
 // requestStates are the states GET /v1/programs/requests?state= takes.
-var requestStates = []string{gate.StatePending, gate.StateExecuting, gate.StateExecuted, gate.StateFailed,
+var requestStates = []string{gate.StatePending, gate.StateApproved, gate.StateExecuting, gate.StateExecuted, gate.StateFailed,
 	gate.StateExpired, gate.StateRejected, gate.StateCancelled}
 
 // Listing bounds of GET /v1/programs/requests.
@@ -426,6 +484,9 @@ func (o *operator) programTemplates(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, err)
 		return
 	}
+	for i := range ts {
+		withPolicy(&ts[i])
+	}
 	writeJSON(w, http.StatusOK, api.ProgramTemplates{Conversation: conv, Templates: ts})
 }
 
@@ -454,39 +515,59 @@ func (o *operator) programTemplate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.log, twokey.Errorf(twokey.EInternal, "template %s is listed %d times", name, len(ts)))
 		return
 	}
+	withPolicy(&ts[0])
 	writeJSON(w, http.StatusOK, ts[0])
 }
 
+// withPolicy fills in a template's policy (PROTOCOL 9) from the rule and
+// M the engine found for it, as a request of it would get them.
+func withPolicy(t *api.ProgramTemplate) {
+	t.Policy = gate.PolicyOf(t.RequiredApprovals, t.Rule)
+	t.PolicyText = t.Policy.Describe()
+}
+
 // programPreview is POST /v1/programs/preview: what POST
-// /v1/programs/requests with the same body would submit, and the M it
-// would get, without submitting it or charging the key's rate or cap.
+// /v1/programs/requests with the same body would submit, and the M and
+// policy it would get, without submitting it or charging the key's rate
+// or cap.
 func (o *operator) programPreview(w http.ResponseWriter, r *http.Request) {
 	prog, in, p, ok := o.programPayload(w, r)
 	if !ok {
 		return
 	}
-	err := prog.CheckTemplate(p.Template)
-	if err != nil {
+	if err := prog.CheckTemplate(p.Template); err != nil {
 		o.refuse(w, r, prog, "", err)
 		return
 	}
+	pv, err := o.preview(prog, in, p)
+	if err != nil {
+		writeError(w, o.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pv)
+}
+
+// preview is the preview of a program request in, p as buildPayload made
+// it, with the policy it would get.
+func (o *operator) preview(prog *programs.Program, in api.ProgramRequest, p gate.RequestPayload) (*api.ProgramPreview, error) {
 	var pv *api.Preview
+	var err error
 	if in.Template != "" {
 		pv, err = o.eng.ProgramPreview(prog.Conversation, in.Template, in.Params)
 	} else {
 		svc, _ := o.eng.Catalog().Service(p.Service) // payload found it
 		path, perr := svc.EndpointOf(p.URL)
 		if perr != nil {
-			writeError(w, o.log, perr)
-			return
+			return nil, perr
 		}
 		pv, err = o.eng.ProgramCallPreview(prog.Conversation, p, path)
 	}
 	if err != nil {
-		writeError(w, o.log, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, pv)
+	out := &api.ProgramPreview{Preview: *pv, Policy: gate.PolicyOf(pv.RequiredApprovals, pv.Rule)}
+	out.PolicyText = out.Policy.Describe()
+	return out, nil
 }
 
 // parseWait reads a wait: seconds ("30") or a duration ("30s", "2m").
