@@ -21,10 +21,11 @@ import (
 
 // commands are the slash commands, in the order /help lists them.
 var commands = []struct{ name, args, help string }{
-	{"/approve", "ID", "approve a pending request (a unique id prefix is enough)"},
+	{"/approve", "ID [reason]", "approve a pending request (an id prefix will do)"},
 	{"/reject", "ID [reason]", "reject a pending request"},
+	{"/veto", "ID [reason]", "veto an approved request during its cool-off"},
 	{"/cancel", "ID", "cancel your own pending request"},
-	{"/request", "TEMPLATE k=v ...", "propose a call; the preview shows the URL and M before Enter"},
+	{"/request", "TEMPLATE k=v ... [-- reason]", "propose a call; the preview shows the URL and M before Enter"},
 	{"/gate", "enable M", "turn the gateway on: M of the members must approve each call (admin)"},
 	{"/secret", "add SERVICE [TTL] | revoke SERVICE", "store an API key (typed hidden, sealed here) or revoke it"},
 	{"/members", "", "members, signers, M and the rules"},
@@ -65,7 +66,8 @@ func (m *Model) onScreen(c *convState) *item {
 // approval. A record that does not verify, or that the fold refused, never is.
 func (m *Model) votable(c *convState, it *item) bool {
 	if r := c.requestOf(it); r != nil {
-		return r.State == gate.StatePending && m.now().Before(r.ExpiresAt) && r.IsSigner(m.self) && r.voted(m.self) == ""
+		return r.State == gate.StatePending && m.now().Before(r.ExpiresAt) && r.IsSigner(m.self) && r.voted(m.self) == "" &&
+			(r.Submitter != m.self || r.Needs().SubmitterCounts)
 	}
 	if pr := c.proposalOf(it); pr != nil {
 		return c.open(pr) && slices.Contains(pr.Needed, m.self) && !slices.Contains(pr.Approvals, m.self)
@@ -83,9 +85,22 @@ func (m *Model) notBelieved(it *item) bool {
 	return true
 }
 
-// voteSelected approves or rejects the request on the selected card (or,
-// for an approval, the membership proposal on it): the card as last drawn.
-func (m *Model) voteSelected(approve bool) tea.Cmd {
+// Votes a key asks for: a plain approval, one with a reason (a prompt
+// first), a rejection (a prompt first; during the cool-off a veto) and a
+// veto.
+const (
+	voteApprove    = "approve"
+	voteApproveWhy = "approve-why"
+	voteReject     = "reject"
+	voteVeto       = "veto"
+)
+
+// voteSelected votes on the request on the selected card (or, for an
+// approval, the membership proposal on it): the card as last drawn. A
+// rejection or veto asks for its reason first (optional: enter alone
+// sends none), as does an approval with A.
+func (m *Model) voteSelected(how string) tea.Cmd {
+	approve := how == voteApprove || how == voteApproveWhy
 	c := m.conv()
 	if c == nil {
 		m.setStatus(true, "no conversation selected")
@@ -107,7 +122,23 @@ func (m *Model) voteSelected(approve bool) tea.Cmd {
 		m.setStatus(true, "#%d is %s, not a request: move to a request card with j/k", it.rec.Seq, kindLabel(it.rec.Kind))
 		return nil
 	}
-	return m.vote(c, it, approve, "")
+	if how == voteApprove {
+		return m.vote(c, it, true, "")
+	}
+	r := m.canVote(c, it, approve)
+	if r == nil {
+		return nil
+	}
+	if how == voteVeto && r.State != gate.StateApproved {
+		m.setStatus(true, "request %s is %s, not in a cool-off: there is nothing to veto (r rejects it)", shortID(safeLine(r.ID)), describeState(r))
+		return nil
+	}
+	kind := map[bool]string{true: voteApproveWhy, false: voteReject}[approve]
+	if r.State == gate.StateApproved {
+		kind = voteVeto
+	}
+	p := c.shown(r.Request)
+	return m.ask(&asking{kind: kind, conv: c.id, seq: it.rec.Seq, short: shortID(safeLine(r.ID)), call: p.Method + " " + p.URL})
 }
 
 // vote signs an approval or rejection of the request in item it. The
@@ -122,28 +153,17 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 	if m.notBelieved(it) {
 		return nil
 	}
-	r := c.requestOf(it)
+	r := m.canVote(c, it, approve)
 	if r == nil {
-		m.setStatus(true, "record #%d is not a request this TUI understands", it.rec.Seq)
 		return nil
 	}
 	short := shortID(safeLine(r.ID))
-	switch {
-	case r.State != gate.StatePending:
-		m.setStatus(true, "request %s is already %s: it takes no more votes", short, describeState(r))
+	if err := gate.CheckReason("the reason", reason); err != nil {
+		m.setStatus(true, "%s", errText(err))
 		return nil
-	case r.sending != "":
-		m.setStatus(true, "your %s of request %s is already being sent: it shows in the log when the server has it", r.sending, short)
-		return nil
-	case !m.now().Before(r.ExpiresAt):
-		m.setStatus(true, "request %s expired at %s: it takes no more votes", short, r.ExpiresAt.In(m.loc).Format("15:04:05"))
-		return nil
-	case !r.IsSigner(m.self):
-		m.setStatus(true, "you are not a signer of request %s", short)
-		return nil
-	case r.voted(m.self) != "":
-		m.setStatus(true, "you already %s request %s", r.voted(m.self), short)
-		return nil
+	}
+	if !approve && r.State == gate.StateApproved {
+		verb = "veto"
 	}
 	vm, err := conversation.Verify(it.rec.Envelope)
 	if err != nil || vm.Kind != conversation.KindGateRequest {
@@ -157,13 +177,70 @@ func (m *Model) vote(c *convState, it *item, approve bool, reason string) tea.Cm
 	}
 	digest := conversation.Digest(vm.Payload)
 	conv, id := c.id, r.ID
-	c.sendingReq[id] = map[bool]string{true: "approval", false: "rejection"}[approve]
-	m.setStatus(false, "%sing %s: %s %s", strings.TrimSuffix(verb, "e"), short, p.Method, p.URL)
-	done := doneMsg{what: verb + " " + short, done: verb + "d " + short + ": " + p.Method + " " + p.URL, conv: conv, req: id}
+	w := voteWords[verb]
+	c.sendingReq[id] = w.noun
+	m.setStatus(false, "%s %s: %s %s", w.ing, short, p.Method, p.URL)
+	done := doneMsg{what: verb + " " + short, done: w.did + " " + short + ": " + p.Method + " " + p.URL, conv: conv, req: id}
 	return m.callFor(done, func(ctx context.Context, b Backend) error {
 		_, err := b.VoteDigest(ctx, conv, id, digest, approve, reason)
 		return err
 	})
+}
+
+// voteWords are how a vote is named while it is sent and once it is.
+var voteWords = map[string]struct{ noun, ing, did string }{
+	"approve": {"approval", "approving", "approved"},
+	"reject":  {"rejection", "rejecting", "rejected"},
+	"veto":    {"veto", "vetoing", "vetoed"},
+}
+
+// canVote returns the request of item it when the user may vote on it now
+// (approve says which vote), else nil with the status saying why. A
+// pending request takes one vote of each signer until it expires (none
+// from its submitter when its rule does not count them); an approved one,
+// until its cool-off ends, a veto from each signer (an approval then
+// changes nothing, and the TUI does not send one).
+func (m *Model) canVote(c *convState, it *item, approve bool) *reqView {
+	r := c.requestOf(it)
+	if r == nil {
+		m.setStatus(true, "record #%d is not a request this TUI understands", it.rec.Seq)
+		return nil
+	}
+	short := shortID(safeLine(r.ID))
+	if r.State == gate.StateApproved {
+		switch {
+		case r.sending != "":
+			m.setStatus(true, "your %s of request %s is already being sent: it shows in the log when the server has it", r.sending, short)
+		case !m.inCoolOff(r):
+			m.setStatus(true, "request %s's cool-off ended at %s: it takes no more votes", short, m.at(r.ExecutableAt))
+		case approve:
+			m.setStatus(true, "request %s is already approved and in its cool-off: another approval changes nothing (v vetoes it)", short)
+		case !r.IsSigner(m.self):
+			m.setStatus(true, "you are not a signer of request %s", short)
+		case r.voted(m.self) == "vetoed":
+			m.setStatus(true, "you already vetoed request %s", short)
+		default:
+			return r
+		}
+		return nil
+	}
+	switch {
+	case r.State != gate.StatePending:
+		m.setStatus(true, "request %s is already %s: it takes no more votes", short, describeState(r))
+	case r.sending != "":
+		m.setStatus(true, "your %s of request %s is already being sent: it shows in the log when the server has it", r.sending, short)
+	case !m.now().Before(r.ExpiresAt):
+		m.setStatus(true, "request %s expired at %s: it takes no more votes", short, r.ExpiresAt.In(m.loc).Format("15:04:05"))
+	case !r.IsSigner(m.self):
+		m.setStatus(true, "you are not a signer of request %s", short)
+	case r.voted(m.self) != "":
+		m.setStatus(true, "you already %s request %s", r.voted(m.self), short)
+	case r.Submitter == m.self && !r.Needs().SubmitterCounts:
+		m.setStatus(true, "you submitted request %s, and its rule does not count the submitter: the other signers decide it (c cancels it)", short)
+	default:
+		return r
+	}
+	return nil
 }
 
 // approveProposal approves a membership proposal, bound to the digest of
@@ -244,7 +321,7 @@ func (m *Model) cancel(c *convState, r *reqView) tea.Cmd {
 	case r.Submitter != m.self:
 		m.setStatus(true, "only its submitter may cancel request %s", short)
 		return nil
-	case r.State != gate.StatePending:
+	case !r.Open():
 		m.setStatus(true, "request %s is already %s", short, describeState(r))
 		return nil
 	}
@@ -315,14 +392,24 @@ func (m *Model) submitLine(line string) tea.Cmd {
 		return nil
 	}
 	switch name {
-	case "/approve", "/reject":
+	case "/approve", "/reject", "/veto":
 		if len(args) == 0 {
-			m.setStatus(true, "usage: %s ID", name)
+			m.setStatus(true, "usage: %s ID [reason]", name)
 			return nil
 		}
-		_, it, err := c.findRequest(args[0])
+		r, it, err := c.findRequest(args[0])
 		if err != nil {
 			m.setStatus(true, "%v", err)
+			return nil
+		}
+		// A rejection during the cool-off is a veto, and a veto is a
+		// rejection there only: each command says which it means.
+		switch {
+		case name == "/veto" && r.State != gate.StateApproved:
+			m.setStatus(true, "request %s is %s, not in a cool-off: there is nothing to veto (/reject rejects it)", shortID(safeLine(r.ID)), describeState(r))
+			return nil
+		case name == "/reject" && r.State == gate.StateApproved:
+			m.setStatus(true, "request %s is approved and in its cool-off: /veto %s vetoes it", shortID(safeLine(r.ID)), shortID(safeLine(r.ID)))
 			return nil
 		}
 		return m.vote(c, it, name == "/approve", strings.Join(args[1:], " "))
@@ -404,15 +491,44 @@ func (m *Model) resolveRequest(args []string) (*templates.Template, *catalog.Ser
 	return t, svc, p, nil
 }
 
+// splitReason takes a request's reason off its arguments: the words after
+// a lone "--" ("/request T k=v -- the customer asked").
+func splitReason(args []string) ([]string, string) {
+	if i := slices.Index(args, "--"); i >= 0 {
+		return args[:i], strings.Join(args[i+1:], " ")
+	}
+	return args, ""
+}
+
+// request submits the call /request describes. When its rule requires a
+// reason and none follows "--", the reason prompt asks for one first.
 func (m *Model) request(c *convState, args []string) tea.Cmd {
+	args, reason := splitReason(args)
 	t, _, p, err := m.resolveRequest(args)
 	if err != nil {
 		m.setStatus(true, "%s", errText(err))
 		return nil
 	}
+	if err := gate.CheckReason("the reason", reason); err != nil {
+		m.setStatus(true, "%s", errText(err))
+		return nil
+	}
+	if pol, _, ok := policyFor(c, &p); ok && pol.ReasonRequired && reason == "" {
+		return m.ask(&asking{kind: "request", conv: c.id, call: safeLine(p.Method + " " + p.URL), req: p, template: t.Name, required: true})
+	}
+	return m.submit(c, t.Name, p, reason)
+}
+
+// submit signs and posts a request, expiring the TUI's TTL from now.
+func (m *Model) submit(c *convState, template string, p gate.RequestPayload, reason string) tea.Cmd {
+	p.Reason = reason
 	p.ExpiresAt = conversation.FormatTime(m.now().Add(m.ttl))
+	done := "submitted " + template + " (it counts as your approval)"
+	if pol, _, ok := policyFor(c, &p); ok && !pol.SubmitterCounts {
+		done = "submitted " + template + " (its rule does not count your approval: the other signers decide)"
+	}
 	conv := c.id
-	return m.call("submit "+t.Name, "submitted "+t.Name+" (it counts as your approval)", func(ctx context.Context, b Backend) error {
+	return m.call("submit "+template, done, func(ctx context.Context, b Backend) error {
 		_, err := b.Submit(ctx, conv, p)
 		return err
 	})
@@ -548,12 +664,21 @@ func (m *Model) completions(words []string) []string {
 	}
 	arg := len(words) - 1 // the index of the word being completed
 	switch words[0] {
-	case "/approve", "/reject", "/cancel":
+	case "/approve", "/reject", "/veto", "/cancel":
 		if arg != 1 || c == nil {
 			return nil
 		}
 		for id, r := range c.fold.Requests {
-			if r.State == gate.StatePending && (words[0] != "/cancel" || r.Submitter == m.self) {
+			var ok bool
+			switch words[0] {
+			case "/cancel":
+				ok = r.Open() && r.Submitter == m.self
+			case "/veto":
+				ok = r.State == gate.StateApproved
+			default:
+				ok = r.State == gate.StatePending
+			}
+			if ok {
 				out = append(out, shortID(safeLine(id)))
 			}
 		}

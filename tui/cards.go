@@ -72,6 +72,8 @@ func kindLabel(kind string) string {
 		return "a rejection"
 	case conversation.KindGateExecuted:
 		return "an execution"
+	case conversation.KindGateApproved:
+		return "the start of a cool-off"
 	case conversation.KindGateResponse:
 		return "a response"
 	}
@@ -88,6 +90,7 @@ var reasons = map[string]string{
 	gate.ReasonExpired:           "not enough approvals before it expired",
 	gate.ReasonRejected:          "so many signers rejected it that M is out of reach",
 	gate.ReasonCancelled:         "its submitter cancelled it",
+	gate.ReasonVetoed:            "vetoed during its cool-off: it was never sent",
 	gate.ReasonStorage:           "the server could not store the outcome",
 }
 
@@ -105,6 +108,12 @@ func describeState(r *reqView) string {
 		return fmt.Sprintf("executed (status %d)", r.status())
 	case gate.StateFailed, gate.StateCancelled:
 		return fmt.Sprintf("%s (%s)", r.State, r.reason())
+	case gate.StateApproved:
+		return "approved (in its cool-off)"
+	case gate.StateRejected:
+		if r.reason() == gate.ReasonVetoed {
+			return "vetoed"
+		}
 	}
 	return r.State
 }
@@ -211,16 +220,18 @@ func (m *Model) cardOf(c *convState, it *item) cardSpec {
 		_ = json.Unmarshal(payload, &p)
 		lines := []string{fmt.Sprintf("asks to turn the gateway on: %s per call", nOf(p.RequiredApprovals, "approval"))}
 		for _, r := range p.Rules {
-			lines = append(lines, fmt.Sprintf("rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
+			lines = append(lines, ruleText(r))
 		}
+		lines = append(lines, m.groupLines(c, p.Groups, "")...)
 		return cardSpec{boxed: true, tone: colBlue, title: head + " GATE ENABLE", by: by, lines: lines}
 	case conversation.KindGateEnabled:
 		var p gate.EnabledPayload
 		_ = json.Unmarshal(payload, &p)
 		lines := []string{fmt.Sprintf("%d of %d signers must approve each call: %s", p.RequiredApprovals, len(p.Signers), c.nameList(p.Signers, m.gateway))}
 		for _, r := range p.Rules {
-			lines = append(lines, fmt.Sprintf("rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals))
+			lines = append(lines, ruleText(r))
 		}
+		lines = append(lines, m.groupLines(c, p.Groups, "")...)
 		return cardSpec{boxed: true, tone: colBlue, title: styleBold.Render(head + " GATE ENABLED"), by: by, lines: lines}
 	case conversation.KindGateSecretStored:
 		var p gate.SecretStoredPayload
@@ -256,11 +267,19 @@ func (m *Model) cardOf(c *convState, it *item) cardSpec {
 			if it.note != "" {
 				line = "approvals now " + it.note
 			}
-			return cardSpec{boxed: true, tone: colGreen, title: head + " APPROVE " + shortID(p.RequestID), by: by, lines: []string{line}}
+			lines := []string{line}
+			if p.Reason != "" {
+				lines = append(lines, "reason: "+safeLine(p.Reason))
+			}
+			return cardSpec{boxed: true, tone: colGreen, title: head + " APPROVE " + shortID(p.RequestID), by: by, lines: lines}
 		}
 		reason := "no reason given"
 		if p.Reason != "" {
 			reason = "reason: " + safeLine(p.Reason)
+		}
+		if it.veto {
+			return cardSpec{boxed: true, tone: colRed, title: styleBold.Render(head + " VETO " + shortID(p.RequestID)), by: by,
+				lines: []string{"vetoes it during its cool-off: " + it.note, reason}}
 		}
 		return cardSpec{boxed: true, tone: colRed, title: head + " REJECT " + shortID(p.RequestID), by: by, lines: []string{reason}}
 	case conversation.KindGateCancel:
@@ -271,6 +290,9 @@ func (m *Model) cardOf(c *convState, it *item) cardSpec {
 		var p gate.ExecutedPayload
 		_ = json.Unmarshal(payload, &p)
 		lines := []string{styleGreen.Render(fmt.Sprintf("status %d in %d ms", p.Status, p.DurationMS)) + " · approved by " + c.nameList(p.Approvers, m.gateway)}
+		if a := m.assignmentText(c, p.Approvers, p.Assignment); a != "" {
+			lines = append(lines, "slots: "+a)
+		}
 		if r := c.request(it.reqID); r != nil {
 			rp := c.shown(r.Request)
 			lines = append(lines, rp.Method+" "+rp.URL)
@@ -316,7 +338,17 @@ func (m *Model) cardOf(c *convState, it *item) cardSpec {
 		if it.msg.Kind == conversation.KindGateFailed || it.msg.Kind == conversation.KindGateRejected {
 			tone = colRed
 		}
-		return cardSpec{boxed: true, tone: tone, title: head + " " + word + " " + shortID(p.RequestID), by: by, lines: []string{explain(safeLine(p.Reason))}}
+		title := head + " " + word + " " + shortID(p.RequestID)
+		lines := []string{explain(safeLine(p.Reason))}
+		if it.msg.Kind == conversation.KindGateRejected && p.Reason == gate.ReasonVetoed {
+			title = styleBold.Render(head + " VETOED " + shortID(p.RequestID))
+			if r := c.request(it.reqID); r != nil && len(r.Vetoes) > 0 {
+				lines = append(lines, "vetoed by "+c.nameList(r.Vetoes, m.gateway))
+			}
+		}
+		return cardSpec{boxed: true, tone: tone, title: title, by: by, lines: lines}
+	case conversation.KindGateApproved:
+		return m.approvedSpec(c, it, head, by)
 	case conversation.KindMemberPropose:
 		return m.proposalSpec(c, it, head, by)
 	case conversation.KindMemberApprove:
@@ -370,6 +402,9 @@ func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
 		svc += " · params " + sortedParams(p.Params)
 	}
 	lines = append(lines, svc)
+	if p.Reason != "" {
+		lines = append(lines, "reason: "+safeLine(p.Reason))
+	}
 	if len(p.Headers) > 0 {
 		keys := make([]string, 0, len(p.Headers))
 		for k := range p.Headers {
@@ -392,11 +427,22 @@ func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
 	if r == nil {
 		return cardSpec{boxed: true, tone: colRed, title: styleBold.Render(title), by: by, lines: lines}
 	}
+	pol := r.Needs()
+	if !plainPolicy(pol) {
+		lines = append(lines, safeLine("policy: "+pol.Describe()))
+	}
 	votes := fmt.Sprintf("approvals %d/%d: %s", len(r.Approvals), r.Required, c.nameList(r.Approvals, m.gateway))
 	if len(r.Rejections) > 0 {
 		votes += " · rejected by " + c.nameList(r.Rejections, m.gateway)
 	}
+	if len(r.Vetoes) > 0 {
+		votes += " · vetoed by " + c.nameList(r.Vetoes, m.gateway)
+	}
 	lines = append(lines, votes)
+	lines = append(lines, m.voteReasons(c, r)...)
+	if a := m.assignmentText(c, r.Approvers, r.Assignment); a != "" {
+		lines = append(lines, "slots: "+a)
+	}
 	tone := colYellow
 	var state string
 	switch r.State {
@@ -410,12 +456,18 @@ func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
 		if r.Rule != nil {
 			state += safeLine(fmt.Sprintf(" · rule %s %s %s", r.Rule.Service, r.Rule.Method, r.Rule.Endpoint))
 		}
+	case gate.StateApproved:
+		tone, state = colPurple, styleBold.Render(m.coolOff(c, r))
 	case gate.StateExecuting:
 		tone, state = colCyan, "EXECUTING · the gateway is making the call"
 	case gate.StateExecuted:
 		tone, state = colGreen, styleGreen.Render(fmt.Sprintf("EXECUTED · status %d in %d ms", r.status(), r.duration()))
 	case gate.StateFailed, gate.StateRejected:
-		tone, state = colRed, styleRed.Render(strings.ToUpper(r.State)+" · "+explain(r.reason()))
+		word := strings.ToUpper(r.State)
+		if r.reason() == gate.ReasonVetoed {
+			word = "VETOED"
+		}
+		tone, state = colRed, styleRed.Render(word+" · "+explain(r.reason()))
 	default:
 		tone, state = colGrey, strings.ToUpper(r.State)+" · "+explain(r.reason())
 	}
@@ -424,10 +476,65 @@ func (m *Model) requestSpec(c *convState, it *item, head, by string) cardSpec {
 	return cardSpec{boxed: true, tone: tone, title: styleBold.Render(title), by: by, lines: lines}
 }
 
+// voteReasons is the reasons the votes on r give, a line each: "bob
+// rejected: not today".
+func (m *Model) voteReasons(c *convState, r *reqView) []string {
+	var out []string
+	for _, it := range c.votes[r.ID] {
+		var p gate.VotePayload
+		if json.Unmarshal(it.disp, &p) != nil || p.Reason == "" {
+			continue
+		}
+		verb := "approved"
+		switch {
+		case it.veto:
+			verb = "vetoed"
+		case it.rec.Kind == conversation.KindGateReject:
+			verb = "rejected"
+		}
+		out = append(out, "  "+c.name1(it.msg.Author, m.gateway)+" "+verb+": "+safeLine(p.Reason))
+	}
+	return out
+}
+
+// approvedSpec is the card of a gate.approved: the requirement is met and
+// the cool-off runs until executable_at, unless vetoed first.
+func (m *Model) approvedSpec(c *convState, it *item, head, by string) cardSpec {
+	var p gate.ApprovedPayload
+	_ = json.Unmarshal(it.disp, &p)
+	until := safeLine(p.ExecutableAt)
+	if t, err := time.Parse(time.RFC3339Nano, p.ExecutableAt); err == nil {
+		until = m.at(t)
+	}
+	lines := []string{styleBold.Render("APPROVED — cool-off until " + until), "approved by " + c.nameList(p.Approvers, m.gateway)}
+	if a := m.assignmentText(c, p.Approvers, p.Assignment); a != "" {
+		lines = append(lines, "slots: "+a)
+	}
+	if r := c.request(it.reqID); r != nil {
+		rp := c.shown(r.Request)
+		lines = append(lines, rp.Method+" "+rp.URL)
+		veto := r.Needs().Veto
+		switch {
+		case m.inCoolOff(r):
+			lines = append(lines, fmt.Sprintf("%s %s it; its submitter may cancel it · now %s", nOf(veto, "veto"), map[bool]string{true: "stops", false: "stop"}[veto == 1], m.vetoText(c, r)))
+		case r.State == gate.StateApproved:
+			lines = append(lines, "the cool-off is over: the gateway executes it")
+		default:
+			lines = append(lines, "request now "+describeState(r))
+		}
+	}
+	return cardSpec{boxed: true, tone: colPurple, title: styleBold.Render(head + " APPROVED " + shortID(p.RequestID)), by: by, lines: lines}
+}
+
 // yourVote says where the user stands on a request.
 func (m *Model) yourVote(r *reqView) string {
+	if r.State == gate.StateApproved && m.inCoolOff(r) {
+		return m.yourVeto(r)
+	}
 	open := r.State == gate.StatePending && m.now().Before(r.ExpiresAt)
 	switch v := r.voted(m.self); {
+	case r.Submitter == m.self && v == "" && !r.Needs().SubmitterCounts:
+		return "you: submitted it (its rule does not count your approval: the others decide)" + map[bool]string{true: " · c cancels", false: ""}[open]
 	case r.Submitter == m.self && v == "approved":
 		return "you: submitted it (your approval)" + map[bool]string{true: " · c cancels", false: ""}[open]
 	case v != "":
@@ -438,6 +545,25 @@ func (m *Model) yourVote(r *reqView) string {
 		return styleBold.Foreground(colYellow).Render("you: not voted yet · a approve · r reject")
 	}
 	return "you: did not vote"
+}
+
+// yourVeto is where the user stands on a request in its cool-off: they
+// may veto it (v), once, whatever they voted before.
+func (m *Model) yourVeto(r *reqView) string {
+	v := r.voted(m.self)
+	cancel := ""
+	if r.Submitter == m.self {
+		cancel = " · c cancels"
+	}
+	switch {
+	case v == "vetoed":
+		return "you: vetoed" + cancel
+	case !r.IsSigner(m.self):
+		return "you: not a signer of this request"
+	case v == "":
+		v = "not voted"
+	}
+	return styleBold.Foreground(colYellow).Render("you: " + v + " · v vetoes (with a reason)" + cancel)
 }
 
 func contains(s []string, x string) bool {

@@ -37,10 +37,12 @@ func fuzzPayloads(l *logBuilder) map[string]any {
 		conversation.KindGateSecretRevoked: gate.RevokedPayload{Header: h, SecretIDs: []string{"s"}, By: ps.alice.KeyID()},
 		conversation.KindGateRequest: gate.RequestPayload{Header: h, RequestID: r2, Template: "t", Service: "httpbin", Method: "POST",
 			URL: "http://127.0.0.1:9000/httpbin/post", Headers: map[string]string{"X-A": "b"}, Body: body,
-			ExpiresAt: conversation.FormatTime(t0.Add(time.Hour)), Program: "p", Params: map[string]string{"k": "v"}},
-		conversation.KindGateApprove: gate.VotePayload{Header: h, RequestID: r1, RequestDigest: "sha256:" + zeros},
-		conversation.KindGateReject:  gate.VotePayload{Header: h, RequestID: r1, RequestDigest: "sha256:" + zeros, Reason: "r"},
-		conversation.KindGateCancel:  gate.CancelPayload{Header: h, RequestID: r1},
+			ExpiresAt: conversation.FormatTime(t0.Add(time.Hour)), Program: "p", Params: map[string]string{"k": "v"}, Reason: "why"},
+		conversation.KindGateApprove: gate.VotePayload{Header: h, RequestID: r1, RequestDigest: "sha256:" + zeros, Reason: "ok"},
+		conversation.KindGateApproved: gate.ApprovedPayload{Header: h, RequestID: r1, Approvers: []string{ps.alice.KeyID()},
+			ExecutableAt: conversation.FormatTime(t0.Add(15 * time.Minute)), Assignment: map[string]string{ps.alice.KeyID(): "finance"}},
+		conversation.KindGateReject: gate.VotePayload{Header: h, RequestID: r1, RequestDigest: "sha256:" + zeros, Reason: "r"},
+		conversation.KindGateCancel: gate.CancelPayload{Header: h, RequestID: r1},
 		conversation.KindGateExecuted: gate.ExecutedPayload{Header: h, RequestID: r1, Status: 200, DurationMS: 3,
 			Approvers: []string{ps.alice.KeyID()}},
 		conversation.KindGateResponse: gate.ResponsePayload{Header: h, RequestID: r1, Status: 200, ContentType: "application/json",
@@ -65,7 +67,7 @@ var fuzzKinds = []string{
 	conversation.KindGateSecretRevoked, conversation.KindGateRequest, conversation.KindGateApprove, conversation.KindGateReject,
 	conversation.KindGateCancel, conversation.KindGateExecuted, conversation.KindGateResponse, conversation.KindGateFailed,
 	conversation.KindGateExpired, conversation.KindGateRejected, conversation.KindGateCancelled, conversation.KindMemberPropose,
-	conversation.KindMemberApprove, conversation.KindMemberChanged, conversation.KindGateSecret,
+	conversation.KindMemberApprove, conversation.KindMemberChanged, conversation.KindGateApproved, conversation.KindGateSecret,
 }
 
 // fill replaces every string of a JSON value with s, but the header's

@@ -9,13 +9,15 @@ import (
 // the help overlay are drawn from it, so they cannot drift from what the
 // keys do.
 type keyMap struct {
-	Approve, Reject, Cancel, Down, Up, Top, Bottom, Expand, ScrollDown, ScrollUp,
+	Approve, ApproveWhy, Reject, Veto, Cancel, Down, Up, Top, Bottom, Expand, ScrollDown, ScrollUp,
 	Pane, PanePrev, Command, Help, Quit key.Binding
 }
 
 var keys = keyMap{
 	Approve:    key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "approve")),
+	ApproveWhy: key.NewBinding(key.WithKeys("A"), key.WithHelp("A", "with reason")),
 	Reject:     key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "reject")),
+	Veto:       key.NewBinding(key.WithKeys("v"), key.WithHelp("v", "veto")),
 	Cancel:     key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel")),
 	Down:       key.NewBinding(key.WithKeys("j", "down"), key.WithHelp("j/↓", "next")),
 	Up:         key.NewBinding(key.WithKeys("k", "up"), key.WithHelp("k/↑", "previous")),
@@ -39,7 +41,7 @@ func (k keyMap) ShortHelp() []key.Binding {
 // FullHelp is the keys part of the help overlay.
 func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.Approve, k.Reject, k.Cancel, k.Expand},
+		{k.Approve, k.ApproveWhy, k.Reject, k.Veto, k.Cancel, k.Expand},
 		{k.Down, k.Up, k.Top, k.Bottom, k.ScrollDown, k.ScrollUp},
 		{k.Pane, k.PanePrev, k.Command, k.Help, k.Quit},
 	}

@@ -95,7 +95,9 @@ type Model struct {
 	help          help.Model
 	secretFor     string // the service a hidden key is being typed for
 	secretTTL     time.Duration
-	overlay       string // "help", "members" or ""
+	reason        editor  // the reason prompt's field
+	asked         *asking // what the reason prompt is open for; nil when closed
+	overlay       string  // "help", "members" or ""
 	status        string
 	statusErr     bool
 	quitting      bool
@@ -122,6 +124,7 @@ func New(ctx context.Context, o Options) *Model {
 	}
 	m.input = editor{prompt: "> ", placeholder: "chat, or / for a command (/help)", limit: twokey.MaxTextBytes}
 	m.secret = editor{mask: '•', limit: 8 << 10}
+	m.reason = editor{limit: 4 * gate.MaxReasonChars} // bytes; the characters are checked on enter
 	m.help = newHelp()
 	m.help.SetWidth(m.width)
 	return m
@@ -264,6 +267,9 @@ func (m *Model) followEnded(msg followEndMsg) tea.Cmd {
 func (m *Model) editing() *editor {
 	if m.secretFor != "" {
 		return &m.secret
+	}
+	if m.asked != nil {
+		return &m.reason
 	}
 	return &m.input
 }
@@ -441,9 +447,13 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(k, keys.ScrollUp):
 		m.scrollCard(-m.logHeight() / 2)
 	case key.Matches(k, keys.Approve):
-		return m.voteSelected(true)
+		return m.voteSelected(voteApprove)
+	case key.Matches(k, keys.ApproveWhy):
+		return m.voteSelected(voteApproveWhy)
 	case key.Matches(k, keys.Reject):
-		return m.voteSelected(false)
+		return m.voteSelected(voteReject)
+	case key.Matches(k, keys.Veto):
+		return m.voteSelected(voteVeto)
 	case key.Matches(k, keys.Cancel):
 		return m.cancelSelected()
 	case key.Matches(k, keys.Expand):
@@ -478,8 +488,9 @@ func (m *Model) foldable(c *convState, it *item) bool {
 
 func (m *Model) setFocus(p pane) tea.Cmd {
 	m.focus = p
-	m.input.focused = p == paneInput && m.secretFor == ""
+	m.input.focused = p == paneInput && m.secretFor == "" && m.asked == nil
 	m.secret.focused = p == paneInput && m.secretFor != ""
+	m.reason.focused = p == paneInput && m.asked != nil && m.secretFor == ""
 	return nil
 }
 
@@ -537,6 +548,9 @@ func (m *Model) inputKey(k tea.KeyPressMsg) tea.Cmd {
 		}
 		m.edited(m.secret.key(k))
 		return nil
+	}
+	if m.asked != nil {
+		return m.promptKey(k)
 	}
 	switch k.String() {
 	case "esc":

@@ -113,7 +113,13 @@ func TestRejectKeySignsARejection(t *testing.T) {
 	fb := &fakeBackend{}
 	m := newModel(t, fb, ps, ps.bob, l)
 	selectSeq(t, m, at["request_pending"])
-	run(t, m, press(m, "r"))
+	// r asks for a reason first (optional: enter alone sends none).
+	if press(m, "r") != nil || len(fb.Calls()) != 0 {
+		t.Fatalf("r sent something before its reason: %v", fb.Calls())
+	}
+	mustContain(t, screen(m), "reason to reject e5f6a706: ")
+	mustContain(t, m.status, "enter rejects (a reason is optional) · esc cancels")
+	run(t, m, press(m, "enter"))
 	calls := fb.Calls()
 	if len(calls) != 1 || calls[0].method != "VoteDigest" {
 		t.Fatalf("calls %v", calls)

@@ -38,6 +38,10 @@ type item struct {
 	// Step.Diff; for a record the fold refused, what it asks for or
 	// claims against the gate at that point).
 	diff *gate.ProposalDiff
+	// veto says a gate.reject the fold believed came during its request's
+	// cool-off (PROTOCOL 9): it counts toward the veto, not toward early
+	// rejection.
+	veto bool
 }
 
 // reqView is a request as the fold holds it now, with the one thing only
@@ -53,6 +57,8 @@ type reqView struct {
 
 func (r *reqView) voted(key string) string {
 	switch {
+	case slices.Contains(r.Vetoes, key):
+		return "vetoed"
 	case slices.Contains(r.Approvals, key):
 		return "approved"
 	case slices.Contains(r.Rejections, key):
@@ -105,6 +111,9 @@ type convState struct {
 	// The user's own votes on their way, by request id and by proposal id.
 	sendingReq  map[string]string
 	sendingProp map[string]bool
+	// votes holds, by request id, the votes the fold believed, in order:
+	// the request card draws the reasons they give.
+	votes map[string][]*item
 
 	ver    conversation.ChainVerifier
 	broken string // the first verification failure, shown in the pane title
@@ -129,7 +138,7 @@ type convState struct {
 // and method alone).
 func newConvState(s api.Summary, gateway string, cat *api.Catalog) *convState {
 	c := &convState{id: s.ID, name: safeLine(s.Name), names: map[string]string{}, fold: gate.NewFold(gateway),
-		props: map[string]*propView{}, sendingReq: map[string]string{}, sendingProp: map[string]bool{},
+		props: map[string]*propView{}, sendingReq: map[string]string{}, sendingProp: map[string]bool{}, votes: map[string][]*item{},
 		loaded: s.Seq, follow: true, expanded: map[uint64]bool{}, ver: conversation.ChainVerifier{Gateway: gateway}}
 	c.fold.Resolve = cat.Target
 	c.learn(s.Members)
@@ -187,7 +196,8 @@ func (c *convState) waiting(key string, now time.Time) int {
 	n := 0
 	for id := range c.fold.Requests {
 		r := c.request(id)
-		if r.State == gate.StatePending && now.Before(r.ExpiresAt) && r.IsSigner(key) && r.voted(key) == "" {
+		if r.State == gate.StatePending && now.Before(r.ExpiresAt) && r.IsSigner(key) && r.voted(key) == "" &&
+			(r.Submitter != key || r.Needs().SubmitterCounts) {
 			n++
 		}
 	}
@@ -254,6 +264,10 @@ func (c *convState) apply(it *item) {
 		it.refused = "received_at: " + twokey.ErrorMessage(err)
 		return
 	}
+	inCoolOff := false
+	if r := c.fold.Requests[it.reqID]; r != nil && m.Kind == conversation.KindGateReject {
+		inCoolOff = r.State == gate.StateApproved
+	}
 	step, err := c.fold.Apply(m, it.rec.Seq, at)
 	it.diff = step.Diff
 	if err != nil {
@@ -273,6 +287,14 @@ func (c *convState) apply(it *item) {
 		switch m.Kind {
 		case conversation.KindGateRequest, conversation.KindGateApprove, conversation.KindGateReject:
 			it.note = fmt.Sprintf("%d/%d", len(r.Approvals), r.Required)
+		}
+		switch m.Kind {
+		case conversation.KindGateApprove, conversation.KindGateReject:
+			c.votes[r.ID] = append(c.votes[r.ID], it)
+			if inCoolOff {
+				it.veto = true
+				it.note = fmt.Sprintf("%d of %d vetoes", len(r.Vetoes), r.Needs().Veto)
+			}
 		}
 	}
 	if pr := step.Proposal; pr != nil {
@@ -306,7 +328,7 @@ func claimedDiff(before gate.Config, kind string, disp []byte) *gate.ProposalDif
 	} else {
 		var p gate.ChangedPayload
 		_ = json.Unmarshal(disp, &p)
-		d = gate.DiffConfig(before, gate.Config{Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules})
+		d = gate.DiffConfig(before, gate.Config{Signers: p.Signers, RequiredApprovals: p.RequiredApprovals, Rules: p.Rules, Groups: p.Groups})
 	}
 	return &d
 }

@@ -198,7 +198,7 @@ func (m *Model) rightLines(w, h int) []string {
 		return clip(m.helpLines(w), h)
 	case "members":
 		if c != nil {
-			return clip(m.memberLines(c), h)
+			return clip(m.memberLines(c, w), h)
 		}
 	}
 	if c == nil {
@@ -271,6 +271,8 @@ func (m *Model) footer() string {
 		hint = "esc closes"
 	case m.secretFor != "":
 		hint = "enter stores the key (sealed here) · esc cancels"
+	case m.asked != nil:
+		hint = m.asked.hint()
 	case m.focus == paneInput:
 		hint = "enter sends · tab completes · esc back to the log"
 	case m.focus == paneConvs:
@@ -285,7 +287,7 @@ func (m *Model) footer() string {
 // resolved call and the M that will apply, for other commands their use.
 func (m *Model) preview() []string {
 	v := m.input.Value()
-	if m.secretFor != "" || !strings.HasPrefix(v, "/") {
+	if m.secretFor != "" || m.asked != nil || !strings.HasPrefix(v, "/") {
 		return nil
 	}
 	words := strings.Fields(v)
@@ -312,7 +314,7 @@ func (m *Model) preview() []string {
 	switch name {
 	case "/request":
 		return m.requestPreview(c, words[1:])
-	case "/approve", "/reject", "/cancel":
+	case "/approve", "/reject", "/veto", "/cancel":
 		if len(words) < 2 || c == nil {
 			break
 		}
@@ -336,6 +338,7 @@ func (m *Model) requestPreview(c *convState, args []string) []string {
 	if len(args) == 0 {
 		return []string{styleFaint.Render("/request TEMPLATE k=v ... — tab completes template names")}
 	}
+	args, reason := splitReason(args)
 	t, svc, p, err := m.resolveRequest(args)
 	if err != nil {
 		out := []string{styleRed.Render(errText(err))}
@@ -367,15 +370,25 @@ func (m *Model) requestPreview(c *convState, args []string) []string {
 	case !c.fold.Gate.Enabled:
 		out = append(out, styleRed.Render("the gateway is off in "+c.name+": /gate enable M first"))
 	default:
-		// M as the fold will give it once the request is in: matched on
-		// the same target (its Resolve), under the rules in force now.
-		g := c.fold.Gate
-		tg, _, _ := c.fold.Resolve(&p)
-		mm, rule := gate.Threshold(g.RequiredApprovals, g.Rules, tg)
-		if rule != nil {
-			out = append(out, safeLine(fmt.Sprintf("rule %s %s %s applies: %d of %d signers must approve · enter submits", rule.Service, rule.Method, rule.Endpoint, mm, len(g.Signers))))
-		} else {
-			out = append(out, fmt.Sprintf("no rule applies: the default %d of %d signers must approve · enter submits", mm, len(g.Signers)))
+		// M and the policy as the fold will give them once the request is
+		// in: matched on the same target (its Resolve), under the rules in
+		// force now.
+		pol, rule, _ := policyFor(c, &p)
+		n := len(c.fold.Gate.Signers)
+		enter := "enter submits"
+		switch {
+		case pol.ReasonRequired && reason == "":
+			enter = "enter asks for the reason (required)"
+		case reason != "":
+			enter = "reason: " + safeLine(reason) + " · enter submits"
+		}
+		switch {
+		case rule != nil && plainPolicy(pol):
+			out = append(out, safeLine(fmt.Sprintf("rule %s %s %s applies: %d of %d signers must approve · %s", rule.Service, rule.Method, rule.Endpoint, pol.RequiredApprovals, n, enter)))
+		case rule != nil:
+			out = append(out, safeLine(fmt.Sprintf("rule %s %s %s applies: %s (of %d signers) · %s", rule.Service, rule.Method, rule.Endpoint, pol.Describe(), n, enter)))
+		default:
+			out = append(out, fmt.Sprintf("no rule applies: the default %d of %d signers must approve · %s", pol.RequiredApprovals, n, enter))
 		}
 	}
 	return out
@@ -418,13 +431,19 @@ func (m *Model) helpLines(w int) []string {
 		add(2, styleBold.Render(strings.TrimSpace(c.name+" "+c.args))+" — "+c.help)
 	}
 	out = append(out, "")
-	out = append(out, strings.Split(ansi.Wrap("Anything not starting with / is a chat message. Every record is verified; one that fails is drawn in red. An approval signs the digest of the request on screen.", max(10, w), ""), "\n")...)
+	out = append(out, strings.Split(ansi.Wrap("Anything not starting with / is chat. Every record is verified; one that fails is drawn in red. A vote signs the digest of the request on screen.", max(10, w), ""), "\n")...)
 	return out
 }
 
-func (m *Model) memberLines(c *convState) []string {
+// memberLines is the members overlay at width w: each member with what
+// they are (admin, signer, their groups, you), then the gate: M, the rules
+// with their policies, the groups and the open proposals.
+func (m *Model) memberLines(c *convState, w int) []string {
 	out := []string{styleBold.Render("MEMBERS of " + c.name)}
 	f := c.fold
+	type row struct{ name, tags, key string }
+	var rows []row
+	tagsWidth := 18
 	for _, mb := range f.Members {
 		var tags []string
 		if mb.Key == f.Admin {
@@ -433,10 +452,15 @@ func (m *Model) memberLines(c *convState) []string {
 		if f.Gate.IsSigner(mb.Key) {
 			tags = append(tags, "signer")
 		}
+		tags = append(tags, gate.GroupsOf(f.Gate.Groups, mb.Key)...)
 		if mb.Key == m.self {
 			tags = append(tags, "you")
 		}
-		out = append(out, fmt.Sprintf("  %-12s %-18s %s", c.name1(mb.Key, m.gateway), strings.Join(tags, ", "), safeLine(mb.Key)))
+		rows = append(rows, row{c.name1(mb.Key, m.gateway), strings.Join(tags, ", "), safeLine(mb.Key)})
+		tagsWidth = max(tagsWidth, len(rows[len(rows)-1].tags)+1)
+	}
+	for _, r := range rows {
+		out = append(out, fmt.Sprintf("  %-12s %-*s %s", r.name, tagsWidth, r.tags, r.key))
 	}
 	out = append(out, "")
 	if !f.Gate.Enabled {
@@ -445,8 +469,12 @@ func (m *Model) memberLines(c *convState) []string {
 	}
 	out = append(out, fmt.Sprintf("%d of %d signers must approve each call", f.Gate.RequiredApprovals, len(f.Gate.Signers)))
 	for _, r := range gate.Normalize(f.Gate.Rules) {
-		out = append(out, safeLine(fmt.Sprintf("  rule %s %s %s needs %d", r.Service, r.Method, r.Endpoint, r.RequiredApprovals)))
+		// A rule's policy may run long: it wraps, hanging off its rule.
+		for i, l := range strings.Split(ansi.Wrap(ruleText(r), max(10, w-6), ""), "\n") {
+			out = append(out, map[bool]string{true: "  ", false: "      "}[i == 0]+l)
+		}
 	}
+	out = append(out, m.groupLines(c, f.Gate.Groups, "  ")...)
 	open := slices.SortedFunc(maps.Values(f.Proposals), func(a, b *gate.Proposal) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, pr := range open {
 		d := gate.DiffProposal(f.Gate, pr.Payload) // an open proposal was made in the gate as it is
