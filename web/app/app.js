@@ -6,8 +6,8 @@
 import { verifyRecord, generateIdentity, importIdentityFile, exportIdentityFile, sealBox, utf8, isCanonicalKeyId } from './crypto.js';
 import { listIdentities, saveIdentity, deleteIdentity, getActive, setActive } from './idstore.js';
 import { Session, ServerError } from './session.js';
-import { Conv, SETTLED } from './fold.js';
-import { h, replace, field, shortKey, when, countdown } from './dom.js';
+import { Conv, SETTLED, describePolicy, plainPolicy, plainRule, policyOf, normPolicy, ruleText, ruleDiff, groupDiff, codePoints } from './fold.js';
+import { h, replace, field, shortKey, when, countdown, coolOff } from './dom.js';
 
 const S = {
   identities: [],
@@ -93,6 +93,7 @@ async function refreshConversations() {
   for (const s of list) {
     if (S.convs.has(s.id)) continue;
     const c = new Conv(s.id);
+    c.catalog = S.catalog;
     c.queue = Promise.resolve();
     c.summaryName = s.name;
     S.convs.set(s.id, c);
@@ -131,8 +132,12 @@ async function take(c, rec) {
   c.entries.push({ rec, v });
   c.seq = rec.seq;
   c.chain = rec.chain;
-  if (v.ok) c.apply(rec, v);
-  else if (!c.broken) c.broken = { seq: rec.seq, reason: v.reason };
+  if (v.ok) {
+    // a record the fold cannot believe is drawn as one that failed
+    const bad = c.apply(rec, v);
+    if (bad) { v.ok = false; v.reason = bad; }
+  }
+  if (!v.ok && !c.broken) c.broken = { seq: rec.seq, reason: v.reason };
   return true;
 }
 
@@ -150,14 +155,20 @@ function authorize(c, rec, v) {
   if (p.gateway !== undefined && p.gateway !== S.gatewayKey) { v.ok = false; v.reason = 'signed for another gateway'; }
 }
 
-// loadM takes M of the pending requests from the server's state: the one
-// number the page cannot read from a signed record until the request closes.
+// loadM takes the policy of the requests whose rule the page could not
+// work out (a service its catalog does not list) from the server's state:
+// the one thing the page cannot read from a signed record until the
+// request closes.
 async function loadM(c) {
   if (![...c.requests.values()].some(r => r.m === null)) return;
   try {
     for (const st of await S.session.requestStates(c.id)) {
       const r = c.requests.get(st.request_id);
-      if (r && r.m === null) { r.m = st.required_approvals; r.rule = st.rule; }
+      if (r && r.m === null) {
+        r.m = st.required_approvals;
+        r.rule = st.rule;
+        if (st.policy && !r.policy) { r.policy = normPolicy(st.policy); r.policyFrom = 'server'; }
+      }
     }
   } catch { /* shown as ?/M */ }
 }
@@ -212,6 +223,14 @@ function update() {
 
 function tick() {
   for (const el of document.querySelectorAll('[data-expires]')) el.textContent = countdown(el.dataset.expires);
+  let due = false;
+  for (const el of document.querySelectorAll('[data-executes]')) {
+    el.textContent = coolOff(el.dataset.executes);
+    if (Date.now() >= Date.parse(el.dataset.executes)) due = true;
+  }
+  // a cool-off that ended takes no more vetoes: draw the card without
+  // its Veto button until the gateway's record comes
+  if (due && S.view) S.view.update();
 }
 
 function renderHeader() {
@@ -362,7 +381,7 @@ function homeView() {
         items.map(it => it.type === 'request'
           ? h('li', { class: 'qitem' },
             h('a', { href: `#/c/${it.conv.id}/r/${it.item.id}` }, `${it.item.payload.method} ${it.item.payload.url}`),
-            h('span', {}, ` in ${it.conv.name} · by ${it.conv.nameOf(it.item.submitter)} · ${it.item.approvals.size}/${it.item.m ?? '?'} approvals · `),
+            h('span', {}, ` in ${it.conv.name} · by ${it.conv.nameOf(it.item.submitter)} · ${it.conv.counted(it.item).length}/${it.item.m ?? '?'} approvals · `),
             h('span', { 'data-expires': it.expires }, countdown(it.expires)))
           : h('li', { class: 'qitem' },
             h('a', { href: `#/c/${it.conv.id}` }, `Membership change proposed by ${it.conv.nameOf(it.item.proposer)}`),
@@ -514,7 +533,9 @@ function cardVersion(c, e) {
     const r = c.requests.get(p.request_id);
     if (!r) return 'orphan';
     const k = 'req:' + r.id;
-    return [r.state, [...r.approvals.keys()].join(), [...r.rejections.keys()].join(), r.m, S.inflight.has(k), S.errors.get(k) || '', c.gate.signers.join()].join('|');
+    const due = r.state === 'approved' && r.executableAt && Date.now() >= Date.parse(r.executableAt);
+    return [r.state, [...r.approvals.keys()].join(), [...r.rejections.keys()].join(), [...r.vetoes.keys()].join(), r.m, r.approvedSeq, due,
+      r.policy ? describePolicy(r.policy) : '', S.inflight.has(k), S.errors.get(k) || '', c.gate.signers.join(), c.secrets.size].join('|');
   }
   if (e.v.kind === 'member.propose') {
     const pr = c.proposals.get(p.proposal_id);
@@ -556,19 +577,30 @@ function renderCard(c, e, prefix = '') {
       return cardShell(c, e, 'created', h('p', {}, `Conversation "${p.name}" with `, names(c, (p.members || []).map(m => m.key), p.members)), prefix);
     case 'member.add': return cardShell(c, e, 'member added', h('p', { class: 'diff' }, h('ins', {}, `+ ${p.name} `), h('code', { title: p.key }, shortKey(p.key))), prefix);
     case 'member.remove': return cardShell(c, e, 'member removed', h('p', { class: 'diff' }, h('del', {}, `− ${c.nameOf(p.key)} `), h('code', { title: p.key }, shortKey(p.key))), prefix);
-    case 'gate.enable': return cardShell(c, e, 'enable', h('p', {}, `Asks the gateway to require ${p.required_approvals} approvals`), prefix);
+    case 'gate.enable': return cardShell(c, e, 'enable', [h('p', {}, `Asks the gateway to require ${p.required_approvals} approvals`), p.groups && Object.keys(p.groups).length ? groupsList(c, p.groups) : null], prefix);
     case 'gate.enabled':
-      return cardShell(c, e, 'gateway enabled', [h('p', {}, `${p.required_approvals} of ${(p.signers || []).length} signers must approve: `, names(c, p.signers)), rulesTable(p.rules || [])], prefix);
+      return cardShell(c, e, 'gateway enabled', [h('p', {}, `${p.required_approvals} of ${(p.signers || []).length} signers must approve: `, names(c, p.signers)), groupsList(c, p.groups || {}, true), rulesTable(p.rules || [])], prefix);
     case 'gate.secret.stored':
       return cardShell(c, e, 'API key stored', h('p', {}, `A key for ${p.service}, injected as ${p.header_name}: ${p.header_template}`, p.expires_at ? [', until ', when(p.expires_at)] : ', with no expiry', `; provisioned by ${c.nameOf(p.provisioned_by)}.`), prefix);
     case 'gate.secret.revoke': return cardShell(c, e, 'revoke', h('p', {}, `Asks to revoke ${p.secret_id ? 'secret ' + shortKey(p.secret_id) : 'the keys of ' + p.service}`), prefix);
     case 'gate.secret.revoked': return cardShell(c, e, 'API key revoked', h('p', {}, `Revoked ${(p.secret_ids || []).map(shortKey).join(', ') || 'nothing'} (by ${c.nameOf(p.by)})`), prefix);
     case 'gate.request': return requestCard(c, e, R(p.request_id), prefix);
-    case 'gate.approve': return cardShell(c, e, 'approval', h('p', {}, 'Approves ', reqLink(p.request_id), p.reason ? `: ${p.reason}` : '', digestNote(R(p.request_id), p.request_digest)), prefix);
-    case 'gate.reject': return cardShell(c, e, 'rejection', h('p', {}, 'Rejects ', reqLink(p.request_id), p.reason ? `: “${p.reason}”` : '', digestNote(R(p.request_id), p.request_digest)), prefix);
+    case 'gate.approve': return cardShell(c, e, 'approval', h('p', {}, 'Approves ', reqLink(p.request_id), p.reason ? [': “', h('span', { class: 'why' }, p.reason), '”'] : '', digestNote(R(p.request_id), p.request_digest)), prefix);
+    case 'gate.reject': {
+      const veto = R(p.request_id) && R(p.request_id).vetoSeqs.has(e.rec.seq);
+      return cardShell(c, e, veto ? 'veto' : 'rejection', h('p', {}, veto ? 'Vetoes ' : 'Rejects ', reqLink(p.request_id), veto ? ' in its cool-off' : '', p.reason ? [': “', h('span', { class: 'why' }, p.reason), '”'] : '', digestNote(R(p.request_id), p.request_digest)), prefix);
+    }
+    case 'gate.approved': {
+      const r = R(p.request_id);
+      const pol = r && r.policy;
+      return cardShell(c, e, 'approved, cool-off', h('p', {}, reqLink(p.request_id), ' met its requirement, approved by ', names(c, p.approvers),
+        p.assignment && Object.keys(p.assignment).length ? [' (slots: ', assignmentText(c, p.assignment), ')'] : '',
+        '. It executes at ', when(p.executable_at), pol ? ` unless ${pol.veto === 1 ? 'a signer vetoes' : `${pol.veto} signers veto`} it first.` : ' unless vetoed first.'), prefix);
+    }
     case 'gate.cancel': return cardShell(c, e, 'cancel', h('p', {}, 'Withdraws ', reqLink(p.request_id)), prefix);
     case 'gate.executed':
-      return cardShell(c, e, 'executed', h('p', {}, reqLink(p.request_id), ` ran: status ${p.status} in ${p.duration_ms} ms, approved by `, names(c, p.approvers)), prefix);
+      return cardShell(c, e, 'executed', h('p', {}, reqLink(p.request_id), ` ran: status ${p.status} in ${p.duration_ms} ms, approved by `, names(c, p.approvers),
+        p.assignment && Object.keys(p.assignment).length ? h('span', { class: 'assignment' }, ' (slots: ', assignmentText(c, p.assignment), ')') : ''), prefix);
     case 'gate.response': return cardShell(c, e, 'response', responseBody(p), prefix);
     case 'gate.failed': case 'gate.expired': case 'gate.rejected': case 'gate.cancelled':
       return cardShell(c, e, k.slice(5), h('p', {}, reqLink(p.request_id), ` ${k.slice(5)}: ${p.reason}`, p.detail ? ` (${p.detail})` : ''), prefix);
@@ -582,8 +614,10 @@ function renderCard(c, e, prefix = '') {
         ch.threshold ? h('li', {}, 'M: ', h('del', {}, String(ch.threshold.from)), ' → ', h('ins', {}, String(ch.threshold.to))) : null,
         ch.rules.map(r => h('li', {}, r.to === null ? h('del', {}, `− rule ${r.rule} → ${r.from}`)
           : r.from === null ? h('ins', {}, `+ rule ${r.rule} → ${r.to}`)
-            : [`rule ${r.rule}: `, h('del', {}, String(r.from)), ' → ', h('ins', {}, String(r.to))]))) : null;
-      return cardShell(c, e, ch ? ch.label : 'membership changed', [diff, h('p', {}, `Now ${p.required_approvals} of ${(p.signers || []).length} signers: `, names(c, p.signers)), rulesTable(p.rules || [])], prefix);
+            : [`rule ${r.rule}: `, h('del', {}, String(r.from)), ' → ', h('ins', {}, String(r.to))])),
+        groupDiffItems(c, ch.groups)) : null;
+      return cardShell(c, e, ch ? ch.label : 'membership changed', [diff, h('p', {}, `Now ${p.required_approvals} of ${(p.signers || []).length} signers: `, names(c, p.signers)),
+        p.groups && Object.keys(p.groups).length ? groupsList(c, p.groups) : null, rulesTable(p.rules || [])], prefix);
     }
     default: return cardShell(c, e, k, h('pre', {}, JSON.stringify(p, null, 2)), prefix);
   }
@@ -609,14 +643,33 @@ function urlParts(u) {
   } catch { return [u]; }
 }
 
+// people draws keys as names, each with its key id on hover.
+function people(c, keys, cls, mark = '', note = null) {
+  return keys.map((k, i) => [i ? ', ' : '', h('span', { class: 'person ' + (cls || ''), title: k }, mark + c.nameOf(k) + (note ? note(k) : ''))]);
+}
+
+// quoted is a reason after a name: ` (“why”)`, or nothing.
+const quoted = why => (why ? ` (“${why}”)` : '');
+
+// assignmentText is which key filled which group's slot.
+function assignmentText(c, a) {
+  return Object.entries(a || {}).sort((x, y) => (x[1] + x[0]).localeCompare(y[1] + y[0])).map(([k, g], i) => [i ? ', ' : '', h('span', { class: 'person', title: k }, `${c.nameOf(k)} for ${g}`)]);
+}
+
 function requestCard(c, e, r, prefix) {
   const p = e.v.payload;
   if (!r) return cardShell(c, e, 'request', h('p', {}, 'A request this page could not follow.'), prefix);
   const key = 'req:' + r.id;
   const secret = [...c.secrets.values()].find(s => s.service === p.service && !s.revoked);
   const m = r.m;
-  const signers = c.gate.signers;
-  const waitingOn = signers.filter(s => !r.approvals.has(s) && !r.rejections.has(s));
+  const pol = r.policy;
+  const noSelf = pol && pol.submitter_counts === false;
+  const counted = c.counted(r);
+  const signers = r.signers || c.gate.signers;
+  const waitingOn = signers.filter(s => !r.approvals.has(s) && !r.rejections.has(s) && !(noSelf && s === r.submitter));
+  const now = Date.now();
+  const inCoolOff = r.state === 'approved' && r.executableAt && Date.parse(r.executableAt) > now;
+  const vetoed = r.state === 'rejected' && r.closed && r.closed.reason === 'vetoed';
   const rows = [
     h('div', { class: 'call' }, h('span', { class: 'method' }, p.method), ' ', h('span', { class: 'url' }, urlParts(p.url))),
     h('dl', { class: 'facts' },
@@ -627,35 +680,65 @@ function requestCard(c, e, r, prefix) {
       p.params && Object.keys(p.params).length ? [h('dt', {}, 'params'), h('dd', {}, Object.entries(p.params).map(([k, v]) => `${k}=${v}`).join(' '))] : null,
       p.headers && Object.keys(p.headers).length ? [h('dt', {}, 'headers'), h('dd', {}, h('pre', {}, Object.entries(p.headers).map(([k, v]) => `${k}: ${v}`).join('\n')))] : null,
       p.body !== undefined ? [h('dt', {}, 'body'), h('dd', {}, h('pre', {}, JSON.stringify(p.body, null, 2)))] : null,
-      p.reason ? [h('dt', {}, 'reason'), h('dd', {}, p.reason)] : null,
+      p.reason ? [h('dt', {}, 'reason'), h('dd', { class: 'why' }, p.reason)] : null,
       h('dt', {}, 'submitted by'), h('dd', {}, h('span', { title: r.submitter }, c.nameOf(r.submitter))),
-      h('dt', {}, 'state'), h('dd', {}, h('span', { class: 'badge state-' + r.state }, r.state),
+      h('dt', {}, 'state'), h('dd', { class: 'state' }, h('span', { class: 'badge state-' + (vetoed ? 'vetoed' : r.state) }, vetoed ? 'vetoed' : r.state),
         r.state === 'pending' ? [' ', h('span', { 'data-expires': p.expires_at, class: 'countdown' }, countdown(p.expires_at))] : null,
+        r.state === 'approved' && r.executableAt ? [' ', inCoolOff
+          ? h('span', { 'data-executes': r.executableAt, class: 'countdown cooloff' }, coolOff(r.executableAt))
+          : h('span', { class: 'countdown cooloff' }, coolOff(r.executableAt)),
+        ' (at ', when(r.executableAt), ')'] : null,
         r.executed ? ` status ${r.executed.status} in ${r.executed.duration_ms} ms` : null,
-        r.closed ? `: ${r.closed.reason}` : null),
+        vetoed ? [': stopped in its cool-off by ', people(c, [...r.vetoes.keys()], 'no', '✗ ', k => quoted(r.vetoes.get(k)))]
+          : r.closed ? `: ${r.closed.reason}` : null),
       h('dt', {}, 'approvals'), h('dd', { class: 'approvals' },
-        h('strong', {}, `${r.approvals.size}/${m ?? '?'}`), ' ',
-        [...r.approvals.keys()].map((k, i) => [i ? ', ' : '', h('span', { class: 'person yes', title: k }, '✓ ' + c.nameOf(k))]),
-        r.rejections.size ? [' · ', [...r.rejections].map(([k, why], i) => [i ? ', ' : '', h('span', { class: 'person no', title: k }, `✗ ${c.nameOf(k)}${why ? ` (“${why}”)` : ''}`)])] : null,
-        r.state === 'pending' && waitingOn.length ? [' · waiting on ', waitingOn.map((k, i) => [i ? ', ' : '', h('span', { class: 'person', title: k }, c.nameOf(k))])] : null),
-      r.rule ? [h('dt', {}, 'rule'), h('dd', {}, `${r.rule.service} ${r.rule.method} ${r.rule.endpoint} → ${r.rule.required_approvals}`)] : null,
+        h('strong', {}, `${counted.length}/${m ?? '?'}`), ' ',
+        people(c, [...r.approvals.keys()], 'yes', '✓ ', k => quoted(r.reasons.get(k)) + (noSelf && k === r.submitter ? ' (not counted)' : '')),
+        r.rejections.size ? [' · ', people(c, [...r.rejections.keys()], 'no', '✗ ', k => quoted(r.rejections.get(k)))] : null,
+        r.state === 'pending' && waitingOn.length ? [' · waiting on ', people(c, waitingOn, '')] : null),
+      r.vetoes.size && !vetoed ? [h('dt', {}, 'vetoes'), h('dd', { class: 'vetoes' }, `${r.vetoes.size}/${pol ? pol.veto : '?'} `, people(c, [...r.vetoes.keys()], 'no', '✗ ', k => quoted(r.vetoes.get(k))))] : null,
+      pol && !plainPolicy(pol) ? [h('dt', {}, 'policy'), h('dd', { class: 'policy' }, describePolicy(pol), r.policyFrom === 'server' ? h('span', { class: 'muted' }, ' (as the server says: this page cannot match this service’s rules)') : null)] : null,
+      r.assignment && Object.keys(r.assignment).length ? [h('dt', {}, 'slots'), h('dd', { class: 'assignment' }, assignmentText(c, r.assignment))] : null,
+      r.rule ? [h('dt', {}, 'rule'), h('dd', {}, ruleText(r.rule))] : null,
       h('dt', {}, 'digest'), h('dd', {}, h('code', { class: 'digest' }, r.digest))),
   ];
   if (r.response && r.state === 'executed') {
     rows.push(h('p', {}, h('a', { href: `#rec-${r.response.seq}` }, `Response: ${r.response.status}, ${r.response.redactions} redacted`)));
   }
   const me = S.me.keyId;
-  const open = r.state === 'pending' && new Date(p.expires_at).getTime() > Date.now() && c.isSigner(me);
+  const signer = signers.includes(me) && c.isSigner(me);
+  const open = r.state === 'pending' && new Date(p.expires_at).getTime() > now && signer;
+  const busy = S.inflight.has(key);
+  const voteReason = reasonText => ({ ...(reasonText ? { reason: reasonText } : {}) });
   if (open) {
-    const busy = S.inflight.has(key);
     const voted = r.approvals.has(me) || r.rejections.has(me);
-    const reason = h('input', { type: 'text', maxlength: '1000', placeholder: 'why not (optional)' });
+    const mayVote = !voted && !(noSelf && r.submitter === me);
+    const reason = h('input', { type: 'text', maxlength: '1000', placeholder: 'why (optional)', 'data-field': 'vote-reason' });
     const actions = h('div', { class: 'actions' });
-    if (!voted) {
+    if (mayVote) {
       actions.append(
-        h('button', { type: 'button', class: 'approve', disabled: busy, 'data-action': 'approve', 'on:click': () => act(c, key, 'gate.approve', { request_id: r.id, request_digest: e.v.digest }) }, 'Approve'),
-        field('Reason for rejecting', reason),
-        h('button', { type: 'button', class: 'danger', disabled: busy, 'data-action': 'reject', 'on:click': () => act(c, key, 'gate.reject', { request_id: r.id, request_digest: e.v.digest, ...(reason.value.trim() ? { reason: reason.value.trim() } : {}) }) }, 'Reject'));
+        field('Comment with your vote (optional)', reason),
+        h('button', { type: 'button', class: 'approve', disabled: busy, 'data-action': 'approve', 'on:click': () => act(c, key, 'gate.approve', { request_id: r.id, request_digest: e.v.digest, ...voteReason(reason.value.trim()) }) }, 'Approve'),
+        h('button', { type: 'button', class: 'danger', disabled: busy, 'data-action': 'reject', 'on:click': () => act(c, key, 'gate.reject', { request_id: r.id, request_digest: e.v.digest, ...voteReason(reason.value.trim()) }) }, 'Reject'));
+    } else if (noSelf && r.submitter === me && !voted) {
+      actions.append(h('p', { class: 'muted' }, 'Its rule does not count your own approval: the other signers decide it.'));
+    }
+    if (r.submitter === me) {
+      actions.append(h('button', { type: 'button', disabled: busy, 'data-action': 'cancel', 'on:click': () => act(c, key, 'gate.cancel', { request_id: r.id }) }, 'Cancel request'));
+    }
+    if (busy) actions.append(h('span', { class: 'muted' }, ' sending…'));
+    rows.push(actions);
+  }
+  if (inCoolOff && signer) {
+    // the veto: a gate.reject during the cool-off, bound to the digest
+    const actions = h('div', { class: 'actions veto' });
+    if (!r.vetoes.has(me)) {
+      const reason = h('input', { type: 'text', maxlength: '1000', placeholder: 'why stop it', 'data-field': 'veto-reason' });
+      actions.append(
+        field(`Reason to veto (${pol ? `${pol.veto} ${pol.veto === 1 ? 'veto stops' : 'vetoes stop'} it` : 'a veto may stop it'})`, reason),
+        h('button', { type: 'button', class: 'danger', disabled: busy, 'data-action': 'veto', 'on:click': () => act(c, key, 'gate.reject', { request_id: r.id, request_digest: e.v.digest, ...voteReason(reason.value.trim()) }) }, 'Veto'));
+    } else {
+      actions.append(h('p', { class: 'muted' }, 'You vetoed it.'));
     }
     if (r.submitter === me) {
       actions.append(h('button', { type: 'button', disabled: busy, 'data-action': 'cancel', 'on:click': () => act(c, key, 'gate.cancel', { request_id: r.id }) }, 'Cancel request'));
@@ -666,6 +749,7 @@ function requestCard(c, e, r, prefix) {
   if (S.errors.has(key)) rows.push(h('p', { class: 'error', role: 'alert' }, S.errors.get(key)));
   const card = cardShell(c, e, 'request', rows, prefix);
   card.classList.add('request');
+  if (r.state === 'approved') card.classList.add('approved');
   if (!prefix) card.id = `req-${r.id}`;
   return card;
 }
@@ -706,9 +790,28 @@ function responseBody(p) {
 
 function rulesTable(rules) {
   if (!rules.length) return h('p', { class: 'muted' }, 'No threshold rules: every request needs the default.');
+  const more = rules.some(r => !plainRule(r));
   return h('table', { class: 'rules' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'service'), h('th', {}, 'method'), h('th', {}, 'endpoint'), h('th', {}, 'M'))),
-    h('tbody', {}, rules.map(r => h('tr', {}, h('td', {}, r.service), h('td', {}, r.method), h('td', {}, r.endpoint), h('td', {}, String(r.required_approvals))))));
+    h('thead', {}, h('tr', {}, h('th', {}, 'service'), h('th', {}, 'method'), h('th', {}, 'endpoint'), h('th', {}, 'M'), more ? h('th', {}, 'policy') : null)),
+    h('tbody', {}, rules.map(r => h('tr', {}, h('td', {}, r.service), h('td', {}, r.method), h('td', {}, r.endpoint), h('td', {}, String(r.required_approvals)),
+      more ? h('td', {}, plainRule(r) ? '' : describePolicy(policyOf(r.required_approvals, r))) : null))));
+}
+
+// groupsList draws groups, each with its members by name.
+function groupsList(c, groups, always) {
+  const names = Object.keys(groups || {}).sort();
+  if (!names.length) return always ? null : null;
+  return h('ul', { class: 'groups', 'aria-label': 'groups' }, names.map(g => h('li', { 'data-group': g }, h('strong', {}, g), ': ',
+    groups[g].length ? people(c, groups[g], '') : h('span', { class: 'muted' }, 'nobody'))));
+}
+
+// groupDiffItems draws a change of groups as diff lines.
+function groupDiffItems(c, changes) {
+  return (changes || []).map(d => h('li', {}, d.dropped ? h('del', {}, `− group ${d.group}`)
+    : [d.set ? h('ins', {}, `+ group ${d.group}`) : `group ${d.group}`, ': ',
+      d.added.map((k, i) => [i ? ' ' : '', h('ins', { title: k }, '+' + c.nameOf(k))]),
+      d.removed.length ? ' ' : '', d.removed.map((k, i) => [i ? ' ' : '', h('del', { title: k }, '−' + c.nameOf(k))]),
+      !d.added.length && !d.removed.length ? h('span', { class: 'muted' }, 'empty') : null]));
 }
 
 function proposalCard(c, e, prefix) {
@@ -720,15 +823,13 @@ function proposalCard(c, e, prefix) {
   for (const k of p.remove || []) diff.append(h('li', {}, h('del', {}, `− ${pr ? pr.before.members.get(k) || shortKey(k) : shortKey(k)}`)));
   if (p.required_approvals && pr) diff.append(h('li', {}, 'M: ', h('del', {}, String(pr.before.m)), ' → ', h('ins', {}, String(p.required_approvals))));
   if (p.rules && pr) {
-    const key3 = r => `${r.service} ${r.method} ${r.endpoint}`;
-    const before = new Map(pr.before.rules.map(r => [key3(r), r.required_approvals]));
-    const after = new Map(p.rules.map(r => [key3(r), r.required_approvals]));
-    for (const [k, m] of before) if (!after.has(k)) diff.append(h('li', {}, h('del', {}, `− rule ${k} → ${m}`)));
-    for (const [k, m] of after) {
-      if (!before.has(k)) diff.append(h('li', {}, h('ins', {}, `+ rule ${k} → ${m}`)));
-      else if (before.get(k) !== m) diff.append(h('li', {}, `rule ${k}: `, h('del', {}, String(before.get(k))), ' → ', h('ins', {}, String(m))));
+    for (const r of ruleDiff(pr.before.rules, p.rules)) {
+      diff.append(h('li', {}, r.to === null ? h('del', {}, `− rule ${r.rule} → ${r.from}`)
+        : r.from === null ? h('ins', {}, `+ rule ${r.rule} → ${r.to}`)
+          : [`rule ${r.rule}: `, h('del', {}, r.from), ' → ', h('ins', {}, r.to)]));
     }
   }
+  if (p.groups && pr) diff.append(...groupDiffItems(c, groupDiff(pr.before.groups, p.groups)));
   const rows = [h('p', {}, 'Proposes a membership change:'), diff];
   if (pr) {
     rows.push(h('p', {}, `${pr.approvals.size}/${pr.needed.length} approvals: `, [...pr.approvals].map((k, i) => [i ? ', ' : '', h('span', { class: 'person yes', title: k }, '✓ ' + c.nameOf(k))]),
@@ -743,18 +844,89 @@ function proposalCard(c, e, prefix) {
 
 // ---- the gateway panel and the request form --------------------------------
 
+// groupsEditor edits a whole set of groups: each a name and the signers
+// (members, before the gateway is on) in it, chosen from a list.
+// reset(groups, keys) refills it; value() is the set as the wire has it.
+function groupsEditor(c, label) {
+  let rows = []; // {name, keys: Set}
+  let keys = [];
+  const list = h('div', { class: 'groups-edit' });
+  const draw = () => {
+    replace(list, rows.length ? null : h('p', { class: 'muted' }, 'No groups.'), rows.map((row, i) => {
+      const name = h('input', { type: 'text', value: row.name, maxlength: '32', pattern: '[a-z0-9_\\-]{1,32}', autocomplete: 'off', 'data-field': 'group-name', placeholder: 'e.g. finance' });
+      name.addEventListener('input', () => { row.name = name.value.trim(); });
+      return h('fieldset', { class: 'group-row' },
+        h('legend', {}, `${label} ${i + 1}`),
+        field('Group name (a-z, 0-9, _ and -)', name),
+        h('div', { class: 'members-pick' }, keys.map(k => {
+          const box = h('input', { type: 'checkbox', checked: row.keys.has(k), 'data-key': k });
+          box.id = `g${Math.random().toString(36).slice(2)}`;
+          box.addEventListener('change', () => { if (box.checked) row.keys.add(k); else row.keys.delete(k); });
+          return h('span', { class: 'check' }, box, h('label', { for: box.id, title: k }, c.nameOf(k)));
+        })),
+        h('button', { type: 'button', class: 'small', 'on:click': () => { rows.splice(i, 1); draw(); } }, `Remove group ${row.name || i + 1}`));
+    }), h('button', { type: 'button', class: 'small', 'data-action': 'add-group', 'on:click': () => { rows.push({ name: '', keys: new Set() }); draw(); } }, 'Add a group'));
+  };
+  return {
+    el: list,
+    reset(groups, ks) {
+      keys = ks.slice();
+      rows = Object.keys(groups || {}).sort().map(g => ({ name: g, keys: new Set(groups[g]) }));
+      draw();
+    },
+    // setKeys changes who may be chosen, keeping what was chosen
+    setKeys(ks) {
+      keys = ks.slice();
+      for (const row of rows) for (const k of [...row.keys]) if (!keys.includes(k)) row.keys.delete(k);
+      draw();
+    },
+    // value is the set, or a string saying what is wrong with it
+    value() {
+      const out = {};
+      for (const row of rows) {
+        if (!/^[a-z0-9_-]{1,32}$/.test(row.name)) return `group name "${row.name}": use 1 to 32 of a-z, 0-9, _ and -`;
+        if (out[row.name]) return `group ${row.name} is named twice`;
+        out[row.name] = keys.filter(k => row.keys.has(k));
+      }
+      return out;
+    },
+  };
+}
+
+
 function buildForms(c, side, panel, forms) {
   const msg = h('p', { class: 'msg', role: 'alert' });
   forms.msg = msg;
 
   // enable (admin, gateway off)
   const m = h('input', { type: 'number', min: '1', value: '2', required: true });
+  forms.enableGroups = groupsEditor(c, 'Group');
+  forms.enableGroups.reset({}, [...c.members.keys()]);
   forms.enable = h('form', { class: 'enable', 'aria-label': 'enable the gateway' },
     field('Approvals required (M)', m, 'M distinct signers must approve each call. Every member becomes a signer.'),
+    h('h3', {}, 'Groups (optional)'),
+    h('p', { class: 'hint' }, 'Name groups of signers (finance, security…) so that a rule can require approvals from each.'),
+    forms.enableGroups.el,
     h('button', { type: 'submit', 'data-action': 'enable' }, 'Enable'));
   forms.enable.addEventListener('submit', ev => {
     ev.preventDefault();
-    submit(c, forms.enable, msg, 'gate.enable', () => ({ required_approvals: Number(m.value) }));
+    const groups = forms.enableGroups.value();
+    if (typeof groups === 'string') { msg.textContent = groups; return; }
+    submit(c, forms.enable, msg, 'gate.enable', () => ({ required_approvals: Number(m.value), ...(Object.keys(groups).length ? { groups } : {}) }));
+  });
+
+  // groups: a signer proposes the whole new set; every signer approves
+  forms.groupsEd = groupsEditor(c, 'Group');
+  forms.groups = h('form', { class: 'groups-change', 'aria-label': 'change the groups' },
+    h('h3', {}, 'Change the groups'),
+    h('p', { class: 'hint' }, 'Proposes the whole new set of groups: every signer must approve, and open requests are cancelled when it applies.'),
+    forms.groupsEd.el,
+    h('button', { type: 'submit', 'data-action': 'propose-groups' }, 'Propose these groups'));
+  forms.groups.addEventListener('submit', ev => {
+    ev.preventDefault();
+    const groups = forms.groupsEd.value();
+    if (typeof groups === 'string') { msg.textContent = groups; return; }
+    submit(c, forms.groups, msg, 'member.propose', () => ({ proposal_id: crypto.randomUUID(), groups }));
   });
 
   // rules: add (proposes the whole new set; every signer approves)
@@ -771,7 +943,35 @@ function buildForms(c, side, panel, forms) {
     check();
   });
   const advice = h('div', { class: 'advice', role: 'status' });
-  const newRules = () => [...c.gate.rules, { service: rsvc.value, endpoint: rend.value.trim() || '*', method: rmeth.value, required_approvals: Number(rm.value) }];
+  // what a rule may say beyond M (PROTOCOL 9); defaults are left out
+  const rreq = h('div', { class: 'require' });
+  forms.requireFor = groups => {
+    const names = Object.keys(groups).sort();
+    const had = Object.fromEntries([...rreq.querySelectorAll('input[data-group]')].map(i => [i.dataset.group, i.value]));
+    replace(rreq, names.length ? names.map(g => {
+      const i = h('input', { type: 'number', min: '0', value: had[g] || '0', 'data-group': g });
+      i.addEventListener('change', check);
+      return field(`Approvals required from ${g}`, i, `${groups[g].length} in ${g}; 0: none required`);
+    }) : h('p', { class: 'hint' }, 'No groups are set: a rule can require approvals from a group once groups are named.'));
+  };
+  const rself = h('input', { type: 'checkbox', 'data-field': 'no-self' });
+  const rreason = h('input', { type: 'checkbox', 'data-field': 'reason-required' });
+  const rdelay = h('input', { type: 'number', min: '0', step: 'any', value: '0', 'data-field': 'delay-minutes' });
+  const rveto = h('input', { type: 'number', min: '1', value: '1', 'data-field': 'veto' });
+  const newRule = () => {
+    const r = { service: rsvc.value, endpoint: rend.value.trim() || '*', method: rmeth.value, required_approvals: Number(rm.value) };
+    const req = [...rreq.querySelectorAll('input[data-group]')].filter(i => Number(i.value) > 0).map(i => ({ group: i.dataset.group, approvals: Number(i.value) }));
+    if (req.length) r.require = req;
+    if (rself.checked) r.submitter_counts = false;
+    if (rreason.checked) r.reason_required = true;
+    const delay = Math.round(Number(rdelay.value) * 60);
+    if (delay > 0) {
+      r.delay_seconds = delay;
+      if (Number(rveto.value) > 1) r.veto = Number(rveto.value);
+    }
+    return r;
+  };
+  const newRules = () => [...c.gate.rules, newRule()];
   let checkSeq = 0;
   const check = async () => {
     const mine = ++checkSeq;
@@ -782,11 +982,19 @@ function buildForms(c, side, panel, forms) {
         (res.shadows || []).map(s => h('p', { class: 'warn' }, 'note: ' + s)));
     } catch (e) { if (mine === checkSeq) replace(advice, h('p', { class: 'error' }, errText(e))); }
   };
-  for (const x of [rsvc, rend, rmeth, rm]) x.addEventListener('change', check);
+  for (const x of [rsvc, rend, rmeth, rm, rself, rreason, rdelay, rveto]) x.addEventListener('change', check);
+  rself.id = `rself-${c.id}`;
+  rreason.id = `rreason-${c.id}`;
   forms.rule = h('form', { class: 'rule-add', 'aria-label': 'add a rule' },
     h('h3', {}, 'Add a rule'),
     field('From a template', rtpl, 'Fills in the fields and the template’s suggested M.'),
     field('Service', rsvc), field('Endpoint', rend, 'A template pattern like /item/{id}.json, a path, or *'), field('Method', rmeth), field('Approvals (M)', rm),
+    h('details', { class: 'more' }, h('summary', {}, 'More than a number: groups, no self-approval, reason, cool-off'),
+      rreq,
+      h('div', { class: 'check' }, rself, h('label', { for: rself.id }, 'No self-approval: the submitter’s approval does not count')),
+      h('div', { class: 'check' }, rreason, h('label', { for: rreason.id }, 'Reason required: a request must say why')),
+      field('Cool-off in minutes (0: none)', rdelay, 'Between the last approval and the call; signers can veto during it.'),
+      field('Vetoes that stop it', rveto, 'With a cool-off: how many signers’ rejections during it stop the call.')),
     advice, h('button', { type: 'submit', 'data-action': 'propose-rule' }, 'Propose the rule'));
   forms.rule.addEventListener('submit', ev => {
     ev.preventDefault();
@@ -846,7 +1054,7 @@ function buildForms(c, side, panel, forms) {
 
   const reqForm = requestForm(c);
   forms.request = reqForm;
-  replace(side, h('h2', {}, 'API Gateway'), panel, msg, forms.enable, reqForm, forms.secret, forms.rule, forms.member);
+  replace(side, h('h2', {}, 'API Gateway'), panel, msg, forms.enable, reqForm, forms.secret, forms.rule, forms.groups, forms.member);
 }
 
 async function submit(c, form, msg, kind, fields) {
@@ -865,6 +1073,16 @@ function renderPanel(c, panel, forms) {
   const me = S.me.keyId;
   const isAdmin = c.admin === me;
   forms.enable.hidden = c.gate.enabled || !isAdmin;
+  forms.groups.hidden = !c.isSigner(me);
+  // the group editors follow the members and the groups in force; a
+  // draft is kept while neither changes
+  const gkey = JSON.stringify([c.gate.enabled ? c.gate.signers : [...c.members.keys()], c.gate.groups]);
+  if (forms.groupsKey !== gkey) {
+    forms.groupsKey = gkey;
+    if (c.gate.enabled) forms.groupsEd.reset(c.gate.groups, c.gate.signers);
+    else forms.enableGroups.setKeys([...c.members.keys()]);
+    forms.requireFor(c.gate.groups);
+  }
   forms.rule.hidden = !c.isSigner(me);
   forms.secret.hidden = !c.isSigner(me);
   forms.request.hidden = !c.isSigner(me);
@@ -885,8 +1103,10 @@ function renderPanel(c, panel, forms) {
       }, c.gate.enabled ? 'Propose removing' : 'Remove')] : null))),
     c.gate.enabled ? [
       h('p', { class: 'threshold' }, `Default: ${c.gate.m} of ${c.gate.signers.length} signers must approve.`),
+      h('h3', {}, 'Groups'),
+      Object.keys(c.gate.groups).length ? groupsList(c, c.gate.groups) : h('p', { class: 'muted' }, 'No groups.'),
       h('h3', {}, 'Rules'),
-      c.gate.rules.length ? h('ul', { class: 'rules' }, c.gate.rules.map((r, i) => h('li', {}, `${r.service} ${r.method} ${r.endpoint} → ${r.required_approvals} `,
+      c.gate.rules.length ? h('ul', { class: 'rules' }, c.gate.rules.map((r, i) => h('li', {}, `${ruleText(r)} `,
         c.isSigner(me) ? h('button', {
           type: 'button', class: 'small', 'aria-label': `Propose removing the rule ${r.service} ${r.method} ${r.endpoint}`,
           'on:click': () => submit(c, forms.rule, forms.msg, 'member.propose', () => ({ proposal_id: crypto.randomUUID(), rules: c.gate.rules.filter((_, j) => j !== i) })),
@@ -908,6 +1128,17 @@ function requestForm(c) {
   const expires = h('select', { name: 'expires' }, [['15 minutes', 900], ['1 hour', 3600], ['4 hours', 14400], ['1 day', 86400], ['7 days', 604800]].map(([l, s]) => h('option', { value: String(s), selected: s === 3600 }, l)));
   const preview = h('pre', { class: 'preview', 'aria-live': 'polite', 'aria-label': 'preview' });
   const msg = h('p', { class: 'msg', role: 'alert' });
+  const reason = h('textarea', { name: 'reason', rows: '2', maxlength: '4000', placeholder: 'why this call is needed' });
+  const reasonHint = h('span', { class: 'hint', id: `reason-hint-${c.id}` });
+  reason.setAttribute('aria-describedby', reasonHint.id);
+  // the reason is required when the rule that would apply says so
+  const needReason = () => {
+    const rule = last && last.rule;
+    const need = !!(rule && rule.reason_required);
+    reason.required = need;
+    reasonHint.textContent = need ? `Required: the rule ${ruleText(rule)} asks every request to say why.` : 'Optional; shown to the signers on the request’s card.';
+    return need;
+  };
   let inputs = {};
   let last = null;
   let seq = 0;
@@ -927,6 +1158,7 @@ function requestForm(c) {
       last = pv;
       preview.textContent = pv.lines.join('\n');
       preview.classList.remove('error');
+      needReason();
     } catch (e) {
       if (mine !== seq) return;
       last = null;
@@ -950,15 +1182,21 @@ function requestForm(c) {
     refresh();
   };
   tpl.addEventListener('change', build);
-  const form = h('form', { class: 'request-form', 'aria-label': 'request a call' },
+  // novalidate: the form says what is missing in its own words (a reason
+  // the rule requires, a parameter), after the preview
+  const form = h('form', { class: 'request-form', 'aria-label': 'request a call', novalidate: true },
     h('h3', {}, 'Request a call'),
     field('Template', tpl), params, field('Expires after', expires),
+    h('div', { class: 'field' }, h('label', { for: reason.id = `reason-${c.id}` }, 'Reason'), reason, reasonHint),
     h('p', { class: 'hint' }, 'Preview, exactly as twokey request --preview shows it:'), preview,
     h('button', { type: 'submit', 'data-action': 'submit-request' }, 'Submit request (counts as your approval)'), msg);
   form.addEventListener('submit', async ev => {
     ev.preventDefault();
     await refresh();
     if (!last) { msg.textContent = 'Fix the request first: ' + preview.textContent; return; }
+    const why = reason.value.trim();
+    if (needReason() && !why) { msg.textContent = `Say why: the rule ${ruleText(last.rule)} requires a reason (1 to 1,000 characters).`; reason.focus(); return; }
+    if (codePoints(why) > 1000) { msg.textContent = `A reason is at most 1,000 characters; this one has ${codePoints(why)}.`; return; }
     const btn = form.querySelector('button[type=submit]');
     btn.disabled = true;
     msg.textContent = '';
@@ -969,9 +1207,11 @@ function requestForm(c) {
       if (q.headers && Object.keys(q.headers).length) f.headers = q.headers;
       if (q.body !== undefined && q.body !== null) f.body = q.body;
       if (q.params && Object.keys(q.params).length) f.params = q.params;
+      if (why) f.reason = why;
       const rec = await S.session.post(c.id, 'gate.request', f);
       await ingest(c, rec);
       msg.textContent = 'Submitted.';
+      reason.value = '';
       location.hash = `#/c/${c.id}/r/${f.request_id}`;
     } catch (e) { msg.textContent = 'The server refused: ' + errText(e); }
     btn.disabled = false;

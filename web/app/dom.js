@@ -63,3 +63,14 @@ export function countdown(iso, now = Date.now()) {
       : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
   return ms >= 0 ? `expires in ${txt}` : `expired ${txt} ago`;
 }
+
+// coolOff says how long until an approved request executes.
+export function coolOff(iso, now = Date.now()) {
+  const ms = new Date(iso).getTime() - now;
+  if (ms <= 0) return 'cool-off over: executing';
+  const s = Math.ceil(ms / 1000);
+  const txt = s >= 86400 ? `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`
+    : s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor(s % 3600 / 60)}m`
+      : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
+  return `executes in ${txt}`;
+}
