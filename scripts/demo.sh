@@ -142,6 +142,35 @@ wait "$agent"
 tail -n +"$((shown + 1))" "$work/agent.log" | sed 's/^/  /'
 run "$TK" webhooks deliveries ops-hook --limit 5
 
+step "Policies beyond M of N: 'pay' needs one of finance and one of security, never the asker"
+run as alice "$TK" conv create pay --member "bob=$BOB" --member "carol=$CAROL"
+run as alice "$TK" gate enable pay --approvals 2 --group finance=alice --group security=bob \
+  --rule service=httpbin,approvals=2 --require finance=1,security=1 \
+  --no-self-approval --reason-required --delay 4s --veto 1
+printf 'sk_demo_77aa01c3' | as alice "$TK" secret add pay --service httpbin --ttl 720h >/dev/null
+run as alice "$TK" gate rule ls pay
+echo
+echo "Without a reason the request is refused, and the error says what to add:"
+printf '$ twokey request pay httpbin.headers\n'
+as carol "$TK" request pay httpbin.headers 2>&1 | sed 's/^/  /' || true
+out=$(as carol "$TK" request pay httpbin.headers --reason "quarterly check of what the upstream sees")
+echo "$out"
+RID6=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
+run as alice "$TK" approve pay "${RID6:0:8}"
+run as bob "$TK" approve pay "${RID6:0:8}" --reason "security has looked"
+echo "approved: a 4 s cool-off in which any signer may veto, then the call"
+run as carol "$TK" request show pay "${RID6:0:8}" --wait
+
+step "The same rule, vetoed during its cool-off: no call is made"
+out=$(as carol "$TK" request pay httpbin.headers --reason "one more look")
+RID7=$(echo "$out" | sed -n 's/^submitted request \([0-9a-f-]*\).*/\1/p')
+echo "submitted ${RID7:0:8}"
+run as alice "$TK" approve pay "${RID7:0:8}"
+run as bob "$TK" approve pay "${RID7:0:8}"
+run as carol "$TK" veto pay "${RID7:0:8}" --reason "wrong account: stop"
+run as carol "$TK" request show pay "${RID7:0:8}"
+run as carol "$TK" audit verify pay
+
 step "The conversation is the audit trail (every signature and the chain verified)"
 run as carol "$TK" log ops --short
 
