@@ -138,7 +138,7 @@ func policyNote(p gate.Policy) string {
 		fmt.Fprintf(&b, "Its rule requires a reason: pass reason to propose_request (why the call is needed, at most %d characters; the signers read it). ", gate.MaxReasonChars)
 	}
 	if p.DelaySeconds > 0 {
-		fmt.Fprintf(&b, "Once approved it waits a cool-off of %s before the call, during which %s. ", api.CoolOffText(p.DelaySeconds), vetoText(p.Veto))
+		fmt.Fprintf(&b, "Once approved it waits a cool-off of %s before the call, during which %s. ", gate.DelayText(p.DelaySeconds), vetoText(p.Veto))
 	}
 	return b.String()
 }
@@ -434,7 +434,7 @@ func (t *tools) proposeRequest(ctx context.Context, req *mcp.CallToolRequest, in
 		pol := api.StatePolicyOf(st.RequestState)
 		cool := ""
 		if pol.DelaySeconds > 0 {
-			cool = fmt.Sprintf("Once approved it waits a cool-off of %s, during which %s. ", api.CoolOffText(pol.DelaySeconds), vetoText(pol.Veto))
+			cool = fmt.Sprintf("Once approved it waits a cool-off of %s, during which %s. ", gate.DelayText(pol.DelaySeconds), vetoText(pol.Veto))
 		}
 		out.Message = fmt.Sprintf("Proposed: request %s needs %s (people decide; you cannot). %s%sNext: get_request with request_id %q and wait_seconds (e.g. 120) to wait for the outcome.",
 			st.RequestID, needsText(st), cool, linkNote(st.Link), st.RequestID)

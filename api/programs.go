@@ -170,29 +170,11 @@ func ApprovedText(st *RequestState, at string) string {
 	if at == "" {
 		at = "the end of its cool-off"
 	}
-	s := fmt.Sprintf("approved: executes at %s unless vetoed (cool-off %s", at, CoolOffText(p.DelaySeconds))
+	s := fmt.Sprintf("approved: executes at %s unless vetoed (cool-off %s", at, gate.DelayText(p.DelaySeconds))
 	if n := len(st.Vetoes); n > 0 {
 		s += fmt.Sprintf("; %d of %d vetoes", n, p.Veto)
 	}
 	return s + ")"
-}
-
-// CoolOffText is a delay in the largest unit that divides it, as
-// Policy.Describe writes it: "90 s", "15 min", "2 h", "1 day", "7 days".
-func CoolOffText(sec int) string {
-	switch {
-	case sec <= 0:
-		return "none"
-	case sec == 86400:
-		return "1 day"
-	case sec%86400 == 0:
-		return fmt.Sprintf("%d days", sec/86400)
-	case sec%3600 == 0:
-		return fmt.Sprintf("%d h", sec/3600)
-	case sec%60 == 0:
-		return fmt.Sprintf("%d min", sec/60)
-	}
-	return fmt.Sprintf("%d s", sec)
 }
 
 // plainTime is a state's time to the second ("2026-12-07T18:45:00Z"), or

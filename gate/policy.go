@@ -339,7 +339,7 @@ func (p Policy) Describe() string {
 	}
 	if p.DelaySeconds > 0 {
 		b.WriteString("; ")
-		b.WriteString(durationText(p.DelaySeconds))
+		b.WriteString(DelayText(p.DelaySeconds))
 		b.WriteString(" cool-off, ")
 		b.WriteString(countText(p.Veto, "veto", "vetoes"))
 	}
@@ -622,10 +622,13 @@ func andList(parts []string, conj string) string {
 	return strings.Join(parts[:len(parts)-1], ", ") + " " + conj + " " + parts[len(parts)-1]
 }
 
-// durationText is a delay in the largest unit that divides it: "90 s",
-// "15 min", "2 h", "1 day", "7 days".
-func durationText(sec int) string {
+// DelayText is a cool-off in the largest unit that divides it, as
+// Describe writes it: "90 s", "15 min", "2 h", "1 day", "7 days"; "none"
+// for none.
+func DelayText(sec int) string {
 	switch {
+	case sec <= 0:
+		return "none"
 	case sec%86400 == 0:
 		return countText(sec/86400, "day", "days")
 	case sec%3600 == 0:

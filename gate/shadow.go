@@ -57,18 +57,11 @@ func (r Rule) Weaker(over Rule) []string {
 		out = append(out, "no reason required")
 	}
 	if a.DelaySeconds < b.DelaySeconds {
-		out = append(out, fmt.Sprintf("a cool-off of %s instead of %s", delayText(a.DelaySeconds), delayText(b.DelaySeconds)))
+		out = append(out, fmt.Sprintf("a cool-off of %s instead of %s", DelayText(a.DelaySeconds), DelayText(b.DelaySeconds)))
 	} else if a.DelaySeconds > 0 && a.Veto > b.Veto {
 		out = append(out, fmt.Sprintf("%d vetoes to stop it instead of %d", a.Veto, b.Veto))
 	}
 	return out
-}
-
-func delayText(sec int) string {
-	if sec == 0 {
-		return "none"
-	}
-	return durationText(sec)
 }
 
 // Shadows lists every pair of rules where a more specific rule that asks
