@@ -112,7 +112,7 @@ const (
 )
 
 var allBuckets = []string{Meta, Webhooks, Outbox, Deliveries, Convs, Requests, Pending, Secrets, Nonces, Programs, ReqLog, Usage, ConvReqs,
-	Seen, IDs, Bans, bRecords, bLogIdx}
+	Seen, IDs, Bans, Claims, bRecords, bLogIdx}
 
 // convLog is one conversation's index: its entries, with the seq of each
 // one's first record.
@@ -532,6 +532,15 @@ func (s *Bolt) txn(writes []*pending) error {
 					return fmt.Errorf("%w: %s ends at %d, the write follows %d", ErrConflict, w.Conv, cur, w.After)
 				}
 				last[w.Conv] = w.After + uint64(len(w.Records))
+			}
+			for _, k := range w.IfAbsent {
+				b := tx.Bucket([]byte(k.Bucket))
+				if b == nil {
+					return fmt.Errorf("store: no bucket %q", k.Bucket)
+				}
+				if v, ok := s.derived(k.Bucket, k.Key); (ok && v != nil) || (!ok && b.Get([]byte(k.Key)) != nil) {
+					return fmt.Errorf("%w: %s/%s exists", ErrConflict, k.Bucket, k.Key)
+				}
 			}
 			if p.enc != nil {
 				next++

@@ -52,6 +52,12 @@ const (
 	// Deliveries holds the recent history of delivered and dead-lettered
 	// notifications, key TARGET/ORDER.
 	Deliveries = "deliveries"
+	// Claims holds, in a store several gateways share, the executing
+	// requests whose call the executor has started: key the request id,
+	// value the node that claimed it. A claim is committed under the
+	// executor's lease guard (Write.Guard) before the call, and deleted with
+	// the outcome; an executing request without one was never sent.
+	Claims = "claims"
 	// Proposals is a bucket that files written by earlier versions hold;
 	// nothing reads or writes it.
 	Proposals = "proposals"
@@ -64,6 +70,10 @@ var ErrLocked = errors.New("store: database is locked by another process")
 // ends where the writer saw it (Write.After): another writer appended
 // first. Nothing of the write was applied.
 var ErrConflict = errors.New("store: the conversation's log moved on since it was read")
+
+// ErrNotLeader is returned by a Commit with Guard set when this node does
+// not hold the executor's lease (any more): nothing was applied.
+var ErrNotLeader = errors.New("store: this node is not the executor (its lease was lost or another node leads)")
 
 // Store is the gateway's storage, as every package uses it.
 //
@@ -148,6 +158,64 @@ type Write struct {
 	Derived []Put
 	// Puts are written in place, in the same transaction.
 	Puts []Put
+	// IfAbsent names keys (Bucket and Key; Value is ignored) that must
+	// not exist: the commit is refused with ErrConflict when one does.
+	IfAbsent []Put
+	// Guard commits only while this node holds the executor's lease in
+	// a shared store (Cluster), refusing with ErrNotLeader otherwise; the
+	// check is part of the commit, so a node that lost the lease a moment
+	// ago cannot commit under it. A store with one writer (Bolt) is always
+	// its own executor.
+	Guard bool
+}
+
+// Cluster is a Store that several gateways share (Etcd). Every node reads
+// and appends; one at a time, the executor, holds a lease and alone makes
+// upstream calls.
+type Cluster interface {
+	Store
+	// Node is this gateway's name among those sharing the store.
+	Node() string
+	// Lead campaigns until this node is the executor or ctx ends. The
+	// channel it returns is closed when the lead is lost (the lease ran
+	// out, the store closed); Lead may be called again after.
+	Lead(ctx context.Context) (lost <-chan struct{}, err error)
+	// Executor names the node that executes now ("" when none does).
+	Executor(ctx context.Context) (string, error)
+	// Follow calls fn, from one goroutine, with each conversation whose
+	// log grew (on any node) and its new last seq, until ctx ends. A call
+	// with conv "" means the feed restarted and some growth may have been
+	// missed: every conversation must be read again.
+	Follow(ctx context.Context, fn func(conv string, last uint64))
+	// Health reports the store's endpoints and the nodes sharing it.
+	Health(ctx context.Context) ClusterHealth
+	// Report publishes this node's view (its watch lag) for Health.
+	Report(lag time.Duration)
+}
+
+// ClusterHealth is what Cluster.Health reports.
+type ClusterHealth struct {
+	Executor  string           `json:"executor"`
+	Endpoints []EndpointHealth `json:"endpoints"`
+	Nodes     []NodeHealth     `json:"nodes"`
+}
+
+// EndpointHealth is one etcd endpoint as this node sees it.
+type EndpointHealth struct {
+	Endpoint string `json:"endpoint"`
+	Healthy  bool   `json:"healthy"`
+	Leader   bool   `json:"leader,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Revision is the endpoint's store revision.
+	Revision int64 `json:"revision,omitempty"`
+}
+
+// NodeHealth is one gateway node as it last reported itself.
+type NodeHealth struct {
+	Node string `json:"node"`
+	// LagMS is how far behind the log's last commit its watch was.
+	LagMS    int64  `json:"lag_ms"`
+	Reported string `json:"reported"`
 }
 
 // Stats are a backend's counters since it was opened; the difference of
