@@ -129,6 +129,12 @@ type Engine struct {
 	committed atomic.Pointer[func(conv string, first, last uint64)]
 
 	legacySeen atomic.Bool // the replay window holds keys of the old form (see seenKey)
+
+	// On a shared store (cluster.go): the follower's and the
+	// executor's state, whether this node leads, and their goroutines.
+	cl      *clusterState
+	leading atomic.Bool
+	bg      sync.WaitGroup
 }
 
 // OnCommitted installs f, called with the seqs of each commit's records
@@ -200,6 +206,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.expiry = newExpiry(cfg.Clock, e.expireDue)
+	if cs, ok := cfg.Store.(store.Cluster); ok {
+		e.cl = &clusterState{st: cs}
+	}
 	if err := e.load(); err != nil {
 		return nil, err
 	}
@@ -209,6 +218,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.legacySeen.Store(legacy)
 	e.pruneTick()
+	if e.cl != nil {
+		e.startCluster()
+	}
 	return e, nil
 }
 
@@ -238,6 +250,7 @@ func (e *Engine) Close() {
 	e.pruneMu.Unlock()
 	e.expiry.stop()
 	e.cancel()
+	e.bg.Wait()
 	e.execWG.Wait()
 }
 
@@ -371,6 +384,12 @@ func (e *Engine) load() error {
 	// for it yet: no executing mark was written (PROTOCOL 9).
 	for _, r := range approved {
 		e.expiry.add(r.ExecutableAt, r.Conversation, r.ID)
+	}
+	if e.cl != nil {
+		// On a shared store the executor decides what became of an
+		// executing request (takeover): this node may not lead, and the
+		// request's call may be running on the node that does.
+		interrupted = nil
 	}
 	for _, r := range interrupted {
 		c := e.convs[r.Conversation]
@@ -511,6 +530,9 @@ func (e *Engine) lookup(id string) (*conv, error) {
 	e.mu.RLock()
 	c := e.convs[id]
 	e.mu.RUnlock()
+	if c == nil {
+		c = e.adopt(id)
+	}
 	if c == nil {
 		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", twokey.Clip(id))
 	}

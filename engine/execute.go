@@ -17,12 +17,24 @@ import (
 	"github.com/twokey/twokey"
 	"github.com/twokey/twokey/conversation"
 	"github.com/twokey/twokey/gate"
+	"github.com/twokey/twokey/store"
 )
 
 // scheduleExecution arranges for r, now executing in ch, to be called once
 // ch has committed: the durable executing mark comes first, the call after.
 func (e *Engine) scheduleExecution(ch *change, r *gate.Request) {
 	conv := ch.c.st.ID
+	if e.cl != nil {
+		// On a shared store the executor claims it under its lease
+		// first; another node's executor finds it through its follower.
+		c := ch.c
+		ch.after = append(ch.after, func() {
+			if e.Executing() {
+				e.claim(c, r)
+			}
+		})
+		return
+	}
 	ch.after = append(ch.after, func() {
 		e.execWG.Add(1)
 		go e.execute(conv, r.Clone())
@@ -188,53 +200,69 @@ func classify(err error) string {
 func (e *Engine) finish(c *conv, r *gate.Request, resp *gate.ResponsePayload, dur time.Duration, reason, detail string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cur := c.requests[r.ID]
-	if cur == nil || cur.State != gate.StateExecuting {
+	if e.cl != nil {
+		defer e.cl.inflight.Delete(r.ID)
+	}
+	ms := dur.Milliseconds()
+	var done *gate.Request
+	err := e.attempt(c, func() error {
+		done = nil
+		cur := c.requests[r.ID]
+		if cur == nil || cur.State != gate.StateExecuting {
+			return nil
+		}
+		ch := e.begin(c)
+		d := cur.Clone()
+		// The approvers fixed when the requirement was met (a request from
+		// before policies has none fixed: its approvals).
+		approvers := slices.Clone(d.Approvers)
+		if approvers == nil {
+			approvers = d.Counted()
+		}
+		if resp != nil {
+			if _, err := e.gatewayRecord(ch, conversation.KindGateExecuted, gate.ExecutedPayload{
+				Header: e.header(c.st.ID), RequestID: r.ID, Status: resp.Status, DurationMS: ms, Approvers: approvers,
+				Assignment: maps.Clone(d.Assignment), Decision: gate.DecisionOf(d),
+			}); err != nil {
+				return fmt.Errorf("sign gate.executed: %w", err)
+			}
+			resp.Header = e.header(c.st.ID)
+			if _, err := e.gatewayRecord(ch, conversation.KindGateResponse, resp); err != nil {
+				return fmt.Errorf("sign gate.response: %w", err)
+			}
+			d.State = gate.StateExecuted
+			d.Result = &gate.Result{Status: resp.Status, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq - 1, BodyDigest: resp.BodyDigest}
+		} else {
+			if _, err := e.gatewayRecord(ch, conversation.KindGateFailed, gate.ClosedPayload{
+				Header: e.header(c.st.ID), RequestID: r.ID, Reason: reason, Detail: detail, Decision: gate.DecisionOf(d)}); err != nil {
+				return fmt.Errorf("sign gate.failed: %w", err)
+			}
+			d.State = gate.StateFailed
+			d.Result = &gate.Result{Reason: reason, Detail: detail, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq}
+		}
+		ch.putRequest(d)
+		if e.cl != nil {
+			// The claim has done its work: the outcome is in the log.
+			ch.puts = append(ch.puts, store.Put{Bucket: store.Claims, Key: r.ID})
+		}
+		ev := Event{Kind: EventExecuted, Request: d, Duration: dur, Reason: reason}
+		if resp != nil {
+			ev.Status = resp.Status
+		}
+		e.record(ch, ev)
+		if err := e.commit(ch); err != nil {
+			return err
+		}
+		done = d
+		return nil
+	})
+	if err != nil {
+		// The request stays executing in the store; at the next start (or
+		// takeover) it becomes failed/interrupted and is never sent again.
+		e.log.Error("cannot record the outcome of an execution", AttrConv, c.st.ID, AttrRequest, r.ID, AttrError, err.Error())
 		return
 	}
-	ch := e.begin(c)
-	done := cur.Clone()
-	ms := dur.Milliseconds()
-	// The approvers fixed when the requirement was met (a request from
-	// before policies has none fixed: its approvals).
-	approvers := slices.Clone(done.Approvers)
-	if approvers == nil {
-		approvers = done.Counted()
-	}
-	if resp != nil {
-		if _, err := e.gatewayRecord(ch, conversation.KindGateExecuted, gate.ExecutedPayload{
-			Header: e.header(c.st.ID), RequestID: r.ID, Status: resp.Status, DurationMS: ms, Approvers: approvers,
-			Assignment: maps.Clone(done.Assignment), Decision: gate.DecisionOf(done),
-		}); err != nil {
-			e.log.Error("cannot sign gate.executed", AttrError, err.Error())
-			return
-		}
-		resp.Header = e.header(c.st.ID)
-		if _, err := e.gatewayRecord(ch, conversation.KindGateResponse, resp); err != nil {
-			e.log.Error("cannot sign gate.response", AttrError, err.Error())
-			return
-		}
-		done.State = gate.StateExecuted
-		done.Result = &gate.Result{Status: resp.Status, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq - 1, BodyDigest: resp.BodyDigest}
-	} else {
-		if _, err := e.gatewayRecord(ch, conversation.KindGateFailed, gate.ClosedPayload{
-			Header: e.header(c.st.ID), RequestID: r.ID, Reason: reason, Detail: detail, Decision: gate.DecisionOf(done)}); err != nil {
-			e.log.Error("cannot sign gate.failed", AttrError, err.Error())
-			return
-		}
-		done.State = gate.StateFailed
-		done.Result = &gate.Result{Reason: reason, Detail: detail, DurationMS: ms, Approvers: approvers, Seq: ch.st.Seq}
-	}
-	ch.putRequest(done)
-	ev := Event{Kind: EventExecuted, Request: done, Duration: dur, Reason: reason}
-	if resp != nil {
-		ev.Status = resp.Status
-	}
-	e.record(ch, ev)
-	if err := e.commit(ch); err != nil {
-		// The request stays executing in the store; at the next start it
-		// becomes failed/interrupted and is never sent again.
-		e.log.Error("cannot record the outcome of an execution", AttrConv, c.st.ID, AttrRequest, r.ID, AttrError, err.Error())
+	if done == nil {
 		return
 	}
 	status := 0

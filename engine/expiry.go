@@ -102,6 +102,9 @@ func (x *expiry) stop() {
 
 // expireDue writes gate.expired for each due request still pending.
 func (e *Engine) expireDue(due []expItem) {
+	if !e.Executing() {
+		return // the executor fires them; a node that takes the lead arms them again
+	}
 	for _, it := range due {
 		c, err := e.lookup(it.conv)
 		if err != nil {
@@ -133,10 +136,17 @@ func (e *Engine) expireDue(due []expItem) {
 // over: the executing mark is committed first, the call made after, once.
 // Called with c.mu held.
 func (e *Engine) executeDue(c *conv, r *gate.Request) error {
-	ch := e.begin(c)
-	r = r.Clone()
-	r.StartExecution()
-	ch.putRequest(r)
-	e.scheduleExecution(ch, r)
-	return e.commit(ch)
+	id := r.ID
+	return e.attempt(c, func() error {
+		r, err := e.req(c, id)
+		if err != nil || r == nil || !r.Due(e.clock.Now()) {
+			return err
+		}
+		ch := e.begin(c)
+		r = r.Clone()
+		r.StartExecution()
+		ch.putRequest(r)
+		e.scheduleExecution(ch, r)
+		return e.commit(ch)
+	})
 }

@@ -494,15 +494,17 @@ func (e *Engine) closeIn(ch *change, r *gate.Request, state, reason string) erro
 
 // closeRequest ends an open request in its own commit. Called with c.mu held.
 func (e *Engine) closeRequest(c *conv, id, state, reason string, _ int) error {
-	r, err := e.req(c, id)
-	if err != nil || r == nil || r.Terminal() {
-		return err
-	}
-	ch := e.begin(c)
-	if err := e.closeIn(ch, r, state, reason); err != nil {
-		return err
-	}
-	return e.commit(ch)
+	return e.attempt(c, func() error {
+		r, err := e.req(c, id)
+		if err != nil || r == nil || r.Terminal() {
+			return err
+		}
+		ch := e.begin(c)
+		if err := e.closeIn(ch, r, state, reason); err != nil {
+			return err
+		}
+		return e.commit(ch)
+	})
 }
 
 func (e *Engine) propose(ch *change, m *conversation.Message) error {

@@ -92,7 +92,7 @@ func (e *Engine) Create(raw []byte) (conversation.Record, error) {
 		e.mu.Lock()
 		delete(e.convs, id)
 		e.mu.Unlock()
-		return conversation.Record{}, err
+		return conversation.Record{}, conflictErr(err, id)
 	}
 	e.log.Info("conversation created", AttrConv, id, AttrAuthor, m.Author)
 	return rec, nil
@@ -116,17 +116,24 @@ func (e *Engine) PostMessage(convID string, m *conversation.Message) (conversati
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch, err := e.decide(c, convID, m)
-	if ch != nil {
-		defer ch.drop() // a no-op once committed
-	}
+	var rec conversation.Record
+	err = e.attempt(c, func() error {
+		ch, err := e.decide(c, convID, m)
+		if ch != nil {
+			defer ch.drop() // a no-op once committed
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.commit(ch); err != nil {
+			return err
+		}
+		rec = ch.records[0]
+		return nil
+	})
 	if err != nil {
 		return conversation.Record{}, err
 	}
-	if err := e.commit(ch); err != nil {
-		return conversation.Record{}, err
-	}
-	rec := ch.records[0]
 	if ctx := context.Background(); e.log.Enabled(ctx, slog.LevelDebug) {
 		e.log.LogAttrs(ctx, slog.LevelDebug, "accepted", slog.String(AttrConv, convID), slog.String(AttrKind, m.Kind),
 			slog.Uint64(AttrSeq, rec.Seq), slog.String(AttrAuthor, m.Author))

@@ -67,14 +67,20 @@ func (e *Engine) SubmitProgram(convID, program, keyPrefix string, p gate.Request
 	if err != nil {
 		return nil, err
 	}
-	ch := e.begin(c)
-	ch.append(m, e.clock.Now())
-	r, err := e.submit(ch, e.gwKey, program, p, m.PayloadDigest())
+	var r *gate.Request
+	err = e.attempt(c, func() error {
+		ch := e.begin(c)
+		ch.append(m, e.clock.Now())
+		var err error
+		r, err = e.submit(ch, e.gwKey, program, p, m.PayloadDigest())
+		if err != nil {
+			ch.drop()
+			return err
+		}
+		r.KeyPrefix = keyPrefix // before the commit, which stores it with the request
+		return e.commit(ch)
+	})
 	if err != nil {
-		return nil, err
-	}
-	r.KeyPrefix = keyPrefix // before the commit, which stores it with the request
-	if err := e.commit(ch); err != nil {
 		return nil, err
 	}
 	e.log.Info("accepted program request", AttrConv, c.st.ID, AttrRequest, r.ID, "program", program, AttrService, p.Service)

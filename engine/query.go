@@ -60,7 +60,10 @@ func (e *Engine) member(convID, key string) (*conv, error) {
 		return nil, twokey.Errorf(twokey.EUnknownConversation, "no conversation %q on this server", twokey.Clip(convID))
 	}
 	if !c.st.IsMember(key) {
-		return nil, twokey.Errorf(twokey.ENotMember, "you are not a member of conversation %s", convID)
+		// Added on another node a moment ago? Read what this one missed.
+		if moved, _ := e.sync(c); !moved || !c.st.IsMember(key) {
+			return nil, twokey.Errorf(twokey.ENotMember, "you are not a member of conversation %s", convID)
+		}
 	}
 	return c, nil
 }
@@ -171,6 +174,13 @@ func (e *Engine) Request(convID, key, id string) (*api.RequestState, error) {
 func (e *Engine) requestState(c *conv, convID, id string) (*api.RequestState, error) {
 	c.mu.Lock()
 	r, err := e.req(c, id)
+	if r == nil && err == nil && e.cl != nil {
+		// Submitted or moved on another node a moment ago: the closed
+		// ones are read from the store below, an open one is read now.
+		if moved, _ := e.sync(c); moved {
+			r, err = e.req(c, id)
+		}
+	}
 	if r != nil {
 		r = r.Clone()
 	}

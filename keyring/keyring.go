@@ -94,12 +94,23 @@ func Open(st store.Store, src Source) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
+	if first {
+		err := create(st, v)
+		if errors.Is(err, store.ErrConflict) {
+			// Another node sharing the store made the keys a moment
+			// before: this one must hold the same master key.
+			if check, err = st.Get(store.Meta, metaMasterCheck); err != nil {
+				return nil, err
+			}
+			first = false
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	if !first {
 		if err := v.VerifyCheck(check); err != nil {
-			return nil, fmt.Errorf("%w; the server was started with a different master key than the one this data directory (%s) was created with. Supply the original with TWOKEY_MASTER_KEY or --master-key-file; nothing was changed", err, src.DataDir)
+			return nil, fmt.Errorf("%w; the server was started with a different master key than the one this data directory (%s) or shared store was created with. Supply the original with TWOKEY_MASTER_KEY or --master-key-file; nothing was changed", err, src.DataDir)
 		}
-	} else if err := create(st, v); err != nil {
-		return nil, err
 	}
 	k, err := open(st, v)
 	if err != nil {
@@ -142,11 +153,13 @@ func create(st store.Store, v *vault.Vault) error {
 	if err != nil {
 		return err
 	}
+	// Only where no keys are: two nodes of a shared store starting at
+	// once make one set, and the other opens it.
 	return st.Commit(&store.Write{Puts: []store.Put{
 		{Bucket: store.Meta, Key: metaGateway, Value: sealedGW},
 		{Bucket: store.Meta, Key: metaTokenKey, Value: sealedTok},
 		{Bucket: store.Meta, Key: metaMasterCheck, Value: check},
-	}})
+	}, IfAbsent: []store.Put{{Bucket: store.Meta, Key: metaMasterCheck}}})
 }
 
 // damaged is the error of a sealed entry that is missing or does not open
