@@ -4,7 +4,7 @@ BIN      := bin/twokey
 PKGS     := ./...
 FUZZTIME ?= 60s
 
-.PHONY: all build test test-long demo fmt vet fuzz bench clean web-deps
+.PHONY: all build test test-long demo demo-ha fmt vet fuzz bench clean web-deps
 
 all: build
 
@@ -30,6 +30,9 @@ test-long: fmt vet
 # The whole story on the embedded defaults, in a temp dir.
 demo: build
 	./scripts/demo.sh
+
+demo-ha: build
+	./scripts/demo-ha.sh
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:

@@ -50,7 +50,9 @@ func TestImportRules(t *testing.T) {
 }
 
 // TestBboltOnlyInStore enforces docs/architecture.md: only store imports
-// bbolt, and internal/testutil, which checks the file read-only in tests.
+// bbolt, and internal/testutil, which checks the file read-only in tests;
+// only store imports etcd's client, and internal/etcdtest and
+// internal/etcddev its server.
 // (The other rules follow dependencies; this one names direct imports, as
 // everything above store reaches bbolt through it.)
 func TestBboltOnlyInStore(t *testing.T) {
@@ -71,6 +73,9 @@ func TestBboltOnlyInStore(t *testing.T) {
 		for _, imp := range f[1:] {
 			if imp == "go.etcd.io/bbolt" || strings.HasPrefix(imp, "go.etcd.io/bbolt/") {
 				t.Errorf("%s imports %s: only store (and internal/testutil) may (docs/architecture.md)", f[0], imp)
+			}
+			if strings.HasPrefix(imp, "go.etcd.io/etcd/") && f[0] != mod+"/internal/etcdtest" && f[0] != mod+"/internal/etcddev" {
+				t.Errorf("%s imports %s: only store (and internal/etcdtest and internal/etcddev, the test and demo clusters) may (docs/architecture.md)", f[0], imp)
 			}
 		}
 	}

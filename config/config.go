@@ -42,6 +42,8 @@ type Config struct {
 	Proxy            Proxy             `yaml:"proxy"`
 	Programs         Programs          `yaml:"programs"`
 	Limits           Limits            `yaml:"limits"`
+	Store            string            `yaml:"store" help:"where the state is kept: bolt (one file in the data directory, the default) or etcd (a cluster several nodes share; see docs/ha.md)"`
+	Etcd             Etcd              `yaml:"etcd"`
 	// Notifications are the webhook targets of the file (package notify;
 	// docs/operations.md, Notifications): only in twokey.yaml, so they
 	// have no variable and no flag.
@@ -97,6 +99,19 @@ type Limits struct {
 	MaxConnections        int      `yaml:"max_connections" help:"connections the server holds at once, WebSockets included; more are answered 503; 0 derives it from the file descriptor limit (80% less 32)"`
 	ConnectionsPerAddress int      `yaml:"connections_per_address" help:"connections one IP address may hold at once, but for authenticated WebSockets; more are answered 429; 0 turns the cap off"`
 	BodyTimeout           Duration `yaml:"body_timeout" help:"how long the server waits for a request's body once its headers are in"`
+}
+
+// Etcd configures the shared store (store: etcd; docs/ha.md).
+type Etcd struct {
+	Endpoints []string `yaml:"endpoints" help:"the etcd cluster's client endpoints, host:port or URLs, comma-separated"`
+	Prefix    string   `yaml:"prefix" help:"key prefix, so that several gateways can share one cluster"`
+	CertFile  string   `yaml:"cert_file" help:"client certificate PEM for etcd's TLS (with key_file)"`
+	KeyFile   string   `yaml:"key_file" help:"client private key PEM for etcd's TLS"`
+	CAFile    string   `yaml:"ca_file" help:"CA PEM that signed etcd's server certificates (turns TLS on)"`
+	Username  string   `yaml:"username" help:"etcd user, when etcd's authentication is on"`
+	Password  string   `yaml:"password" secret:"true" flag:"-" help:"the etcd user's password"`
+	Node      string   `yaml:"node" help:"this gateway's name among the nodes sharing the store (default: the host name and the listen port)"`
+	LeaseTTL  Duration `yaml:"lease_ttl" help:"the executor's lease: a node that stops renewing it loses the lead this long after"`
 }
 
 // Notification is one webhook target of twokey.yaml.
@@ -184,7 +199,9 @@ func Default() *Config {
 		Programs:         Programs{RequestTTL: Duration(time.Hour)},
 		Limits: Limits{WebSocketsPerToken: 8, WebSocketsPerMember: 32, ConnectionsPerAddress: 128,
 			BodyTimeout: Duration(10 * time.Second)},
-		src: map[string]string{},
+		Store: "bolt",
+		Etcd:  Etcd{Prefix: "/twokey/", LeaseTTL: Duration(5 * time.Second)},
+		src:   map[string]string{},
 	}
 }
 
@@ -227,6 +244,24 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("addr", c.Addr)
+	switch c.Store {
+	case "bolt":
+	case "etcd":
+		if len(c.Etcd.Endpoints) == 0 {
+			bad("etcd.endpoints", "store etcd needs the cluster's endpoints, e.g. --etcd-endpoints 10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379")
+		}
+		if (c.Etcd.CertFile == "") != (c.Etcd.KeyFile == "") {
+			bad("etcd.cert_file", "a client certificate needs both etcd.cert_file and etcd.key_file")
+		}
+		if c.Etcd.LeaseTTL < Duration(time.Second) {
+			bad("etcd.lease_ttl", "must be at least 1s, e.g. 5s")
+		}
+		if !strings.HasPrefix(c.Etcd.Prefix, "/") {
+			bad("etcd.prefix", "%q must start with /, e.g. /twokey/", c.Etcd.Prefix)
+		}
+	default:
+		bad("store", "%q is not bolt or etcd", c.Store)
+	}
 	if c.UpstreamTimeout <= 0 {
 		bad("upstream_timeout", "must be positive, e.g. 30s")
 	}

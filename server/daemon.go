@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/twokey/twokey/catalog"
@@ -115,9 +116,19 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 	dbPath := filepath.Join(c.DataDir, "twokey.db")
 	_, statErr := os.Stat(dbPath)
 	fresh := os.IsNotExist(statErr)
-	st, err := store.Open(dbPath, deps.LockTimeout)
-	if err != nil {
-		return nil, err
+	var st store.Store
+	var bst *store.Bolt
+	if c.Store == "etcd" {
+		fresh = false
+		if st, err = openEtcd(c); err != nil {
+			return nil, err
+		}
+		dbPath = "etcd " + strings.Join(c.Etcd.Endpoints, ",") + " " + c.Etcd.Prefix
+	} else {
+		if bst, err = store.Open(dbPath, deps.LockTimeout); err != nil {
+			return nil, err
+		}
+		st = bst
 	}
 	defer func() {
 		if err != nil {
@@ -129,10 +140,10 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Legacy() {
+	if bst != nil && bst.Legacy() {
 		// Only now that the master key opened the vault: a start refused
 		// for a wrong key leaves an old file as it was.
-		if err := st.Upgrade(); err != nil {
+		if err := bst.Upgrade(); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(deps.Out, "converted database %s to the log-first layout\n", dbPath)
