@@ -23,6 +23,40 @@ type Gateway struct {
 // Health is GET /healthz.
 type Health struct {
 	Status string `json:"status"`
+	// On a shared store (docs/ha.md): this node's name, whether it is
+	// the executor, and why it is unavailable (status "unavailable",
+	// answered 503) when it cannot reach the store.
+	Node      string `json:"node,omitempty"`
+	Executing *bool  `json:"executing,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// ClusterStatus is GET /v0/management/cluster: the shared store as this
+// node sees it (docs/ha.md, Status).
+type ClusterStatus struct {
+	Store     string            `json:"store"` // bolt or etcd
+	Node      string            `json:"node,omitempty"`
+	Executing bool              `json:"executing"`
+	Executor  string            `json:"executor,omitempty"`
+	LagMS     int64             `json:"lag_ms"`
+	Endpoints []ClusterEndpoint `json:"endpoints,omitempty"`
+	Nodes     []ClusterNode     `json:"nodes,omitempty"`
+}
+
+// ClusterEndpoint is one etcd endpoint's health.
+type ClusterEndpoint struct {
+	Endpoint string `json:"endpoint"`
+	Healthy  bool   `json:"healthy"`
+	Leader   bool   `json:"leader,omitempty"`
+	Revision int64  `json:"revision,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// ClusterNode is one twokey node as it last reported itself.
+type ClusterNode struct {
+	Node     string `json:"node"`
+	LagMS    int64  `json:"lag_ms"`
+	Reported string `json:"reported"`
 }
 
 // Session is POST /v1/sessions: a bearer token and when it expires.

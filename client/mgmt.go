@@ -167,6 +167,13 @@ func notTwokeyError(base string, err error, then string) error {
 
 func keyPath(name string) string { return "/v0/management/keys/" + url.PathEscape(name) }
 
+// Cluster reports the shared store as the server sees it (docs/ha.md).
+func (m *Management) Cluster(ctx context.Context) (api.ClusterStatus, error) {
+	var out api.ClusterStatus
+	err := m.do(ctx, "GET", "/v0/management/cluster", nil, &out)
+	return out, err
+}
+
 // Keys lists the program keys.
 func (m *Management) Keys(ctx context.Context) ([]api.KeyInfo, error) {
 	var out api.KeyList

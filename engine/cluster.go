@@ -52,7 +52,8 @@ type ClusterInfo struct {
 	Health    store.ClusterHealth
 }
 
-// Cluster reports the cluster's state, or nil on a store of one node.
+// Cluster reports this node's name and role without asking the store, or
+// nil on a store of one node.
 func (e *Engine) Cluster() *ClusterInfo {
 	if e.cl == nil {
 		return nil
@@ -60,7 +61,29 @@ func (e *Engine) Cluster() *ClusterInfo {
 	e.cl.lagMu.Lock()
 	lag := e.cl.lag
 	e.cl.lagMu.Unlock()
+	return &ClusterInfo{Node: e.cl.st.Node(), Executing: e.leading.Load(), Lag: lag}
+}
+
+// ClusterStatus is Cluster with the store's health: every endpoint
+// asked, every node's report read.
+func (e *Engine) ClusterStatus() *ClusterInfo {
+	if e.cl == nil {
+		return nil
+	}
+	e.cl.lagMu.Lock()
+	lag := e.cl.lag
+	e.cl.lagMu.Unlock()
 	return &ClusterInfo{Node: e.cl.st.Node(), Executing: e.leading.Load(), Lag: lag, Health: e.cl.st.Health(e.ctx)}
+}
+
+// Ready checks that this node reaches its store (on a shared one: that
+// etcd answers a read); nil on a store of one node.
+func (e *Engine) Ready() error {
+	if e.cl == nil {
+		return nil
+	}
+	_, err := e.st.LastSeq("healthz")
+	return err
 }
 
 // Executing reports whether this node makes the upstream calls: always

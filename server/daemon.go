@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twokey/twokey/catalog"
@@ -71,6 +72,9 @@ type Daemon struct {
 	tlsURL      string
 	fingerprint string
 	limits      *connLimiter // counts and caps the connections of both listeners
+
+	syncStop chan struct{} // stops syncPrograms
+	syncOnce sync.Once
 }
 
 // Start opens everything and starts serving as cfg says: the configuration
@@ -175,6 +179,10 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.progs = programs.New(loaded, programStore{st}, deps.Clock.Now)
+	d.syncStop = make(chan struct{})
+	if _, shared := st.(store.Cluster); shared {
+		go syncPrograms(st, d.progs, d.syncStop)
+	}
 	d.metrics = NewMetrics(func() int { return d.api.WebSockets() })
 	rlog, err := reqlog.New(reqlog.Config{Store: st, Clock: deps.Clock, Logger: deps.Logger, Retention: c.RequestLogs.Retention.D()})
 	if err != nil {
@@ -213,6 +221,14 @@ func Start(cfg *config.Config, deps Deps) (d *Daemon, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if eng.Cluster() != nil {
+		for _, c := range clusterGauges(eng) {
+			if err := d.metrics.Register(c); err != nil {
+				eng.Close()
+				return nil, err
+			}
+		}
 	}
 	// Loading decoded every open request: give the garbage of that back to
 	// the system now, so that the memory the server holds once it listens
@@ -414,6 +430,7 @@ func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d.op.cancel()
+	d.syncOnce.Do(func() { close(d.syncStop) })
 	d.api.CloseWebSockets()
 	err := d.http.Shutdown(ctx)
 	if d.https != nil {

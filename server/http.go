@@ -46,7 +46,7 @@ func NewAPI(eng *engine.Engine, log *slog.Logger) *API {
 	m.HandleFunc("POST /v1/conversations/{id}/rules/check", a.auth(a.checkRules))
 	m.HandleFunc("GET /v1/catalog", a.catalog)
 	m.HandleFunc("GET /v1/ws", a.ws.serve)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, api.Health{Status: "ok"}) })
+	m.HandleFunc("GET /healthz", a.healthz)
 	a.mountApp()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, log, twokey.Errorf(twokey.ENotFound, "no route %s %s; see docs/protocol.md", r.Method, r.URL.Path))

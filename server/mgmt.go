@@ -45,6 +45,7 @@ func (o *operator) mgmtRoutes(a *API) {
 	a.Handle("GET /v0/management/usage", g(o.usage))
 	a.Handle("GET /v0/management/config", g(o.configShow))
 	a.Handle("GET /v0/management/bans", g(o.bansList))
+	a.Handle("GET /v0/management/cluster", g(o.clusterStatus))
 	a.Handle("DELETE /v0/management/bans", g(o.bansDelete))
 	o.webhookRoutes(a, g)
 	a.Handle("/v0/management/", g(func(w http.ResponseWriter, r *http.Request) {

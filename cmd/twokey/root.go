@@ -260,6 +260,8 @@ https:// is not followed: use its https:// URL.
 		newMemberCmd(f),
 		newKeysCmd(f),
 		newWebhooksCmd(f),
+		newStatusCmd(f),
+		newMigrateCmd(f),
 		newCallsCmd(f),
 		newLogsCmd(f),
 		newUsageCmd(f),
