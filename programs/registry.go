@@ -227,3 +227,54 @@ func (r *Registry) Delete(name string) error {
 	r.saved[name] = r.bump(name) // deleted is what is stored
 	return nil
 }
+
+// Sync takes in the programs as another node sharing the store saved them
+// (docs/ha.md): one made, rotated, disabled or deleted there holds here
+// from this call on. A program with a change of this node's not yet saved
+// keeps it. Of a monthly count, the larger of the two is kept: counts made
+// on several nodes in the same moment can each miss the other's.
+func (r *Registry) Sync(loaded []*Program) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, p := range loaded {
+		seen[p.Name] = true
+		if r.version[p.Name] != r.saved[p.Name] {
+			continue
+		}
+		old := r.byName[p.Name]
+		q := p.Clone()
+		if old != nil {
+			if old.Month == q.Month && old.MonthCount > q.MonthCount {
+				q.MonthCount = old.MonthCount
+			}
+			if old.LastUsed.After(q.LastUsed) {
+				q.LastUsed = old.LastUsed
+			}
+			for _, k := range old.Keys {
+				if r.byHash[k.Hash] == p.Name {
+					delete(r.byHash, k.Hash)
+				}
+			}
+			if old.Policy.Rate != q.Policy.Rate {
+				delete(r.limiters, p.Name)
+			}
+		}
+		r.byName[p.Name] = q
+		for _, k := range q.Keys {
+			r.byHash[k.Hash] = p.Name
+		}
+	}
+	for name, old := range r.byName {
+		if seen[name] || r.version[name] != r.saved[name] {
+			continue
+		}
+		for _, k := range old.Keys {
+			if r.byHash[k.Hash] == name {
+				delete(r.byHash, k.Hash)
+			}
+		}
+		delete(r.byName, name)
+		delete(r.limiters, name)
+	}
+}
