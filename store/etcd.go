@@ -811,3 +811,113 @@ func (s *Etcd) Kill() {
 		s.cli.Close()
 	})
 }
+
+// Empty reports whether no key is under the prefix.
+func (s *Etcd) Empty() (bool, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.p, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return false, s.unavailable("read", err)
+	}
+	return resp.Count == 0, nil
+}
+
+// Copied counts what CopyBolt copied.
+type Copied struct {
+	Conversations int
+	Records       int
+	Keys          int
+}
+
+// CopyBolt copies everything src holds into s, which must be empty: each
+// conversation's log in order, then every bucket's keys, the gateway's
+// sealed keys (Meta) last, so that a copy cut short holds no gateway a
+// node would start on. The records' bytes are copied as they are; the
+// audit of an export from the copy verifies as one from the file.
+func (s *Etcd) CopyBolt(src *Bolt) (Copied, error) {
+	var n Copied
+	if empty, err := s.Empty(); err != nil {
+		return n, err
+	} else if !empty {
+		return n, fmt.Errorf("store: etcd already holds keys under %s; copy into an empty prefix (choose another with --etcd-prefix, or delete a copy cut short with 'etcdctl del --prefix %s')", s.p, s.p)
+	}
+	var convs []string
+	if err := src.ForEach(Convs, func(k string, _ []byte) error { convs = append(convs, k); return nil }); err != nil {
+		return n, err
+	}
+	for _, conv := range convs {
+		after := uint64(0)
+		for {
+			recs, err := src.Records(conv, after, 100)
+			if err != nil {
+				return n, err
+			}
+			if len(recs) == 0 {
+				break
+			}
+			if err := s.Commit(&Write{Conv: conv, After: after, Records: recs}); err != nil {
+				return n, fmt.Errorf("copy %s's records after %d: %w", conv, after, err)
+			}
+			after = recs[len(recs)-1].Seq
+			n.Records += len(recs)
+		}
+		n.Conversations++
+	}
+	buckets := []string{}
+	for _, b := range allBuckets {
+		if b != bRecords && b != bLogIdx && b != Meta && b != Claims {
+			buckets = append(buckets, b)
+		}
+	}
+	// A request the file holds executing may have been sent before the
+	// file's last stop: it gets a claim, so that the first executor fails
+	// it (interrupted) instead of sending it.
+	var claims []Put
+	if err := src.ForEach(Pending, func(id string, _ []byte) error {
+		raw, err := src.Get(Requests, id)
+		if err != nil || raw == nil {
+			return err
+		}
+		var r struct {
+			State string `json:"state"`
+		}
+		if json.Unmarshal(raw, &r) == nil && r.State == "executing" {
+			claims = append(claims, Put{Bucket: Claims, Key: id, Value: []byte("bolt file (before the migration)")})
+		}
+		return nil
+	}); err != nil {
+		return n, err
+	}
+	if len(claims) > 0 {
+		if err := s.Commit(&Write{Puts: claims}); err != nil {
+			return n, err
+		}
+	}
+	for _, b := range append(buckets, Meta) {
+		var batch []Put
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := s.Commit(&Write{Puts: batch})
+			n.Keys += len(batch)
+			batch = nil
+			return err
+		}
+		err := src.ForEach(b, func(k string, v []byte) error {
+			batch = append(batch, Put{Bucket: b, Key: k, Value: v})
+			if len(batch) == 100 {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			return n, fmt.Errorf("copy bucket %s: %w", b, err)
+		}
+	}
+	return n, nil
+}

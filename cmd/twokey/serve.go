@@ -59,6 +59,16 @@ func addConfigFlags(fs *pflag.FlagSet, file *string) {
 // loadConfig builds the effective configuration as serve would: flags
 // over TWOKEY_* over the file over the defaults, validated.
 func loadConfig(f *factory, fs *pflag.FlagSet, file string) (*config.Config, string, error) {
+	cfg, path, err := loadConfigNoValidate(f, fs, file)
+	if err != nil {
+		return nil, path, err
+	}
+	return cfg, path, cfg.Validate()
+}
+
+// loadConfigNoValidate is loadConfig without the check of the whole
+// (migrate reads the etcd settings of a server that still runs on bolt).
+func loadConfigNoValidate(f *factory, fs *pflag.FlagSet, file string) (*config.Config, string, error) {
 	home := f.home()
 	if fs.Changed("data-dir") {
 		home, _ = fs.GetString("data-dir")
@@ -77,7 +87,7 @@ func loadConfig(f *factory, fs *pflag.FlagSet, file string) (*config.Config, str
 	if cfg.DataDir == "" {
 		cfg.DataDir = f.home()
 	}
-	return cfg, path, cfg.Validate()
+	return cfg, path, nil
 }
 
 func runServe(f *factory, fs *pflag.FlagSet, o *serveOptions) error {
