@@ -7,12 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twokey/twokey"
+	"github.com/twokey/twokey/api"
 	"github.com/twokey/twokey/audit"
 	"github.com/twokey/twokey/client"
 	"github.com/twokey/twokey/config"
@@ -20,9 +25,21 @@ import (
 	"github.com/twokey/twokey/gate"
 	"github.com/twokey/twokey/internal/etcdtest"
 	"github.com/twokey/twokey/internal/testutil"
+	"github.com/twokey/twokey/server"
 )
 
-const fixtureKey = "sk_live_ha_0123456789abcdef"
+const (
+	fixtureKey = "sk_live_ha_0123456789abcdef"
+	mgmtKey    = "mk_ha_test_0123456789abcdef0123456789"
+)
+
+// rounds is how many times a fault is repeated: more under make test-long.
+func rounds(n int) int {
+	if os.Getenv("TWOKEY_LONG") == "1" {
+		return 4 * n
+	}
+	return n
+}
 
 // cluster is a 3-member etcd and twokey nodes on it, one gateway.
 type cluster struct {
@@ -54,6 +71,7 @@ func (c *cluster) start(t *testing.T, i int, dir string) *testutil.Server {
 		o.Store = "etcd"
 		o.Etcd = config.Etcd{Endpoints: c.etcd.Endpoints(), Prefix: c.prefix, Node: c.names[i], LeaseTTL: config.Duration(time.Second)}
 		o.MasterKey = c.master
+		o.Management.Key = mgmtKey
 	}}
 	if dir != "" {
 		opts = append(opts, testutil.WithDataDir(dir))
@@ -284,7 +302,7 @@ func TestWholeFlowAcrossNodes(t *testing.T) {
 func TestConcurrentFinalApprovals(t *testing.T) {
 	c := newCluster(t, 2)
 	g := c.group(t, 4, 3)
-	for round := 0; round < 4; round++ {
+	for round := 0; round < rounds(4); round++ {
 		path := fmt.Sprintf("/anything/race-%d", round)
 		id := c.submit(t, g, 0, 0, path)
 		if err := c.approve(t, g, 1, 1, id); err != nil {
@@ -316,7 +334,7 @@ func TestConcurrentFinalApprovals(t *testing.T) {
 func TestKillTheExecutorMidCall(t *testing.T) {
 	c := newCluster(t, 2)
 	g := c.group(t, 2, 2)
-	for round := 0; round < 3; round++ {
+	for round := 0; round < rounds(3); round++ {
 		x := c.executor(t)
 		other := 1 - x
 		live := c.follow(t, g, other)
@@ -366,7 +384,7 @@ func TestStopTheEtcdLeader(t *testing.T) {
 	c := newCluster(t, 2)
 	g := c.group(t, 2, 2)
 	live := c.follow(t, g, 1)
-	for round := 0; round < 2; round++ {
+	for round := 0; round < rounds(2); round++ {
 		stopped := c.etcd.Leader(t)
 		c.etcd.Stop(stopped)
 		path := fmt.Sprintf("/anything/etcd-leader-%d", round)
@@ -469,4 +487,170 @@ func TestKillTheExecutorMidCommit(t *testing.T) {
 			g.on[x][s] = testutil.Client(c.nodes[x].URL(), id, nil)
 		}
 	}
+}
+
+// TestStatusSaysWhoExecutes: /healthz names the node and its role, the
+// management API's cluster status names the executor, etcd's endpoints
+// and every node's watch lag, the metrics say which node executes, and a
+// node cut off from etcd answers /healthz 503.
+func TestStatusSaysWhoExecutes(t *testing.T) {
+	c := newCluster(t, 2)
+	x := c.executor(t)
+	ctx := testutil.Ctx(t)
+	for i, n := range c.nodes {
+		resp, err := http.Get(n.URL() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h api.Health
+		json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || h.Node != c.names[i] || h.Executing == nil || *h.Executing != (i == x) {
+			t.Fatalf("node %d /healthz: %d %+v", i, resp.StatusCode, h)
+		}
+		m, err := client.OpenManagement(n.URL(), mgmtKey, client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := m.Cluster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Store != "etcd" || st.Node != c.names[i] || st.Executor != c.names[x] || st.Executing != (i == x) || len(st.Endpoints) != 3 {
+			t.Fatalf("node %d cluster status: %+v", i, st)
+		}
+		for _, e := range st.Endpoints {
+			if !e.Healthy {
+				t.Fatalf("endpoint %s reported unhealthy: %s", e.Endpoint, e.Error)
+			}
+		}
+		resp, err = http.Get(n.URL() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := "twokey_cluster_executor 0"
+		if i == x {
+			want = "twokey_cluster_executor 1"
+		}
+		if !strings.Contains(string(body), want) || !strings.Contains(string(body), "twokey_cluster_watch_lag_seconds") {
+			t.Fatalf("node %d metrics lack %q", i, want)
+		}
+	}
+	c.nodes[1-x].Store().(interface{ Kill() }).Kill()
+	resp, err := http.Get(c.nodes[1-x].URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h api.Health
+	json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || h.Status != "unavailable" || !strings.Contains(h.Error, "etcd") {
+		t.Fatalf("a cut-off node's /healthz: %d %+v", resp.StatusCode, h)
+	}
+}
+
+// TestMigrateABoltFileToEtcd: a server's bbolt file, copied with
+// migrate --to etcd, serves on two etcd nodes: its log verifies with every
+// record, a second copy into the same prefix is refused, and a new request
+// executes once.
+func TestMigrateABoltFileToEtcd(t *testing.T) {
+	up := testutil.NewUpstream(t)
+	old := testutil.StartServer(t, up)
+	c := &cluster{etcd: etcdtest.Start(t, 3), up: up, prefix: "/migrated/", names: []string{"node-a", "node-b"}}
+	c.nodes = []*testutil.Server{old}
+	g := c.group(t, 2, 2)
+	id := c.submit(t, g, 0, 0, "/anything/on-bolt")
+	if err := c.approve(t, g, 0, 1, id); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.wait(t, g, 0, id); st.State != gate.StateExecuted {
+		t.Fatalf("on bolt: %s", st.State)
+	}
+	before := c.verify(t, g, 0)
+	dir := old.DataDir
+	old.Stop(t)
+	cfg := old.Options().Config
+	cfg.Etcd = config.Etcd{Endpoints: c.etcd.Endpoints(), Prefix: c.prefix}
+	var out strings.Builder
+	if err := server.MigrateToEtcd(&cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "copied 1 conversations") {
+		t.Fatalf("migrate said: %s", out.String())
+	}
+	// A second copy into the same prefix is refused, the first untouched.
+	if err := server.MigrateToEtcd(&cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "empty prefix") {
+		t.Fatalf("a second copy: %v", err)
+	}
+	c.nodes = nil
+	for i := range c.names {
+		c.nodes = append(c.nodes, testutil.StartServer(t, up, func(o *testutil.Options) {
+			o.Store = "etcd"
+			o.Etcd = config.Etcd{Endpoints: c.etcd.Endpoints(), Prefix: c.prefix, Node: c.names[i], LeaseTTL: config.Duration(time.Second)}
+			o.MasterKeyFile = filepath.Join(dir, "master.key")
+		}))
+	}
+	g.on = nil
+	for n := range c.nodes {
+		var cs []*client.Client
+		for _, id := range g.ids {
+			cs = append(cs, testutil.Client(c.nodes[n].URL(), id, nil))
+		}
+		g.on = append(g.on, cs)
+	}
+	if n := c.verify(t, g, 1); n != before {
+		t.Fatalf("the copy has %d records, the file %d", n, before)
+	}
+	id2 := c.submit(t, g, 1, 0, "/anything/on-etcd")
+	if err := c.approve(t, g, 0, 1, id2); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.wait(t, g, 1, id2); st.State != gate.StateExecuted {
+		t.Fatalf("on etcd: %s %+v", st.State, st.Result)
+	}
+	if a, b := up.Count("/httpbin/anything/on-bolt"), up.Count("/httpbin/anything/on-etcd"); a != 1 || b != 1 {
+		t.Fatalf("upstream calls %d and %d, want 1 and 1", a, b)
+	}
+}
+
+// TestAProgramKeyHoldsOnEveryNode: a program key made on node a works on
+// node b, and once disabled on a it is refused on b too (each within a
+// bounded wait: nodes read the keys every second).
+func TestAProgramKeyHoldsOnEveryNode(t *testing.T) {
+	c := newCluster(t, 2)
+	g := c.group(t, 2, 2)
+	ctx := testutil.Ctx(t)
+	ma, err := client.OpenManagement(c.nodes[0].URL(), mgmtKey, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nk, err := ma.CreateKey(ctx, api.KeyCreate{Name: "agent", Conversation: g.conv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := client.OpenProgram(c.nodes[1].URL(), nk.Key, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		for try := 0; try < 100; try++ {
+			if ok() {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("node b never %s", what)
+	}
+	until("took the key made on node a", func() bool { _, err := pb.Templates(ctx); return err == nil })
+	if _, err := ma.EnableKey(ctx, "agent", false); err != nil {
+		t.Fatal(err)
+	}
+	until("refused the key disabled on node a", func() bool {
+		_, err := pb.Templates(ctx)
+		var te *twokey.Error
+		return errors.As(err, &te) && (te.Code == twokey.EUnauthorized || te.Code == twokey.EForbidden)
+	})
 }
