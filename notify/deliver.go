@@ -287,7 +287,7 @@ func (n *Notifier) Test(ctx context.Context, name string) (api.WebhookDelivery, 
 	now := n.clock.Now()
 	s := t.spec(now)
 	n.mu.Unlock()
-	e := &entry{V: entryVersion, Target: name, Order: n.order.Add(1),
+	e := &entry{V: entryVersion, Target: name, Order: n.nextOrder(),
 		Event: Event{Type: WebhookTest, Version: SchemaVersion, ID: newID(), Timestamp: now,
 			Data: Data{Message: "This is a test notification from twokey to webhook target " + name + "."}}}
 	res := n.send(ctx, s, &e.Event)

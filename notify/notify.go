@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -104,16 +105,19 @@ type Config struct {
 
 // Notifier delivers notifications. It is an engine.Tap.
 type Notifier struct {
-	cfg    Config
-	st     store.Store
-	clock  clock.Clock
-	log    *slog.Logger
-	client *http.Client
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	order  atomic.Uint64 // the last ORDER given
-	stats  *stats
+	// nodeBits (1 to 4096) sets this node's orders apart on a shared
+	// store; 0 on a store of one node.
+	nodeBits uint64
+	cfg      Config
+	st       store.Store
+	clock    clock.Clock
+	log      *slog.Logger
+	client   *http.Client
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	order    atomic.Uint64 // the last ORDER given
+	stats    *stats
 
 	mu      sync.Mutex
 	idle    *sync.Cond // broadcast whenever an attempt ends
@@ -163,6 +167,11 @@ func New(cfg Config) (*Notifier, error) {
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	n := &Notifier{cfg: cfg, st: cfg.Store, clock: cfg.Clock, log: cfg.Logger, client: client,
 		targets: map[string]*target{}, staged: map[string]staged{}, stats: newStats()}
+	if cl, ok := cfg.Store.(store.Cluster); ok {
+		h := fnv.New32a()
+		h.Write([]byte(cl.Node()))
+		n.nodeBits = uint64(h.Sum32())%4095 + 1
+	}
 	n.idle = sync.NewCond(&n.mu)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadTargets(); err != nil {
@@ -177,6 +186,25 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	n.mu.Unlock()
 	return n, nil
+}
+
+// nextOrder gives the next ORDER of an outbox key. On a store several
+// nodes share (docs/ha.md) each node's orders are its own: the time in
+// microseconds, then 12 bits of the node's name, so that two nodes
+// writing outbox entries at once never take one key, and the orders of
+// two nodes still follow the time they were made.
+func (n *Notifier) nextOrder() uint64 {
+	if n.nodeBits == 0 {
+		return n.order.Add(1)
+	}
+	for {
+		prev := n.order.Load()
+		base := max(prev>>12+1, uint64(time.Now().UnixMicro()))
+		next := base<<12 | n.nodeBits&0xfff
+		if n.order.CompareAndSwap(prev, next) {
+			return next
+		}
+	}
 }
 
 // loadOutbox reads the queues and the history, seeds the order counter
@@ -303,7 +331,7 @@ func (n *Notifier) Puts(c *engine.Commit) []store.Put {
 			if !t.wants(d.typ, c.After.ID, c.After.Name) {
 				continue
 			}
-			e := &entry{V: entryVersion, Target: name, Order: n.order.Add(1), Key: d.key,
+			e := &entry{V: entryVersion, Target: name, Order: n.nextOrder(), Key: d.key,
 				Event: Event{Type: d.typ, Version: SchemaVersion, ID: newID(), Timestamp: c.Time.UTC(), Data: d.data}}
 			if t.hook.Detail == api.DetailFull {
 				e.Event.Data.Params, e.Event.Data.URL = d.params, d.url
