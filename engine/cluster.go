@@ -67,13 +67,11 @@ func (e *Engine) Cluster() *ClusterInfo {
 // ClusterStatus is Cluster with the store's health: every endpoint
 // asked, every node's report read.
 func (e *Engine) ClusterStatus() *ClusterInfo {
-	if e.cl == nil {
-		return nil
+	ci := e.Cluster()
+	if ci != nil {
+		ci.Health = e.cl.st.Health(e.ctx)
 	}
-	e.cl.lagMu.Lock()
-	lag := e.cl.lag
-	e.cl.lagMu.Unlock()
-	return &ClusterInfo{Node: e.cl.st.Node(), Executing: e.leading.Load(), Lag: lag, Health: e.cl.st.Health(e.ctx)}
+	return ci
 }
 
 // Ready checks that this node reaches its store (on a shared one: that
