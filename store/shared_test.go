@@ -189,12 +189,19 @@ func TestSuiteWatchSendsEveryRecordOnce(t *testing.T) {
 		defer cancel()
 		ch := s.Watch(ctx, "w", 1)
 		const n = 30
+		wrote := make(chan error, 1)
 		go func() {
 			for i := uint64(3); i <= n; i++ {
 				if err := s.Commit(&Write{Conv: "w", After: i - 1, Records: []conversation.Record{rec(i)}}); err != nil {
-					t.Error(err)
+					wrote <- fmt.Errorf("commit %d: %w", i, err)
 					return
 				}
+			}
+			wrote <- nil
+		}()
+		defer func() {
+			if err := <-wrote; err != nil {
+				t.Error(err)
 			}
 		}()
 		next := uint64(2)
